@@ -1,0 +1,28 @@
+"""keras_resnet: the Deep Residual Networks of He et al. (2015) for Keras 3."""
+
+from keras_resnet.layers import ZeroPadShortcut
+from keras_resnet.models import FAMILIES
+from keras_resnet.models import VARIANTS
+from keras_resnet.models import Plain18
+from keras_resnet.models import Plain20
+from keras_resnet.models import Plain32
+from keras_resnet.models import Plain34
+from keras_resnet.models import Plain44
+from keras_resnet.models import Plain56
+from keras_resnet.models import Plain110
+from keras_resnet.models import ResNet
+from keras_resnet.models import ResNet18
+from keras_resnet.models import ResNet20
+from keras_resnet.models import ResNet32
+from keras_resnet.models import ResNet34
+from keras_resnet.models import ResNet44
+from keras_resnet.models import ResNet50
+from keras_resnet.models import ResNet56
+from keras_resnet.models import ResNet101
+from keras_resnet.models import ResNet110
+from keras_resnet.models import ResNet152
+from keras_resnet.models import ResNet1202
+from keras_resnet.models import get_model
+from keras_resnet.models import list_models
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""Custom layers, registered so that `.keras` files load with `safe_mode=True`.
+
+`ZeroPadShortcut` is the parameter-free shortcut of option A (paper Sec. 3.3):
+"the shortcut still performs identity mapping, with extra zero entries padded
+for increasing dimensions", subsampled by striding when the feature map halves.
+"""
+
+import keras
+from keras import ops
+
+PACKAGE = "keras_resnet"
+
+
+def standardize_data_format(data_format=None):
+    data_format = data_format or keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "`data_format` must be 'channels_last' or 'channels_first'. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def channel_axis(data_format=None):
+    """The channel axis of a 4D image tensor for `data_format`."""
+    return -1 if standardize_data_format(data_format) == "channels_last" else 1
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ZeroPadShortcut(keras.layers.Layer):
+    """Identity shortcut that subsamples by `strides` and zero-pads channels.
+
+    Keeps every `strides`-th pixel (the same positions a 1x1 projection with
+    that stride reads) and appends zero channels up to `filters`.
+    """
+
+    def __init__(self, filters, strides=1, data_format=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(filters) < 1 or int(strides) < 1:
+            raise ValueError(
+                "`filters` and `strides` must be positive integers. "
+                f"Received: filters={filters}, strides={strides}"
+            )
+        self.filters = int(filters)
+        self.strides = int(strides)
+        self.data_format = standardize_data_format(data_format)
+
+    def _spatial_out(self, size):
+        return None if size is None else -(-size // self.strides)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        axis = channel_axis(self.data_format) % 4
+        channels = shape[axis]
+        if channels is not None and channels > self.filters:
+            raise ValueError(
+                f"ZeroPadShortcut pads channels up to {self.filters}; "
+                f"received an input with {channels} channels."
+            )
+        spatial = (1, 2) if axis == 3 else (2, 3)
+        for i in spatial:
+            shape[i] = self._spatial_out(shape[i])
+        shape[axis] = self.filters
+        return tuple(shape)
+
+    def call(self, inputs):
+        s = self.strides
+        if self.data_format == "channels_last":
+            x = inputs[:, ::s, ::s, :] if s > 1 else inputs
+            extra = self.filters - x.shape[-1]
+            paddings = [[0, 0], [0, 0], [0, 0], [0, extra]]
+        else:
+            x = inputs[:, :, ::s, ::s] if s > 1 else inputs
+            extra = self.filters - x.shape[1]
+            paddings = [[0, 0], [0, extra], [0, 0], [0, 0]]
+        return ops.pad(x, paddings) if extra else x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            strides=self.strides,
+            data_format=self.data_format,
+        )
+        return config
