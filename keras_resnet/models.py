@@ -14,6 +14,7 @@ from keras_resnet.blocks import BLOCKS
 from keras_resnet.blocks import SHORTCUT_OPTIONS
 from keras_resnet.blocks import VERSIONS
 from keras_resnet.blocks import BlockSettings
+from keras_resnet.layers import channel_axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +250,11 @@ def ResNet(
             f"`keras.Input()`). Received: input_tensor={input_tensor!r}"
         )
 
+    if weights == "imagenet" and inputs.shape[channel_axis()] != 3:
+        raise ValueError(
+            "The published weights need 3 input channels (RGB). Received: "
+            f"input_shape={tuple(inputs.shape[1:])}"
+        )
     x = _stem(inputs, family, settings)
     block_fn = BLOCKS[variant.block]
     for stage, (filters, blocks) in enumerate(

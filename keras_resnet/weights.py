@@ -8,7 +8,10 @@ exactly into the BN statistics:
     (var + eps_file) with epsilon eps ==  (var + eps_file - eps) + eps
 """
 
+import io
 import os
+import re
+import zipfile
 
 import h5py
 import keras
@@ -181,14 +184,76 @@ def _fold_into_bn(bn, values, stored, source_epsilon):
         )
 
 
+def _snake_case(name):
+    """Keras' group name for a class: "Conv2D" -> "conv2d"."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras_layout(path):
+    """{dataset path: shape} of the weights in a `.weights.h5`/`.keras` file."""
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            if "model.weights.h5" not in archive.namelist():
+                return {}
+            data = io.BytesIO(archive.read("model.weights.h5"))
+        return _keras_layout_of(h5py.File(data, "r"))
+    return _keras_layout_of(h5py.File(path, "r"))
+
+
+def _keras_layout_of(h5file):
+    layout = {}
+
+    def visit(key, item):  # returns None, or visititems would stop
+        if isinstance(item, h5py.Dataset):
+            layout[key] = tuple(item.shape)
+
+    with h5file:
+        h5file.visititems(visit)
+    return layout
+
+
+def _expected_keras_layout(model):
+    """The layout `model.save_weights` writes, with each path's layer name.
+
+    Keras names a layer's group by its class and position, not its name
+    (`layers/conv2d_3/vars/0`); this maps those groups back to layer names.
+    """
+    layout, used = {}, {}
+    for layer in model.layers:
+        base = _snake_case(type(layer).__name__)
+        group = base if base not in used else f"{base}_{used[base]}"
+        used[base] = used.get(base, 0) + 1
+        for i, variable in enumerate(layer.weights):
+            layout[f"layers/{group}/vars/{i}"] = (layer.name, tuple(variable.shape))
+    return layout
+
+
 def load_keras_file(model, path):
-    """Loads a Keras 3 `.weights.h5` or `.keras` file, refusing partial loads."""
+    """Loads a Keras 3 `.weights.h5` or `.keras` file, refusing partial loads.
+
+    Keras matches these files to a model by position, not by name, so the
+    file's layout is checked against the model's first, layer by layer.
+    """
     if not (path.endswith(".weights.h5") or path.endswith(".keras")):
         raise ValueError(
             f"Unrecognised weights file: {path}. Accepted: a Keras '.weights.h5' "
             "or '.keras' file, or an HDF5 file in the keras.applications layout."
         )
-    try:
-        model.load_weights(path)
-    except ValueError as e:
-        raise _mismatch(path, str(e)) from e
+    found = _keras_layout(path)
+    expected = _expected_keras_layout(model)
+    for key, (layer_name, shape) in expected.items():
+        if key not in found:
+            raise _mismatch(path, f"no weights for layer {layer_name!r} ({key}).")
+        if found[key] != shape:
+            raise _mismatch(
+                path, f"layer {layer_name!r} expects shape {shape}, the file "
+                f"has {found[key]} at {key}."
+            )
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise _mismatch(
+            path, f"the file has weights the model lacks, first {extra[0]} "
+            f"({len(extra)} in all; is the file for a deeper model?)."
+        )
+    model.load_weights(path)

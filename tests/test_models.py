@@ -1,0 +1,207 @@
+"""Architecture tests: paper Table 1 / Sec. 4.2 structure and the keras.applications API."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnet
+from keras_resnet import models
+
+
+def _layers_of(model, cls):
+    return [layer for layer in model.layers if isinstance(layer, cls)]
+
+
+@pytest.mark.parametrize("depth", [50, 101, 152])
+def test_layer_names_equal_keras_applications(depth):
+    ours = keras_resnet.get_model(f"resnet{depth}")
+    theirs = getattr(keras.applications, f"ResNet{depth}")(weights=None)
+    names = lambda m: [l.name for l in m.layers if not isinstance(l, keras.layers.InputLayer)]
+    assert names(ours) == names(theirs)
+
+
+def test_list_models_and_public_builders():
+    names = keras_resnet.list_models()
+    assert len(names) == len(set(names)) == 22
+    assert names[:5] == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+    for public in ["ResNet18", "ResNet1202", "Plain34", "Plain110"]:
+        builder = getattr(keras_resnet, public)
+        assert builder.__name__ == public
+        assert public.lower() in names
+    model = keras_resnet.get_model("ResNet-20")
+    assert model.name == "resnet20" and model.output.shape == (None, 10)
+
+
+@pytest.mark.parametrize("name", [n for n in models.VARIANTS if not n.endswith("1202")])
+def test_depth_counts_weighted_layers(name):
+    # Depth counts convs and the fc layer; projection shortcuts are extra (Table 1).
+    model = keras_resnet.get_model(name)
+    weighted = _layers_of(model, (keras.layers.Conv2D, keras.layers.Dense))
+    projections = [l for l in weighted if l.name.endswith("_0_conv")]
+    assert len(weighted) - len(projections) == int(name.lstrip("resnetplain"))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet20", "plain20"])
+def test_bn_after_every_conv_and_relu_after_add(name):
+    model = keras_resnet.get_model(name)
+    for conv in _layers_of(model, keras.layers.Conv2D):
+        consumers = [n.operation for n in conv._outbound_nodes]
+        assert [type(c) for c in consumers] == [keras.layers.BatchNormalization], conv.name
+        assert not conv.use_bias
+    adds = _layers_of(model, keras.layers.Add)
+    for add in adds:
+        (consumer,) = [n.operation for n in add._outbound_nodes]
+        assert consumer.name == add.name.replace("_add", "_out")
+        assert consumer.get_config()["activation"] == "relu"
+    blocks = sum(models.VARIANTS[name].blocks_per_stage)
+    assert len(adds) == (blocks if models.VARIANTS[name].residual else 0)
+
+
+def test_shortcut_options_parameters():
+    # Sec. 3.3: A is parameter-free, B adds projections where dims grow, C everywhere.
+    count = lambda name, **kw: keras_resnet.get_model(name, **kw).count_params()
+    plain = count("plain34")
+    a, b, c = (count("resnet34", shortcut=option) for option in "ABC")
+    assert a == plain < b < c
+    cifar_a = keras_resnet.ResNet20(shortcut="A")
+    assert cifar_a.count_params() == keras_resnet.Plain20().count_params()
+    assert _layers_of(cifar_a, keras_resnet.ZeroPadShortcut)
+    assert not _layers_of(keras_resnet.ResNet20(shortcut="B"), keras_resnet.ZeroPadShortcut)
+
+
+def test_option_a_shortcut_subsamples_and_pads():
+    x = np.arange(2 * 5 * 5 * 3, dtype="float32").reshape(2, 5, 5, 3)
+    y = keras.ops.convert_to_numpy(keras_resnet.ZeroPadShortcut(8, strides=2)(x))
+    assert y.shape == (2, 3, 3, 8)
+    np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
+    assert not y[..., 3:].any()
+
+
+@pytest.mark.parametrize("version,strided", [("v1", "conv3_block1_1_conv"), ("v1.5", "conv3_block1_2_conv")])
+def test_bottleneck_stride_version(version, strided):
+    model = keras_resnet.get_model("resnet50", version=version, include_top=False)
+    strides = {l.name: l.strides for l in _layers_of(model, keras.layers.Conv2D)}
+    assert strides[strided] == (2, 2)
+    other = {"conv3_block1_1_conv", "conv3_block1_2_conv"} - {strided}
+    assert strides[other.pop()] == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "pooling,expected", [(None, (2, 2, 3, 512)), ("avg", (2, 512)), ("max", (2, 512))]
+)
+def test_feature_extractor_shapes_non_square(pooling, expected):
+    model = keras_resnet.ResNet18(include_top=False, pooling=pooling, input_shape=(None, None, 3))
+    x = np.random.RandomState(0).uniform(0, 255, (2, 64, 96, 3)).astype("float32")
+    assert model.predict(x, verbose=0).shape == expected
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_other_channel_counts(channels):
+    model = keras_resnet.ResNet50(weights=None, include_top=False, input_shape=(33, 47, channels))
+    assert model.output.shape == (None, 2, 2, 2048)  # ceil halving: 33->17->9->5->3->2
+    x = np.zeros((1, 33, 47, channels), "float32")
+    assert model.predict(x, verbose=0).shape == (1, 2, 2, 2048)
+
+
+def test_input_tensor_and_top_at_other_sizes():
+    inputs = keras.Input((40, 48, 3))
+    model = keras_resnet.ResNet20(input_tensor=inputs, classes=7, classifier_activation=None)
+    assert model.inputs[0] is inputs and model.output.shape == (None, 7)
+
+
+def test_zero_init_residual():
+    model = keras_resnet.ResNet20(zero_init_residual=True)
+    bns = {l.name: l for l in _layers_of(model, keras.layers.BatchNormalization)}
+    last = [n for n in bns if n.endswith("_2_bn")]
+    assert len(last) == 9
+    assert all(not np.any(keras.ops.convert_to_numpy(bns[n].gamma)) for n in last)
+    assert np.all(keras.ops.convert_to_numpy(bns["conv2_block1_1_bn"].gamma) == 1)
+
+
+def test_weight_decay_is_caffe_weight_decay():
+    model = keras_resnet.ResNet20(weight_decay=1e-4)
+    kernels = [l.kernel for l in model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
+    assert len(model.losses) == len(kernels) == 20
+    expected = sum(5e-5 * np.sum(np.square(keras.ops.convert_to_numpy(k))) for k in kernels)
+    total = sum(float(keras.ops.convert_to_numpy(l)) for l in model.losses)
+    np.testing.assert_allclose(total, expected, rtol=1e-5)
+    assert not keras_resnet.ResNet20().losses
+
+
+def test_he_normal_initialisation():
+    model = keras_resnet.ResNet18(weights=None, include_top=False)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("conv5_block2_2_conv").kernel)
+    fan_in = 3 * 3 * 512
+    np.testing.assert_allclose(kernel.std(), np.sqrt(2 / fan_in), rtol=0.05)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "resnet18"])
+def test_keras_file_round_trip_safe_mode(tmp_path, name):
+    kwargs = {"input_shape": (64, 64, 3)} if name == "resnet18" else {}
+    model = keras_resnet.get_model(name, weight_decay=1e-4, **kwargs)
+    x = np.random.RandomState(1).uniform(0, 255, (2,) + model.input_shape[1:]).astype("float32")
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), restored.predict(x, verbose=0))
+    assert len(restored.losses) == len(model.losses)
+
+
+def test_jax_backend_forward_matches_tensorflow(tmp_path):
+    model = keras_resnet.ResNet20(shortcut="A")
+    x = np.random.RandomState(2).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    weights = tmp_path / "r20.weights.h5"
+    model.save_weights(str(weights))
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras, keras_resnet
+        assert keras.backend.backend() == "jax"
+        m = keras_resnet.ResNet20(shortcut="A", weights={str(weights)!r})
+        np.save({str(tmp_path / "y.npy")!r}, np.asarray(m(np.load({str(tmp_path / "x.npy")!r}))))
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "y.npy"), model.predict(x, verbose=0), atol=1e-5
+    )
+
+
+def test_model_code_imports_only_keras():
+    package = os.path.dirname(keras_resnet.__file__)
+    for module in ["models.py", "blocks.py", "layers.py", "weights.py", "preprocessing.py"]:
+        with open(os.path.join(package, module)) as f:
+            source = f.read()
+        assert "import tensorflow" not in source and "Lambda(" not in source, module
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(name="resnet51"), "Unknown model name: 'resnet51'. Available: resnet18, resnet34"),
+        (dict(name="resnet50", weights="imagenet", classes=10), "classes=10"),
+        (dict(name="resnet50", input_shape=(31, 64, 3)), "at least 32x32"),
+        (dict(name="resnet20", input_shape=(3, 32, 3)), "at least 4x4"),
+        (dict(name="resnet34", shortcut="D"), "Unknown shortcut option: 'D'. Accepted: A, B, C"),
+        (dict(name="resnet50", version="v2"), "Unknown version: 'v2'"),
+        (dict(name="resnet18", weights="imagenet"), "resnet50, resnet101, resnet152"),
+        (dict(name="resnet50", weights="imagenet", shortcut="C"), "shortcut='C'"),
+        (dict(name="resnet50", weights="/no/such/file.h5"), "weights='/no/such/file.h5'"),
+        (dict(name="resnet50", pooling="mean", include_top=False), "pooling='mean'"),
+        (dict(name="plain20", zero_init_residual=True), "plain net"),
+        (dict(name="resnet20", weight_decay=-1.0), "weight_decay=-1.0"),
+        (dict(name="resnet50", weights="imagenet", classifier_activation="relu"), "'relu'"),
+        (dict(name="resnet50", weights="imagenet", input_shape=(224, 224, 1)), "3 input channels"),
+    ],
+)
+def test_clear_errors(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        keras_resnet.get_model(kwargs.pop("name"), **kwargs)
+    assert message in str(info.value)
