@@ -1,5 +1,7 @@
 """keras_resnet: the Deep Residual Networks of He et al. (2015) for Keras 3."""
 
+from keras_resnet.complexity import count_flops
+from keras_resnet.complexity import count_params
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.models import FAMILIES
 from keras_resnet.models import VARIANTS
@@ -22,7 +24,11 @@ from keras_resnet.models import ResNet101
 from keras_resnet.models import ResNet110
 from keras_resnet.models import ResNet152
 from keras_resnet.models import ResNet1202
+from keras_resnet.models import canonical_name
 from keras_resnet.models import get_model
 from keras_resnet.models import list_models
+from keras_resnet.preprocessing import MeanSubtraction
+from keras_resnet.preprocessing import decode_predictions
+from keras_resnet.preprocessing import preprocess_input
 
 __version__ = "0.1.0"

@@ -5,7 +5,9 @@ CIFAR family: paper Sec. 4.2 (depth 6n+2: ResNet-20/32/44/56/110/1202).
 Every residual net has a plain twin (Sec. 4.1, 4.2): the same stack, no shortcuts.
 """
 
+import contextlib
 import dataclasses
+import sys
 
 import keras
 
@@ -79,7 +81,8 @@ def list_models():
     )
 
 
-def _variant_key(name):
+def canonical_name(name):
+    """The table's name for `name` ("ResNet-50" -> "resnet50"), or ValueError."""
     key = str(name).lower().replace("-", "").replace("_", "")
     if key not in VARIANTS:
         raise ValueError(
@@ -217,7 +220,7 @@ def ResNet(
     Returns:
         A `keras.Model`.
     """
-    variant_name = _variant_key(variant)
+    variant_name = canonical_name(variant)
     variant = VARIANTS[variant_name]
     family = FAMILIES[variant.family]
     kw = dict(
@@ -267,10 +270,22 @@ def ResNet(
     x = _head(x, include_top, pooling, kw, settings)
 
     inputs = keras.utils.get_source_inputs(inputs) if input_tensor is not None else inputs
-    model = keras.Model(inputs, x, name=name or variant_name)
+    with _recursion_limit(50 * sum(variant.blocks_per_stage) + 1000):
+        model = keras.Model(inputs, x, name=name or variant_name)
     if weights is not None:
         weights_lib.load(model, weights, variant_name, include_top)
     return model
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit):
+    """Keras walks the layer graph recursively; ResNet-1202 is 4,000 layers deep."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 def _stem(x, family, settings):

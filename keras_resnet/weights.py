@@ -11,6 +11,7 @@ exactly into the BN statistics:
 import io
 import os
 import re
+import tempfile
 import zipfile
 
 import h5py
@@ -61,6 +62,7 @@ def fetch(name, include_top):
     fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
     md5 = PUBLISHED[name][0 if include_top else 1]
     origin = BASE_URL + fname
+    cache_dir = _cache_dir()
     try:
         return keras.utils.get_file(
             fname,
@@ -68,12 +70,11 @@ def fetch(name, include_top):
             cache_subdir="models",
             file_hash=md5,
             hash_algorithm="md5",
-            cache_dir=CACHE_DIR,
+            cache_dir=cache_dir,
         )
     except ValueError as e:
         # keras leaves the corrupt download in its cache: never keep it.
-        cache = os.path.expanduser(CACHE_DIR or keras.config.keras_home())
-        bad = os.path.join(cache, "models", fname)
+        bad = os.path.join(cache_dir, "models", fname)
         if os.path.exists(bad):
             os.remove(bad)
         raise ValueError(
@@ -85,6 +86,18 @@ def fetch(name, include_top):
             f"Could not download {origin} ({e}). Download it by hand and pass "
             "its path as `weights`."
         ) from e
+
+
+def _cache_dir():
+    """The download cache; created first, as Keras skips a missing folder."""
+    cache = os.path.expanduser(CACHE_DIR or keras.config.keras_home())
+    try:
+        os.makedirs(cache, exist_ok=True)
+    except OSError:
+        pass
+    if not os.access(cache, os.W_OK):  # where Keras itself falls back to
+        cache = os.path.join(tempfile.gettempdir(), ".keras")
+    return cache
 
 
 def load(model, weights, variant_name, include_top):
