@@ -28,7 +28,10 @@ from keras_resnet.models import canonical_name
 from keras_resnet.models import get_model
 from keras_resnet.models import list_models
 from keras_resnet.preprocessing import MeanSubtraction
+from keras_resnet.preprocessing import caffe_preprocessing
+from keras_resnet.preprocessing import compute_pixel_mean
 from keras_resnet.preprocessing import decode_predictions
 from keras_resnet.preprocessing import preprocess_input
+from keras_resnet.preprocessing import with_preprocessing
 
 __version__ = "0.1.0"

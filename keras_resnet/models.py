@@ -7,6 +7,7 @@ Every residual net has a plain twin (Sec. 4.1, 4.2): the same stack, no shortcut
 
 import contextlib
 import dataclasses
+import inspect
 import sys
 
 import keras
@@ -315,33 +316,23 @@ def _head(x, include_top, pooling, kw, settings):
 
 
 def _public_builder(variant_name, description):
-    """A keras.applications-style builder for one variant of the table."""
+    """A keras.applications-style builder for one variant of the table.
+
+    Its signature is `ResNet`'s without `variant`; `weights` defaults to
+    "imagenet" where published weights exist, as in keras.applications.
+    """
     default_weights = "imagenet" if variant_name in weights_lib.PUBLISHED else None
+    params = list(inspect.signature(ResNet).parameters.values())[1:]
+    signature = inspect.Signature(
+        [p.replace(default=default_weights) if p.name == "weights" else p for p in params]
+    )
 
-    def builder(
-        include_top=True,
-        weights=default_weights,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=None,
-        classifier_activation="softmax",
-        name=None,
-        **options,
-    ):
-        return ResNet(
-            variant_name,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **options,
-        )
+    def builder(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return ResNet(variant_name, **bound.arguments)
 
+    builder.__signature__ = signature
     builder.__name__ = builder.__qualname__ = (
         variant_name.replace("resnet", "ResNet").replace("plain", "Plain")
     )

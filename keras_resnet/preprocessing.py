@@ -17,6 +17,7 @@ from keras import ops
 
 from keras_resnet.layers import PACKAGE
 from keras_resnet.layers import channel_axis
+from keras_resnet.weights import download
 
 # Per-channel ImageNet mean in BGR order (keras.applications "caffe" mode).
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -135,13 +136,7 @@ def with_preprocessing(model, layer):
 def _imagenet_class_index():
     global _class_index
     if _class_index is None:
-        path = keras.utils.get_file(
-            "imagenet_class_index.json",
-            CLASS_INDEX_URL,
-            cache_subdir="models",
-            file_hash=CLASS_INDEX_MD5,
-            hash_algorithm="md5",
-        )
+        path = download("imagenet_class_index.json", CLASS_INDEX_URL, CLASS_INDEX_MD5)
         with open(path) as f:
             index = json.load(f)
         _class_index = [tuple(index[str(i)]) for i in range(len(index))]

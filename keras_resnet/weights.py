@@ -60,8 +60,11 @@ def fetch(name, include_top):
     """Downloads (once) and md5-verifies the published weights of `name`."""
     suffix = "" if include_top else "_notop"
     fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-    md5 = PUBLISHED[name][0 if include_top else 1]
-    origin = BASE_URL + fname
+    return download(fname, BASE_URL + fname, PUBLISHED[name][0 if include_top else 1])
+
+
+def download(fname, origin, md5):
+    """`origin`, downloaded once into the Keras cache and md5-verified."""
     cache_dir = _cache_dir()
     try:
         return keras.utils.get_file(
@@ -84,7 +87,7 @@ def fetch(name, include_top):
     except Exception as e:
         raise OSError(
             f"Could not download {origin} ({e}). Download it by hand and pass "
-            "its path as `weights`."
+            "its path instead."
         ) from e
 
 

@@ -1,5 +1,6 @@
 """Architecture tests: paper Table 1 / Sec. 4.2 structure and the keras.applications API."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -33,6 +34,11 @@ def test_list_models_and_public_builders():
         builder = getattr(keras_resnet, public)
         assert builder.__name__ == public
         assert public.lower() in names
+    # keras.applications defaults: "imagenet" weights where they are published.
+    default = lambda b: inspect.signature(b).parameters["weights"].default
+    assert default(keras_resnet.ResNet50) == "imagenet" and default(keras_resnet.ResNet18) is None
+    positional = keras_resnet.ResNet50(False, None, None, (64, 64, 3), "avg")
+    assert positional.output.shape == (None, 2048)
     model = keras_resnet.get_model("ResNet-20")
     assert model.name == "resnet20" and model.output.shape == (None, 10)
 

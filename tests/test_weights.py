@@ -1,10 +1,6 @@
 """Weights: keras.applications files (legacy HDF5 layout), download, and Keras files."""
 
-import functools
-import hashlib
-import http.server
 import os
-import threading
 
 import h5py
 import keras
@@ -14,6 +10,8 @@ import pytest
 import keras_resnet
 from keras_resnet import preprocessing
 from keras_resnet import weights as weights_lib
+from tests.helpers import FolderServer
+from tests.helpers import md5
 
 
 def _randomise(model, seed):
@@ -43,11 +41,6 @@ def write_legacy(model, path):
             group.attrs["weight_names"] = [n.encode() for n in names]
             for name, v in zip(names, layer.weights):
                 group.create_dataset(name, data=keras.ops.convert_to_numpy(v))
-
-
-def _md5(path):
-    with open(path, "rb") as f:
-        return hashlib.md5(f.read()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -134,43 +127,22 @@ def test_keras_weights_file_round_trip_and_mismatch(tmp_path):
         keras_resnet.ResNet20(weights=str(other))
 
 
-class _Server:
-    """Serves a folder on 127.0.0.1 and counts the requests."""
-
-    def __init__(self, folder):
-        self.requests = 0
-        outer = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests += 1
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        handler = functools.partial(Handler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def served(applications_files, tmp_path, monkeypatch):
     _, top, notop = applications_files
-    server = _Server(os.path.dirname(notop))
+    server = FolderServer(os.path.dirname(notop))
     monkeypatch.setattr(weights_lib, "BASE_URL", server.url)
     monkeypatch.setattr(weights_lib, "CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setitem(weights_lib.PUBLISHED, "resnet50", (_md5(top), _md5(notop)))
+    monkeypatch.setitem(weights_lib.PUBLISHED, "resnet50", (md5(top), md5(notop)))
     yield server
-    server.httpd.shutdown()
+    server.close()
 
 
 def test_imagenet_weights_download_cache_and_verify(applications_files, served, tmp_path):
     reference, _, notop = applications_files
     model = keras_resnet.ResNet50(weights="imagenet", include_top=False)
     cached = tmp_path / "cache" / "models" / os.path.basename(notop)
-    assert served.requests == 1 and _md5(cached) == _md5(notop)
+    assert served.requests == 1 and md5(cached) == md5(notop)
     keras_resnet.ResNet50(weights="imagenet", include_top=False)
     assert served.requests == 1  # the second build reads the cache
     x = _images(n=1, size=64)

@@ -1,0 +1,20 @@
+"""README.md's commands are the ones CI runs."""
+
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = _read("README.md")
+    ci_commands = [l for l in _read(".ci/run").splitlines() if l and not l.startswith("#")]
+    assert ci_commands[-1] == "python -m pytest"
+    for command in ("python -m pytest", "python train.py"):
+        assert re.search(rf"^{re.escape(command)}$", readme, re.M), command
+    assert re.search(r"^python3 -m venv .* pip install -r requirements.txt$", readme, re.M)
