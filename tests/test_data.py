@@ -1,0 +1,170 @@
+"""Input pipelines and augmentations (paper Sec. 3.4 and 4.2)."""
+
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_resnet import data
+
+
+def _seed(i):
+    return tf.constant([i, 7], "int64")
+
+
+def _gradient_image(h, w):
+    """Left-to-right and top-to-bottom ramps: every pixel is distinct."""
+    rows = np.linspace(0, 120, h)[:, None]
+    cols = np.linspace(0, 120, w)[None, :]
+    cols = np.broadcast_to(cols, (h, w))
+    return np.stack([rows + cols, 255 - rows - cols, cols * 2], -1).astype("uint8")
+
+
+def _is_flipped(out):
+    # The third channel grows to the right in the original.
+    return out[:, :, 2].mean(0)[0] > out[:, :, 2].mean(0)[-1]
+
+
+def test_cifar_augmentation_pads_crops_and_flips():
+    image = _gradient_image(32, 32)
+    outs = [data.pad_crop_flip(image, _seed(i), 32).numpy() for i in range(40)]
+    assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outs)
+    assert min(o.min() for o in outs) >= 0 and max(o.max() for o in outs) <= 255
+    # 9x9 crop offsets x 2 flips: 40 draws give many distinct views.
+    assert len({o.tobytes() for o in outs}) >= 20
+    flips = [_is_flipped(o) for o in outs]
+    assert 5 < sum(flips) < 35
+    # Padding is 4 pixels: some crops show a zero border, none more than 4 wide.
+    zero_cols = [int((o.sum(axis=(0, 2)) == 0).sum()) for o in outs]
+    assert max(zero_cols) == 4 and min(zero_cols) == 0
+    # The same seed gives the same view.
+    np.testing.assert_array_equal(data.pad_crop_flip(image, _seed(3), 32), outs[3])
+
+
+def test_cifar_augmentation_pads_with_the_mean():
+    out = data.pad_crop_flip(np.zeros((32, 32, 3), "uint8"), _seed(0), 32, pad_value=100.0)
+    assert set(np.unique(out.numpy())) <= {0.0, 100.0}
+
+
+def test_imagenet_augmentation_scales_crops_flips_and_shifts_colour():
+    image = _gradient_image(90, 120)
+    outs = [data.scale_crop_flip(image, _seed(i), 56, pca_std=0.1).numpy() for i in range(30)]
+    assert all(o.shape == (56, 56, 3) and o.dtype == np.float32 for o in outs)
+    assert min(o.min() for o in outs) >= 0 and max(o.max() for o in outs) <= 255
+    assert len({o.tobytes() for o in outs}) == 30
+    assert 3 < sum(_is_flipped(o) for o in outs) < 27
+    # PCA lighting moves the colour of the same crop.
+    plain = data.scale_crop_flip(image, _seed(1), 56).numpy()
+    assert not np.allclose(plain, outs[1])
+
+
+def test_imagenet_augmentation_scale_range():
+    # Shorter side in [256, 480] for 224 crops: a uniform image's crop never
+    # shows anything but the image, however it was scaled.
+    image = np.full((60, 80, 3), 77, "uint8")
+    out = data.scale_crop_flip(image, _seed(0), 224).numpy()
+    np.testing.assert_allclose(out, 77, atol=1e-3)
+
+
+def test_eval_views_are_deterministic_centre_crops():
+    image = _gradient_image(64, 96)
+    out = data.resize_center_crop(image, 56).numpy()
+    assert out.shape == (56, 56, 3)
+    np.testing.assert_array_equal(out, data.resize_center_crop(image, 56).numpy())
+    assert not _is_flipped(out)
+    assert data.resize_to(image[:32, :32], 32).numpy().dtype == np.float32
+
+
+def test_inception_crop_shapes_and_variety():
+    image = _gradient_image(64, 80)
+    outs = [data.inception_crop_flip(image, _seed(i), 32).numpy() for i in range(10)]
+    assert all(o.shape == (32, 32, 3) for o in outs)
+    assert len({o.tobytes() for o in outs}) == 10
+
+
+def test_synthetic_pipeline_batches_means_and_determinism():
+    kw = dict(image_size=16, batch_size=8, augment="cifar", synthetic_examples=32, seed=3)
+    d = data.load("synthetic", **kw)
+    images, labels = next(iter(d.train))
+    assert images.shape == (8, 16, 16, 3) and images.dtype == tf.float32
+    assert labels.shape == (8, 10)
+    np.testing.assert_array_equal(labels.numpy().sum(-1), 1)
+    raw = np.stack([x for x, _ in data.synthetic(32, 16, 10, 3).as_numpy_iterator()])
+    np.testing.assert_allclose(d.pixel_mean, raw.astype("float64").mean(0), rtol=1e-5)
+    assert (d.num_train, d.num_val, d.num_classes) == (32, 8, 10)
+    again = next(iter(data.load("synthetic", **kw).train))[0]
+    np.testing.assert_array_equal(images, again)
+    # Later epochs draw new crops of the same images.
+    batches = [b[0].numpy() for b in d.train.take(8)]
+    assert not np.array_equal(batches[0], batches[4])
+
+
+def test_folder_skips_and_counts_corrupt_images(image_folder):
+    root = image_folder
+    d = data.load(str(root), image_size=16, batch_size=4, augment="cifar")
+    assert (d.num_train, d.num_val, d.skipped) == (15, 15, 2)
+    assert d.class_names == ["class0", "class1", "class2"]
+    images, labels = next(iter(d.train))
+    assert images.shape == (4, 16, 16, 3) and labels.shape == (4, 3)
+    val_images = np.concatenate([x for x, _ in d.val.as_numpy_iterator()])
+    assert val_images.shape == (15, 16, 16, 3)
+
+
+def test_folder_errors_name_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="does not exist: .*nowhere"):
+        data.load(str(tmp_path / "nowhere"), image_size=16, batch_size=4, augment="cifar")
+    (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir()
+    with pytest.raises(ValueError, match="No JPEG/PNG images .*empty/train"):
+        data.load(str(tmp_path / "empty"), image_size=16, batch_size=4, augment="cifar")
+    (tmp_path / "noval" / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match="must hold train/ and val/"):
+        data.load(str(tmp_path / "noval"), image_size=16, batch_size=4, augment="cifar")
+
+
+def test_tfds_cifar10_uses_the_45k_5k_split():
+    requested = []
+
+    def as_dataset(builder, split, **kwargs):
+        requested.append(str(split))
+        images = np.zeros((6, 32, 32, 3), "uint8")
+        return tf.data.Dataset.from_tensor_slices(
+            {"image": images, "label": np.arange(6) % 10, "id": np.array(["x"] * 6)}
+        )
+
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        d = data.load("cifar10", image_size=32, batch_size=2, augment="cifar")
+    # Paper Sec. 4.2: hyper-parameters chosen on a 45k/5k train/val split.
+    assert requested[:2] == ["train[:45000]", "train[45000:]"]
+    assert d.num_classes == 10 and len(d.class_names) == 10
+
+
+def test_tfds_mock_cifar10_pipeline():
+    with tfds.testing.mock_data(num_examples=12):
+        d = data.load("cifar10", image_size=32, batch_size=4, augment="cifar")
+        images, labels = next(iter(d.train))
+    assert images.shape == (4, 32, 32, 3) and labels.shape == (4, 10)
+    assert (d.num_train, d.num_val) == (12, 12)
+
+
+def test_tfds_unavailable_says_how_to_point_at_local_data(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(data.DatasetUnavailableError, match="cifar10.*no network.*--data_dir"):
+        data.load("cifar10", image_size=32, batch_size=4, augment="cifar",
+                  data_dir=str(tmp_path))
+
+
+def test_unknown_dataset_names_the_value():
+    with pytest.raises(ValueError, match="Unknown dataset: 'cifar11'"):
+        data.load("cifar11", image_size=32, batch_size=4, augment="cifar")
+
+
+def test_tfds_split_for_evaluation():
+    with tfds.testing.mock_data(num_examples=5):
+        examples, count, names = data.tfds_split("cifar10", "test")
+        image, label = next(iter(examples))
+    assert (count, len(names), image.shape, image.dtype) == (5, 10, (32, 32, 3), tf.uint8)

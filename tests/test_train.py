@@ -1,0 +1,288 @@
+"""The training loop: short real runs, outputs, resume after SIGKILL, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_resnet import recipes
+from keras_resnet import training
+from keras_resnet.preprocessing import MeanSubtraction
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A small learnable problem: ResNet-20 on 16x16 images, 4 steps an epoch.
+SMALL = dict(dataset="synthetic", recipe="smoke", batch_size=16, image_size=16,
+             synthetic_examples=64, strategy="one_device", verbose=0)
+
+
+def _config(tmp_path, **kwargs):
+    return training.Config(**dict(SMALL, **dict(dict(model_dir=str(tmp_path / "run")), **kwargs)))
+
+
+def _check_outputs(model_dir, epochs, iterations):
+    for name in ("model.keras", "checkpoints/best.keras", "checkpoints/last.keras",
+                 "config.json", "history.csv", "curves.png"):
+        assert os.path.getsize(os.path.join(model_dir, name)) > 0, name
+    with open(os.path.join(model_dir, "curves.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    rows = training.read_history(os.path.join(model_dir, "history.csv"))
+    assert [r["epoch"] for r in rows] == list(range(epochs))
+    assert [r["iterations"] for r in rows] == iterations
+    assert all(set(training.HISTORY_COLUMNS) <= set(r) for r in rows)
+    return rows
+
+
+def _check_model_file(model_dir, trained, image_size):
+    """model.keras loads safely, carries its mean and predicts like `trained`."""
+    loaded = keras.models.load_model(os.path.join(model_dir, "model.keras"))
+    means = [layer for layer in loaded.layers if isinstance(layer, MeanSubtraction)]
+    assert len(means) == 1 and means[0].mean.shape == (image_size, image_size, 3)
+    assert 0 < means[0].mean.min() and means[0].mean.max() < 255
+    raw = np.random.RandomState(0).uniform(0, 255, (4, image_size, image_size, 3))
+    expected = trained.predict(raw, verbose=0)
+    got = loaded.predict(raw, verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(-1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy,replicas", [("one_device", 1), ("mirrored", 2)])
+def test_short_run_on_mock_cifar10(tmp_path, strategy, replicas):
+    config = training.Config(dataset="cifar10", batch_size=8, train_steps=7, strategy=strategy,
+                             model_dir=str(tmp_path / "run"), verbose=0)
+    with tfds.testing.mock_data(num_examples=40):
+        result = training.train(config)
+    # 40 images / batch 8 = 5 steps an epoch; 7 steps: a full and a short epoch.
+    rows = _check_outputs(config.model_dir, 2, [5, 7])
+    summary = json.load(open(os.path.join(config.model_dir, "config.json")))
+    assert (summary["replicas"], summary["recipe"]["name"]) == (replicas, "cifar_paper")
+    # cifar_paper at batch 8: lr 0.1 * 8 / 128; shortened to 7 steps, the drops
+    # stay at 50% and 75% of the run (steps 4 and 5); lr is the epoch's last.
+    assert [r["lr"] for r in rows] == pytest.approx([0.000625, 0.0000625])
+    _check_model_file(config.model_dir, result["model"], 32)
+
+
+@pytest.mark.parametrize("strategy,replicas", [("one_device", 1), ("mirrored", 2)])
+def test_short_run_on_image_folder(tmp_path, image_folder, strategy, replicas):
+    config = _config(tmp_path, dataset=str(image_folder), batch_size=4, train_steps=5,
+                     strategy=strategy)
+    result = training.train(config)
+    _check_outputs(config.model_dir, 2, [3, 5])  # 15 readable images, 3 steps an epoch.
+    summary = result["summary"]
+    assert (summary["replicas"], summary["num_train"], summary["skipped_images"]) == (
+        replicas, 15, 2)
+    assert summary["class_names"] == ["class0", "class1", "class2"]
+    _check_model_file(config.model_dir, result["model"], 16)
+
+
+def test_learns_a_learnable_task(tmp_path):
+    # 128 images of 10 classes, each a colour plus noise; chance is 10%.
+    result = training.train(_config(tmp_path, batch_size=32, synthetic_examples=128, epochs=10))
+    last = result["history"][-1]
+    assert last["iterations"] == 40
+    assert last["accuracy"] >= 0.9, result["history"]
+    assert last["val_accuracy"] >= 0.4, result["history"]
+    # smoke recipe: cosine decay to ~0 at the last step.
+    assert last["lr"] < 1e-4
+
+
+def test_history_is_rewritten_from_the_restored_epoch(tmp_path):
+    path = str(tmp_path / "history.csv")
+    training.write_history(path, [dict(epoch=e, iterations=e + 1, lr=0.1, loss=1.0)
+                                  for e in range(3)])
+    callback = training.HistoryFile(path, recipes.RecipeSchedule(0.1))
+    callback.on_epoch_begin(1)  # the backup said: resume at epoch 1.
+    assert [r["epoch"] for r in training.read_history(path)] == [0]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(model="resnet7"), "Unknown model name: 'resnet7'"),
+    (dict(dataset="cifar11"), "Unknown dataset: 'cifar11'"),
+    (dict(dataset="/nonexistent/folder"), "does not exist: '/nonexistent/folder'"),
+    (dict(recipe="fast"), "Unknown recipe: 'fast'"),
+    (dict(strategy="mirrored", batch_size=5), "batch size 5 is not divisible by the 2 replicas"),
+    (dict(strategy="tpu"), "Unknown strategy: 'tpu'"),
+    (dict(mixed_precision="int8"), "Unknown mixed_precision: 'int8'"),
+])
+def test_clear_errors(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message) as info:
+        training.train(_config(tmp_path, **change))
+    assert "\n" not in str(info.value)
+
+
+def test_empty_folder_error(tmp_path):
+    (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "val" / "a").mkdir(parents=True)
+    with pytest.raises(ValueError, match="No JPEG/PNG images"):
+        training.train(_config(tmp_path, dataset=str(tmp_path / "empty")))
+
+
+def test_unwritable_model_dir(tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(ValueError, match="--model_dir .*file/run.* is not writable"):
+        training.train(_config(tmp_path, model_dir=str(tmp_path / "file" / "run")))
+
+
+def test_model_dir_of_another_run_is_refused(tmp_path):
+    config = _config(tmp_path)
+    os.makedirs(config.model_dir)
+    with open(os.path.join(config.model_dir, "config.json"), "w") as f:
+        json.dump({"config": training._identity(_config(tmp_path, model="resnet32"))}, f)
+    with pytest.raises(ValueError, match="holds another run \\(model: 'resnet32' there"):
+        training.train(config)
+
+
+def _cli(args, cwd, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    return [sys.executable, os.path.join(REPO, "train.py"), *args], dict(
+        cwd=cwd, env=env, text=True, **kwargs)
+
+
+def test_cli_without_data_says_how_to_point_at_local_data(tmp_path):
+    # No network here (REFERENCE Sec. 4); the proxy keeps it so elsewhere.
+    # TFDS retries a failed download 10 times with back-off (3.5 minutes):
+    # the same `python train.py`, with TFDS told to give up at once.
+    cmd, kw = _cli([], tmp_path, capture_output=True)
+    cmd[1:] = ["-c", (
+        "import runpy, sys\n"
+        "from tensorflow_datasets.core.download import downloader\n"
+        "downloader.MAX_RETRIES = 0\n"
+        f"sys.argv = [{cmd[1]!r}]\n"
+        f"runpy.run_path({cmd[1]!r}, run_name='__main__')\n"
+    )]
+    kw["env"].update(TFDS_DATA_DIR=str(tmp_path / "tfds"), HTTPS_PROXY="http://127.0.0.1:9",
+                     HTTP_PROXY="http://127.0.0.1:9")
+    proc = subprocess.run(cmd, timeout=120, **kw)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: Cannot download or prepare TFDS dataset 'cifar10'")
+    assert "--data_dir" in last and "--dataset=/path/to/folder" in last
+    assert not (tmp_path / "runs" / "resnet20_cifar10" / "model.keras").exists()
+
+
+def test_sigkill_then_same_command_resumes(tmp_path):
+    model_dir = tmp_path / "run"
+    args = ["--dataset=synthetic", "--recipe=smoke", "--image_size=16", "--batch_size=16",
+            "--synthetic_examples=64", "--epochs=6", "--strategy=one_device", "--verbose=2",
+            f"--model_dir={model_dir}"]
+    cmd, kw = _cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, **kw)  # the Python process itself, no shell.
+    metadata = model_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[0]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    backed_up = json.loads(metadata.read_text())["epoch"]
+    assert 2 <= backed_up < 6
+
+    cmd, kw = _cli(args, tmp_path, capture_output=True)
+    again = subprocess.run(cmd, timeout=240, **kw)
+    output = again.stdout + again.stderr
+    assert again.returncode == 0, output
+    assert f"Resuming from the backup in {model_dir}/backup after epoch {backed_up}" in output
+    assert "Epoch 1/6" not in output and f"Epoch {backed_up + 1}/6" in output
+    _check_outputs(str(model_dir), 6, [4, 8, 12, 16, 20, 24])
+
+
+def test_fine_tuning_with_a_frozen_backbone(tmp_path):
+    import keras_resnet
+
+    source = keras_resnet.get_model("resnet20", input_shape=(16, 16, 3))
+    path = str(tmp_path / "start.weights.h5")
+    source.save_weights(path)
+    result = training.train(_config(tmp_path, weights=path, freeze_backbone=True, train_steps=3))
+    backbone = result["model"].get_layer("resnet20")
+    for name in ("conv1_conv", "conv1_bn", "conv4_block3_2_bn"):
+        for got, start in zip(backbone.get_layer(name).weights, source.get_layer(name).weights):
+            np.testing.assert_array_equal(got.numpy(), start.numpy(), err_msg=name)
+    head = backbone.get_layer("predictions").kernel.numpy()
+    assert not np.allclose(head, source.get_layer("predictions").kernel.numpy())
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_train_in_lockstep(tmp_path):
+    # MultiWorkerMirroredStrategy with TF_CONFIG (and distribute's Keras 3.15 fix).
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    model_dir = tmp_path / "run"
+    args = ["--dataset=synthetic", "--recipe=smoke", "--image_size=16", "--batch_size=16",
+            "--synthetic_examples=64", "--train_steps=6", "--verbose=2",
+            f"--model_dir={model_dir}"]
+    procs = []
+    for index in range(2):
+        cmd, kw = _cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        kw["env"]["TF_CONFIG"] = json.dumps({"cluster": cluster,
+                                             "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(cmd, **kw))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    # The chief (worker 0) writes the run; worker 1 its own scratch copy.
+    # (TF names MultiWorkerMirroredStrategy CollectiveAllReduceStrategy.)
+    rows = _check_outputs(str(model_dir), 2, [4, 6])
+    summary = json.load(open(model_dir / "config.json"))
+    assert (summary["strategy"], summary["replicas"]) == ("CollectiveAllReduceStrategy", 2)
+    other = training.read_history(str(model_dir / "workers" / "worker1" / "history.csv"))
+    assert [r["loss"] for r in other] == [r["loss"] for r in rows]
+    chief = keras.models.load_model(model_dir / "model.keras")
+    worker = keras.models.load_model(model_dir / "workers" / "worker1" / "model.keras")
+    for a, b in zip(chief.weights, worker.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_imagenet_recipe_on_image_folder(tmp_path, image_folder):
+    # Scale augmentation, PCA colour noise and the "caffe" mean on a tiny ResNet-18.
+    from keras_resnet.preprocessing import IMAGENET_BGR_MEAN
+
+    config = _config(tmp_path, model="resnet18", recipe="imagenet_paper", dataset=str(image_folder),
+                     image_size=32, batch_size=4, train_steps=2)
+    result = training.train(config)
+    _check_outputs(config.model_dir, 1, [2])
+    assert result["summary"]["recipe"]["augment"] == "imagenet"
+    loaded = keras.models.load_model(os.path.join(config.model_dir, "model.keras"))
+    (mean,) = [layer for layer in loaded.layers if isinstance(layer, MeanSubtraction)]
+    assert mean.reverse_channels
+    np.testing.assert_allclose(mean.mean.reshape(-1), IMAGENET_BGR_MEAN)
+
+
+def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
+    # No network here: the published weights are replaced by He init, which
+    # leaves what train.py builds around them to check.
+    import keras_resnet
+    from keras_resnet import data as data_lib
+
+    calls = []
+    original = keras_resnet.get_model
+
+    def get_model(name, **kwargs):
+        calls.append(dict(kwargs))
+        return original(name, **dict(kwargs, weights=None))
+
+    monkeypatch.setattr(keras_resnet, "get_model", get_model)
+    recipe = recipes.get_recipe("cifar_paper")
+    fake = data_lib.Data(None, None, 20, 20, 3, 32, ["a", "b", "c"], np.zeros((32, 32, 3)))
+    config = training.Config(model="resnet50", weights="imagenet", freeze_backbone=True)
+    model = training.build_model(config, recipe, 0.1, fake)
+    assert calls[0]["weights"] == "imagenet" and calls[0]["include_top"] is False
+    assert model.output_shape == (None, 3)
+    (mean,) = [layer for layer in model.layers if isinstance(layer, MeanSubtraction)]
+    assert mean.reverse_channels  # caffe mode, as the weights were trained.
+    trainable = {v.path.split("/")[-2] for v in model.trainable_variables}
+    assert trainable == {"predictions"}
