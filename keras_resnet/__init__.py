@@ -25,6 +25,7 @@ from keras_resnet.models import ResNet110
 from keras_resnet.models import ResNet152
 from keras_resnet.models import ResNet1202
 from keras_resnet.models import canonical_name
+from keras_resnet.models import family_of
 from keras_resnet.models import get_model
 from keras_resnet.models import list_models
 from keras_resnet.preprocessing import MeanSubtraction
