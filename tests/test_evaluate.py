@@ -1,0 +1,198 @@
+"""Test protocols and metrics (evaluate.py), on .keras, SavedModel and .tflite."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_resnet
+from keras_resnet import distribute
+from keras_resnet import evaluation
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_metrics_on_known_scores():
+    # 6 classes, top-5; ranks of the true class: 1st, 2nd, 6th, 5th.
+    probs = np.array(
+        [
+            [0.50, 0.10, 0.10, 0.10, 0.10, 0.10],
+            [0.30, 0.40, 0.10, 0.10, 0.05, 0.05],
+            [0.30, 0.25, 0.20, 0.15, 0.09, 0.01],
+            [0.30, 0.25, 0.20, 0.15, 0.09, 0.01],
+        ]
+    )
+    labels = [0, 0, 5, 4]
+    metrics = evaluation.Metrics(6, list("abcdef"))
+    metrics.update(probs[:3], labels[:3])  # in two batches, the last one short
+    metrics.update(probs[3:], labels[3:])
+    result = metrics.result()
+    assert result["num_examples"] == 4
+    assert result["top1_accuracy"] == 0.25 and result["top1_error"] == 0.75
+    assert result["top5_accuracy"] == 0.75 and result["top5_error"] == 0.25
+    # None: no example of that class.
+    assert result["per_class_accuracy"] == {"a": 0.5, "b": None, "c": None, "d": None, "e": 0.0, "f": 0.0}
+    assert metrics.confusion[0].tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def _channel_classifier(size=8, classes=3):
+    """Predicts the class of the brightest channel: known answers."""
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="channels")
+    model.get_layer("predictions").set_weights([np.eye(3, classes) * 0.1, np.zeros(classes)])
+    return model
+
+
+def _colour_examples(n=7, size=8, seed=0):
+    """Images whose brightest channel is known, labelled right 5 times in 7."""
+    rng = np.random.RandomState(seed)
+    brightest = np.arange(n) % 3
+    images = rng.uniform(0, 50, (n, size, size, 3))
+    images[np.arange(n), :, :, brightest] += 150
+    labels = brightest.copy()
+    labels[[2, 3]] = 1
+    return tf.data.Dataset.from_tensor_slices((images.astype("uint8"), labels.astype("int32")))
+
+
+@pytest.mark.parametrize("batch_size", [3, 7, 64])
+def test_accuracy_is_known_for_any_batch_size(tmp_path, batch_size):
+    path = str(tmp_path / "channels.keras")
+    _channel_classifier().save(path)
+    artefact = evaluation.load(path)
+    result, confusion = evaluation.evaluate(
+        artefact, _colour_examples(), 7, ["r", "g", "b"], "single", batch_size, verbose=0
+    )
+    assert result["num_examples"] == 7 and confusion.sum() == 7
+    assert result["top1_accuracy"] == pytest.approx(5 / 7)
+    assert result["top5_accuracy"] == 1.0 and result["top_k"] == 3  # fewer classes than 5
+    assert result["per_class_accuracy"] == {"r": 1.0, "g": 0.5, "b": 1.0}
+
+
+def test_mirrored_strategy_equals_one_device_with_a_short_last_batch(tmp_path):
+    path = str(tmp_path / "r20.keras")
+    keras_resnet.ResNet20(classes=3).save(path)
+    examples = _colour_examples(n=7, size=32)
+    results = []
+    for name in ("one_device", "mirrored"):
+        strategy = distribute.make_strategy(name)
+        artefact = evaluation.load(path, strategy=strategy)
+        # Batches of 3, 3 and 1: the last is smaller than the 2 replicas.
+        results.append(evaluation.evaluate(artefact, examples, 7, ["r", "g", "b"], "single", 3, verbose=0))
+    assert strategy.num_replicas_in_sync == 2
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_ten_crops_geometry():
+    # Pixel (row, col) holds (8 row, 8 col): each crop's corner tells its position.
+    rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    image = np.stack([8 * rows, 8 * cols, np.zeros_like(rows)], -1).astype("float32")
+    crops = evaluation.ten_crops(image, 28).numpy()  # 28 * 256 / 224 = 32: no resize
+    assert crops.shape == (10, 28, 28, 3)
+    corners = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
+    for crop, (top, left) in zip(crops[:5], corners):
+        np.testing.assert_array_equal(crop, image[top : top + 28, left : left + 28])
+    np.testing.assert_array_equal(crops[5:], crops[:5, :, ::-1])
+
+
+def test_classifier_at_every_position_equals_the_pooled_model():
+    # Table 4's fully-convolutional form: the fc layer applied at each position
+    # of the last feature map, scores averaged, is our GAP + fc.
+    model = keras_resnet.ResNet18(input_shape=(None, None, 3), classifier_activation=None)
+    x = np.random.RandomState(0).uniform(0, 255, (1, 64, 96, 3)).astype("float32")
+    features = keras.Model(model.input, model.get_layer("conv5_block2_out").output).predict(x, verbose=0)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    per_position = features @ kernel + bias  # (1, 2, 3, 1000)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(
+        per_position.mean(axis=(1, 2)), expected, atol=1e-6 * np.abs(expected).max()
+    )
+
+
+def test_multiscale_at_224_equals_center_without_the_crop(tmp_path):
+    path = str(tmp_path / "r18.keras")
+    keras_resnet.ResNet18(input_shape=(224, 224, 3), classes=3).save(path)
+    artefact = evaluation.load(path, any_size=True)
+    assert artefact.image_size is None
+    image = np.random.RandomState(1).uniform(0, 255, (224, 300, 3)).astype("uint8")
+    examples = tf.data.Dataset.from_tensors((image, np.int32(2)))
+    result, _ = evaluation.evaluate(artefact, examples, 1, ["a", "b", "c"], "multiscale",
+                                    scales=(224,), verbose=0)
+    whole = artefact.predict(image[None].astype("float32"))  # shorter side already 224
+    assert result["top1_accuracy"] == float(np.argmax(whole) == 2)
+    views = evaluation.multiscale_views(image, 224, (224, 448))
+    assert [tuple(v.shape) for v in views] == [(1, 224, 300, 3), (1, 448, 600, 3)]
+    np.testing.assert_allclose(artefact.predict(views[0].numpy()), whole, atol=1e-6)
+    with pytest.raises(ValueError, match="multiscale protocol needs a fully-convolutional"):
+        evaluation.evaluate(evaluation.load(path), examples, 1, ["a", "b", "c"], "multiscale")
+
+
+def test_keras_saved_model_and_tflite_give_the_same_accuracy(tmp_path):
+    from export import saved_model
+    from export import tflite
+
+    keras.utils.set_random_seed(0)
+    model = keras_resnet.with_preprocessing(
+        keras_resnet.ResNet20(classes=3), keras_resnet.MeanSubtraction([120.0, 110.0, 100.0])
+    )
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    saved_model.export_saved_model(model, str(tmp_path / "serving"))
+    tflite_path = tflite.export_tflite(model, str(tmp_path / "tflite")).path
+    examples = _colour_examples(n=12, size=32, seed=3)
+    results = [
+        evaluation.evaluate(evaluation.load(p), examples, 12, ["r", "g", "b"], "single", 5, verbose=0)[0]
+        for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)
+    ]
+    for other in results[1:]:
+        assert other["top1_accuracy"] == results[0]["top1_accuracy"]
+        assert other["top5_accuracy"] == results[0]["top5_accuracy"]
+        assert other["per_class_accuracy"] == results[0]["per_class_accuracy"]
+    assert [r["image_size"] for r in results] == [32, 32, 32]
+
+
+def test_errors_for_missing_files_and_mismatched_artefacts(tmp_path):
+    with pytest.raises(ValueError, match="Model path does not exist: '/no/such.keras'"):
+        evaluation.load("/no/such.keras")
+    path = str(tmp_path / "channels.keras")
+    _channel_classifier().save(path)
+    artefact = evaluation.load(path)
+    with pytest.raises(ValueError, match="predicts 3 classes; the data set has 10"):
+        evaluation.evaluate(artefact, _colour_examples(), 7, list("0123456789"), "single")
+    with pytest.raises(ValueError, match="Unknown protocol: '5crop'"):
+        evaluation.evaluate(artefact, _colour_examples(), 7, ["r", "g", "b"], "5crop")
+
+
+def _evaluate_cli(*args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, os.path.join(REPO, "evaluate.py"), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_writes_json_and_fails_in_one_line(tmp_path):
+    path = str(tmp_path / "r20.keras")
+    keras_resnet.ResNet20(classes=4).save(path)
+    out = tmp_path / "result.json"
+    proc = _evaluate_cli(f"--model_path={path}", "--dataset=synthetic", "--batch_size=50",
+                         f"--output_json={out}", f"--confusion_png={tmp_path / 'cm.png'}",
+                         "--strategy=one_device", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["num_examples"] == 256 and result["protocol"] == "single"
+    assert set(result) >= {"top1_accuracy", "top5_accuracy", "top1_error", "top5_error",
+                           "per_class_accuracy", "artefact"}
+    assert result["artefact"] == path
+    assert (tmp_path / "cm.png").stat().st_size > 0
+    assert "top-1" in proc.stdout
+    proc = _evaluate_cli("--model_path=/no/such.keras", "--dataset=synthetic", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "evaluate.py: error: Model path does not exist: '/no/such.keras'"
+    )
