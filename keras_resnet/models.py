@@ -297,6 +297,22 @@ def _recursion_limit(limit):
         sys.setrecursionlimit(previous)
 
 
+def classifier(classes, activation="softmax", weight_decay=0.0):
+    """The fully-connected `predictions` layer of the head (Table 1: "fc").
+
+    Under a mixed-precision policy it computes in float32, softmax included.
+    """
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
+    return keras.layers.Dense(
+        classes,
+        activation=activation,
+        kernel_initializer="he_normal",
+        kernel_regularizer=BlockSettings(weight_decay=weight_decay).regularizer,
+        dtype="float32" if mixed else None,
+        name="predictions",
+    )
+
+
 def _stem(x, family, settings):
     if family.stem == "cifar":
         return settings.conv_bn_relu(x, family.widths[0], 3, 1, "conv1")
@@ -309,13 +325,7 @@ def _stem(x, family, settings):
 def _head(x, include_top, pooling, kw, settings):
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        return keras.layers.Dense(
-            kw["classes"],
-            activation=kw["classifier_activation"],
-            kernel_initializer="he_normal",
-            kernel_regularizer=settings.regularizer,
-            name="predictions",
-        )(x)
+        return classifier(kw["classes"], kw["classifier_activation"], settings.weight_decay)(x)
     if pooling == "avg":
         return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if pooling == "max":

@@ -28,8 +28,8 @@ import keras_resnet
 from keras_resnet import data as data_lib
 from keras_resnet import distribute
 from keras_resnet import recipes
-from keras_resnet.blocks import BlockSettings
 from keras_resnet.models import canonical_name
+from keras_resnet.models import classifier
 from keras_resnet.preprocessing import MeanSubtraction
 from keras_resnet.preprocessing import caffe_preprocessing
 from keras_resnet.preprocessing import with_preprocessing
@@ -196,13 +196,7 @@ def build_model(config, recipe, schedule, data):
         base = keras_resnet.get_model(
             config.model, weights="imagenet", include_top=False, pooling="avg", **options
         )
-        head = keras.layers.Dense(
-            data.num_classes,
-            activation="softmax",
-            kernel_initializer="he_normal",
-            kernel_regularizer=BlockSettings(weight_decay=recipe.weight_decay).regularizer,
-            name="predictions",
-        )
+        head = classifier(data.num_classes, weight_decay=recipe.weight_decay)
         backbone = keras.Model(base.input, head(base.output), name=base.name)
     else:
         backbone = keras_resnet.get_model(

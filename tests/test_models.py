@@ -139,6 +139,19 @@ def test_weight_decay_is_caffe_weight_decay():
     assert not keras_resnet.ResNet20().losses
 
 
+def test_mixed_precision_keeps_float32_scores():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = keras_resnet.ResNet20()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.get_layer("conv1_conv").compute_dtype == "float16"
+    assert model.output.dtype == "float32"
+    probs = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+
+
 def test_he_normal_initialisation():
     model = keras_resnet.ResNet18(weights=None, include_top=False)
     kernel = keras.ops.convert_to_numpy(model.get_layer("conv5_block2_2_conv").kernel)
