@@ -34,5 +34,7 @@ from keras_resnet.preprocessing import compute_pixel_mean
 from keras_resnet.preprocessing import decode_predictions
 from keras_resnet.preprocessing import preprocess_input
 from keras_resnet.preprocessing import with_preprocessing
+# Registers the learning-rate schedule that train.py's .keras files refer to.
+from keras_resnet.recipes import RecipeSchedule
 
 __version__ = "0.1.0"

@@ -1,9 +1,17 @@
 """The recipes' learning rates against the paper (He et al. 2015)."""
 
+import os
+import subprocess
+import sys
+
+import keras
 import numpy as np
 import pytest
 
+import keras_resnet
 from keras_resnet import recipes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _lr(recipe, steps, **plan_args):
@@ -85,3 +93,22 @@ def test_schedule_round_trips_through_its_config():
 def test_unknown_recipe_names_the_value():
     with pytest.raises(ValueError, match="'cifar_papr'.*cifar_paper"):
         recipes.get_recipe("cifar_papr")
+
+
+def test_a_compiled_model_reloads_with_just_import_keras_resnet(tmp_path):
+    # train.py's model.keras holds its optimizer and this schedule: a user's
+    # `import keras_resnet` must be enough to load it compiled.
+    recipe = recipes.get_recipe("cifar_paper")
+    model = keras_resnet.ResNet20()
+    model.compile(keras.optimizers.SGD(recipes.schedule(recipe, recipes.plan(recipe))), "mse")
+    path = str(tmp_path / "compiled.keras")
+    model.save(path)
+    script = (
+        "import keras, keras_resnet\n"
+        f"m = keras.saving.load_model({path!r}, safe_mode=True)\n"
+        "print(float(m.optimizer._learning_rate(48000)))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert float(out.split()[-1]) == pytest.approx(0.001)
