@@ -27,6 +27,7 @@ import tempfile
 import tensorflow as tf
 
 from export import source
+from keras_resnet import data as data_lib
 
 TOP_K = 5
 
@@ -91,7 +92,7 @@ def serving_functions(model, transform_name="auto"):
     def serve_bytes(image_bytes):
         image_bytes = tf.ensure_shape(image_bytes, [None])
         images = tf.map_fn(
-            lambda b: transform(source.decode(b), height),
+            lambda b: transform(data_lib.decode_bytes(b), height),
             image_bytes,
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
         )

@@ -99,11 +99,6 @@ def eval_transform(name, image_size, model_name=None):
     return data_lib.check_augment(name)[1]
 
 
-def decode(image_bytes):
-    """Encoded JPEG/PNG (also GIF, BMP) to uint8 RGB [H, W, 3]."""
-    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-
-
 def _image_files(root):
     """Every JPEG/PNG below `root` (class subfolders or not), sorted."""
     paths = []
@@ -127,7 +122,7 @@ def _folder_images(root, limit, seed):
         if len(images) == limit:
             break
         try:
-            images.append(decode(tf.io.read_file(path)))
+            images.append(data_lib.decode(path))
         except tf.errors.InvalidArgumentError:
             skipped.append(path)
     if skipped:

@@ -203,8 +203,20 @@ def list_images(split_dir, class_names):
     return paths, labels
 
 
+def decode_bytes(image_bytes):
+    """Encoded JPEG/PNG (also GIF, BMP) to uint8 RGB [H, W, 3]."""
+    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+
+
 def decode(path):
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return decode_bytes(tf.io.read_file(path))
+
+
+def class_folders(directory):
+    """The sorted subfolder names of `directory`: one class each."""
+    return sorted(
+        d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d))
+    )
 
 
 def readable(paths, labels, split_dir):
@@ -243,9 +255,7 @@ def folder(root):
             f"Dataset folder {root!r} must hold train/ and val/ (or test/), "
             "one subfolder per class."
         )
-    class_names = sorted(
-        d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d))
-    )
+    class_names = class_folders(train_dir)
     splits, skipped, train_bytes = [], 0, 0
     for split_dir in (train_dir, val_dir):
         paths, labels = list_images(split_dir, class_names)

@@ -36,13 +36,9 @@ def default_protocol(family):
 # ------------------------------------------------------------------- views
 
 
-def _resize_shorter(image, length):
-    return data_lib.resize_shorter(tf.cast(image, "float32"), length)
-
-
 def ten_crops(image, image_size):
     """The 4 corner and the centre crops of the resized image, and their flips."""
-    image = _resize_shorter(image, round(image_size * 256 / 224))
+    image = data_lib.resize_shorter(image, round(image_size * 256 / 224))
     shape = tf.shape(image)
     bottom, right = shape[0] - image_size, shape[1] - image_size
     corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
@@ -63,7 +59,7 @@ VIEWS = {
 def multiscale_views(image, image_size, scales=SCALES):
     """The whole image at each scale (shorter side scale * image_size / 224)."""
     return [
-        tf.clip_by_value(_resize_shorter(image, round(s * image_size / 224)), 0.0, 255.0)[None]
+        tf.clip_by_value(data_lib.resize_shorter(image, round(s * image_size / 224)), 0.0, 255.0)[None]
         for s in scales
     ]
 
@@ -290,9 +286,7 @@ def _folder_split(root, split):
     if split_dir is None:
         raise ValueError(f"Dataset folder {root!r} has no {' or '.join(splits)} folder")
     names_dir = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else split_dir
-    class_names = sorted(
-        d for d in os.listdir(names_dir) if os.path.isdir(os.path.join(names_dir, d))
-    )
+    class_names = data_lib.class_folders(names_dir)
     paths, labels = data_lib.list_images(split_dir, class_names)
     paths, labels, _, _ = data_lib.readable(paths, labels, split_dir)
     if not paths:
