@@ -191,6 +191,16 @@ def synthetic(num_examples, image_size, num_classes, seed):
 
 
 def list_images(split_dir, class_names):
+    """(paths, labels) of the images in `split_dir/<class>/`, labels by
+    `class_names` (the training split's). A class folder that the training
+    split lacks is refused: its images would have no label."""
+    unknown = sorted(set(class_folders(split_dir)) - set(class_names))
+    if unknown:
+        raise ValueError(
+            f"{split_dir!r} has class folder {unknown[0]!r}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            + f", which the training split lacks; its classes: {', '.join(class_names) or 'none'}"
+        )
     paths, labels = [], []
     for label, name in enumerate(class_names):
         folder = os.path.join(split_dir, name)
@@ -221,6 +231,8 @@ def class_folders(directory):
 
 def readable(paths, labels, split_dir):
     """Drops files that cannot be decoded; logs how many and which."""
+    if not paths:
+        return [], [], 0, 0
     probe = tf.data.Dataset.from_tensor_slices((paths, tf.range(len(paths))))
     probe = probe.map(
         lambda p, i: (i, tf.reduce_prod(tf.shape(decode(p), out_type="int64"))),

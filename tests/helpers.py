@@ -34,3 +34,17 @@ class FolderServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def file_size_limit(limit_bytes):
+    """A `preexec_fn` that makes a subprocess's disk look full: any write
+    past `limit_bytes` in one file fails with EFBIG (SIGXFSZ ignored), as a
+    write to a full disk fails with ENOSPC."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return limit
