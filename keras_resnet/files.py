@@ -26,6 +26,9 @@ STAGING_MARK = ".partial-"
 class WriteError(OSError):
     """A file could not be written; nothing partial was left behind."""
 
+    def __str__(self):
+        return self.strerror
+
 
 class LockedError(RuntimeError):
     """Another live process holds the lock."""

@@ -1,0 +1,157 @@
+"""files.py (atomic writes, staging cleanup, the run lock) and cli.py."""
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from keras_resnet import cli
+from keras_resnet import files
+from tests.helpers import file_size_limit
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def umask():
+    """Sets a umask for the test and restores the previous one."""
+    previous = os.umask(0o022)
+    yield lambda mask: os.umask(mask)
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_atomic_writes_get_the_modes_of_the_umask(tmp_path, umask, mask, file_mode, dir_mode):
+    umask(mask)
+    files.write_text(str(tmp_path / "a.json"), "{}")
+    with files.atomic_path(str(tmp_path / "saved")) as staging:
+        os.mkdir(staging)
+        (open(os.path.join(staging, "x.pb"), "w")).close()
+    assert _mode(tmp_path / "a.json") == file_mode
+    assert _mode(tmp_path / "saved") == dir_mode
+    assert _mode(tmp_path / "saved" / "x.pb") == file_mode
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "saved"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_staging(tmp_path):
+    path = str(tmp_path / "model.keras")
+    files.write_text(path, "old")
+    with pytest.raises(ZeroDivisionError):
+        with files.atomic_path(path) as staging:
+            assert staging.endswith(".keras") and os.path.basename(staging).startswith(".")
+            with open(staging, "w") as f:
+                f.write("half")
+            1 / 0
+    assert open(path).read() == "old"
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_a_folder_replaces_a_folder_whole(tmp_path):
+    target = tmp_path / "1"
+    for content in ("first", "second"):
+        with files.atomic_path(str(target)) as staging:
+            os.mkdir(staging)
+            with open(os.path.join(staging, content), "w") as f:
+                f.write(content)
+    assert os.listdir(target) == ["second"]
+    assert os.listdir(tmp_path) == ["1"]
+
+
+def test_full_disk_is_one_line_naming_the_file_and_nothing_partial_stays(tmp_path):
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"previous")
+    script = textwrap.dedent(
+        f"""
+        from keras_resnet import files
+        try:
+            files.write_bytes({str(path)!r}, b"x" * 200_000)
+        except files.WriteError as e:
+            print(e)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        preexec_fn=file_size_limit(100_000), env=_env(),
+    ).stdout.strip()
+    assert out.startswith(f"Cannot write {path}: File too large (")
+    assert " free in " in out and "\n" not in out
+    assert path.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["big.bin"]
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_staging_of_dead_processes_is_removed_and_of_live_ones_kept(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = tmp_path / f".1{files.STAGING_MARK}{_dead_pid()}-abcd1234"
+        live = tmp_path / f".2{files.STAGING_MARK}{sleeper.pid}-abcd1234.tflite"
+        dead.mkdir()
+        (dead / "saved_model.pb").write_bytes(b"partial")
+        live.write_bytes(b"being written")
+        (tmp_path / ".hidden").write_bytes(b"not ours")
+        assert files.remove_stale_staging(str(tmp_path)) == [dead.name]
+        assert sorted(os.listdir(tmp_path)) == sorted([live.name, ".hidden"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_run_lock_refuses_a_second_holder_and_not_a_killed_one(tmp_path):
+    with files.RunLock(str(tmp_path), "model_dir"):
+        with pytest.raises(files.LockedError, match=f"in use by process {os.getpid()}"):
+            files.RunLock(str(tmp_path), "model_dir").acquire()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            f"""
+            import sys, time
+            from keras_resnet import files
+            files.RunLock({str(tmp_path)!r}).acquire()
+            print("locked", flush=True)
+            time.sleep(120)
+            """
+        )],
+        stdout=subprocess.PIPE, text=True, env=_env(),
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(files.LockedError, match=str(holder.pid)):
+        files.RunLock(str(tmp_path)).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert os.path.exists(tmp_path / ".lock")  # the leftover file holds nothing
+    files.RunLock(str(tmp_path)).acquire().release()
+
+
+def test_run_main_interrupt_and_errors_are_one_line(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main("train.py", interrupted, resume_hint=True)
+    assert exit_info.value.code == cli.INTERRUPTED_EXIT == 130
+    assert capsys.readouterr().err == "train.py: interrupted; run the same command to resume\n"
+
+    def bad(value):
+        raise ValueError(f"--batch_size must be >= 1. Received: {value}\n(detail)")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main("train.py", bad, -4)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "train.py: error: --batch_size must be >= 1. Received: -4 (detail)\n"
+    assert cli.run_main("x", lambda: 7) == 7
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
+    return env
