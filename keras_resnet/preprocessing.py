@@ -17,16 +17,14 @@ from keras import ops
 
 from keras_resnet.layers import PACKAGE
 from keras_resnet.layers import channel_axis
+from keras_resnet.layers import standardize_data_format
 from keras_resnet.weights import download
 
 # Per-channel ImageNet mean in BGR order (keras.applications "caffe" mode).
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
-CLASS_INDEX_URL = (
-    "https://storage.googleapis.com/download.tensorflow.org/data/"
-    "imagenet_class_index.json"
-)
-CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
-_class_index = None
+# The ImageNet class index keras.applications publishes, and its folder.
+CLASS_INDEX = "imagenet_class_index.json"
+CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
 
 
 def _caffe(x, data_format, to_array, flip):
@@ -87,23 +85,54 @@ def preprocess_cifar(x, pixel_mean):
 class MeanSubtraction(keras.layers.Layer):
     """`(x with channels reversed, if asked) - mean`, inside the model.
 
+    The mean is a non-trainable weight, saved with the model's weights and
+    not in its config: a per-pixel mean would make the config (which Keras
+    prints whole when it cannot find this class) thousands of numbers long.
+
     Args:
         mean: broadcastable to the images: per channel (C,) or per pixel
             (H, W, C), in the channel order after any reversal.
         reverse_channels: reverse the channel axis first (RGB -> BGR).
+        data_format: "channels_last" or "channels_first" (default: Keras').
+        mean_shape: the shape of `mean`, when it comes from saved weights.
     """
 
-    def __init__(self, mean, reverse_channels=False, data_format=None, **kwargs):
+    def __init__(self, mean=None, reverse_channels=False, data_format=None, mean_shape=None, **kwargs):
         super().__init__(**kwargs)
-        self.mean = np.asarray(mean, dtype="float32")
+        if mean is None and mean_shape is None:
+            raise ValueError("MeanSubtraction needs `mean` (or `mean_shape` to load it). Received neither.")
+        self._initial = None if mean is None else np.asarray(mean, dtype="float32")
+        self.mean_shape = tuple(self._initial.shape if mean is not None else mean_shape)
+        if len(self.mean_shape) not in (1, 3):
+            raise ValueError(
+                "`mean` must have shape (channels,) or (height, width, channels) "
+                f"(channels first: (channels, 1, 1)). Received: mean with shape {self.mean_shape}"
+            )
         self.reverse_channels = bool(reverse_channels)
-        self.data_format = data_format or keras.config.image_data_format()
+        self.data_format = standardize_data_format(data_format)
+
+    def build(self, input_shape):
+        self._mean = self.add_weight(
+            shape=self.mean_shape, initializer="zeros", trainable=False, name="mean"
+        )
+        if self._initial is not None:
+            self._mean.assign(self._initial)
+
+    @property
+    def mean(self):
+        """The mean subtracted, as a NumPy array."""
+        return ops.convert_to_numpy(self._mean) if self.built else self._initial
+
+    def load_own_variables(self, store):
+        if not len(store.keys()) and self._initial is not None:
+            return  # a file from before the mean was a weight: it is in the config
+        super().load_own_variables(store)
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
         if self.reverse_channels:
             x = ops.flip(x, axis=channel_axis(self.data_format))
-        return x - ops.cast(self.mean, self.compute_dtype)
+        return x - ops.cast(self._mean, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -111,7 +140,7 @@ class MeanSubtraction(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            mean=self.mean.tolist(),
+            mean_shape=list(self.mean_shape),
             reverse_channels=self.reverse_channels,
             data_format=self.data_format,
         )
@@ -133,46 +162,66 @@ def with_preprocessing(model, layer):
     return keras.Model(inputs, model(layer(inputs)), name=model.name)
 
 
-def _imagenet_class_index():
-    global _class_index
-    if _class_index is None:
-        path = download("imagenet_class_index.json", CLASS_INDEX_URL, CLASS_INDEX_MD5)
+def read_class_index(path: str) -> list:
+    """(wordnet_id, name) per class from a class index JSON file in the
+    keras.applications layout: {"0": ["n01440764", "tench"], ...}."""
+    try:
         with open(path) as f:
             index = json.load(f)
-        _class_index = [tuple(index[str(i)]) for i in range(len(index))]
-    return _class_index
+        labels = [tuple(index[str(i)]) for i in range(len(index))]
+        if not labels or any(len(label) != 2 for label in labels):
+            raise ValueError("not one [wordnet_id, name] pair per class")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = str(e).split("\n")[0] or type(e).__name__
+    else:
+        return labels
+    raise ValueError(
+        f"Cannot read the class index {path}: {reason}. Expected JSON in the "
+        'keras.applications layout: {"0": ["n01440764", "tench"], "1": ...}.'
+    )
 
 
-def decode_predictions(preds, top=5, class_names=None):
+def decode_predictions(preds, top=5, class_names=None, class_index=None):
     """The `top` classes of each prediction, best first.
 
     Args:
         preds: array (samples, classes) of scores.
         top: how many classes per sample.
-        class_names: a name per class. None means the 1000 ImageNet classes
-            (their index file is downloaded once and md5-checked, as
-            keras.applications does), and results are
-            `(wordnet_id, name, score)` tuples like keras.applications';
-            otherwise `(class_index, name, score)`.
+        class_names: a name per class; results are then
+            `(class_index, name, score)` tuples.
+        class_index: the path of a class index JSON file in the
+            keras.applications layout; results are `(wordnet_id, name, score)`.
+            With neither, the ImageNet index is downloaded once (from
+            `$KERAS_RESNET_WEIGHTS_URL` if set) into Keras' cache and
+            md5-checked, as keras.applications does.
 
     Returns:
         One list of tuples per sample.
     """
+    if class_names is not None and class_index is not None:
+        raise ValueError(
+            "Pass `class_names` or `class_index`, not both. Received: "
+            f"class_names={class_names!r:.60}, class_index={class_index!r}"
+        )
+    if class_names is not None:
+        labels = [(i, str(n)) for i, n in enumerate(class_names)]
+    else:
+        if class_index is None:
+            class_index = download(
+                CLASS_INDEX, CLASS_INDEX_URL,
+                f"decode_predictions(preds, class_index='/path/to/{CLASS_INDEX}')",
+            )
+        labels = read_class_index(str(class_index))
     preds = np.asarray(ops.convert_to_numpy(preds))
-    expected = 1000 if class_names is None else len(class_names)
-    if preds.ndim != 2 or preds.shape[1] != expected:
+    if preds.ndim != 2 or preds.shape[1] != len(labels):
         raise ValueError(
             "`decode_predictions` expects a batch of predictions of shape "
-            f"(samples, {expected}). Received array with shape: {preds.shape}"
+            f"(samples, {len(labels)}). Received array with shape: {preds.shape}"
         )
-    if not 1 <= int(top) <= expected:
-        raise ValueError(f"`top` must be in [1, {expected}]. Received: top={top}")
-    if class_names is None:
-        labels = _imagenet_class_index()
-    else:
-        labels = [(i, str(n)) for i, n in enumerate(class_names)]
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= len(labels):
+        raise ValueError(f"`top` must be an integer in [1, {len(labels)}]. Received: top={top!r}")
     results = []
     for row in preds:
-        best = np.argsort(-row, kind="stable")[: int(top)]
+        best = np.argsort(-row, kind="stable")[:top]
         results.append([labels[i] + (row[i],) for i in best])
     return results

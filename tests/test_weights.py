@@ -1,6 +1,14 @@
-"""Weights: keras.applications files (legacy HDF5 layout), download, and Keras files."""
+"""Weights: keras.applications files (legacy HDF5 and Keras 3 formats), Keras
+files, junk files, and downloads through Keras' real cache from 127.0.0.1."""
 
+import json
 import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 
 import h5py
 import keras
@@ -57,6 +65,11 @@ def applications_files(tmp_path_factory):
     return reference, top, notop
 
 
+def _run(model, x):
+    """The model's inference output; eager, as tracing `predict` costs seconds."""
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
 def _images(n=2, size=224, seed=3):
     x = np.random.RandomState(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
     return preprocessing.preprocess_input(x)
@@ -66,8 +79,8 @@ def test_legacy_file_reproduces_keras_applications(applications_files):
     reference, top, _ = applications_files
     ours = keras_resnet.ResNet50(weights=top, classifier_activation=None)
     x = _images()
-    expected = reference.predict(x, verbose=0)
-    got = ours.predict(x, verbose=0)
+    expected = _run(reference, x)
+    got = _run(ours, x)
     # Logits differ only by float rounding: biases and epsilon fold exactly.
     np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
     softmax = lambda z: keras.ops.convert_to_numpy(keras.ops.softmax(z))
@@ -80,20 +93,22 @@ def test_legacy_notop_file_and_top_file_into_feature_extractor(applications_file
     reference, top, notop = applications_files
     x = _images(n=1, size=96)
     features = keras.Model(reference.input, reference.get_layer("conv5_block3_out").output)
-    expected = features.predict(keras.ops.image.resize(x, (224, 224)), verbose=0)
+    expected = _run(features, keras.ops.image.resize(x, (224, 224)))
     for path in (notop, top):  # the head of a top file is not needed, nor refused
         ours = keras_resnet.ResNet50(weights=path, include_top=False, input_shape=(224, 224, 3))
-        got = ours.predict(keras.ops.image.resize(x, (224, 224)), verbose=0)
+        got = _run(ours, keras.ops.image.resize(x, (224, 224)))
         np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
 
 
 def test_legacy_file_for_another_model_is_refused(applications_files, tmp_path):
     _, top, notop = applications_files
-    with pytest.raises(ValueError, match="layer 'predictions' is missing"):
+    with pytest.raises(ValueError, match="layer 'predictions' is missing from the file .the file has no top"):
         keras_resnet.ResNet50(weights=notop, include_top=True)
-    with pytest.raises(ValueError, match="layer 'conv4_block7_1_conv' is missing"):
+    with pytest.raises(ValueError) as info:
         keras_resnet.ResNet101(weights=notop, include_top=False)
-    # A deeper model's file must not load silently into the first layers.
+    assert f"Weights file {notop} does not fit the model: the file is for another depth: its " \
+        "stages have (3, 4, 6, 3) blocks, the model's have (3, 4, 23, 3)" in str(info.value)
+    # Same blocks per stage, other block type: must not load silently into the first layers.
     with pytest.raises(ValueError, match="the file has layer 'conv2_block1_0_conv', which the model lacks"):
         keras_resnet.ResNet34(weights=notop, include_top=False)
     four_channels = keras.applications.ResNet50(
@@ -113,54 +128,257 @@ def test_keras_weights_file_round_trip_and_mismatch(tmp_path):
         path = str(tmp_path / name)
         source.save_weights(path) if name.endswith(".weights.h5") else source.save(path)
         loaded = keras_resnet.ResNet20(weights=path)
-        np.testing.assert_array_equal(loaded.predict(x, verbose=0), source.predict(x, verbose=0))
+        np.testing.assert_array_equal(_run(loaded, x), _run(source, x))
     path = str(tmp_path / "r20.weights.h5")
-    with pytest.raises(ValueError, match="layer 'conv2_block4_1_conv' expects shape"):
+    with pytest.raises(ValueError, match=r"another depth: its stages have \(3, 3, 3\) blocks, the model's have \(5, 5, 5\)"):
         keras_resnet.ResNet32(weights=path)
-    with pytest.raises(ValueError, match="layer 'predictions' expects shape"):
+    with pytest.raises(ValueError, match=r"layer 'predictions' weight 'kernel' has shape \(64, 100\), the file has \(64, 10\)"):
         keras_resnet.ResNet20(weights=path, classes=100)
-    with pytest.raises(ValueError, match="weights the model lacks"):
-        keras_resnet.ResNet20(weights=path, include_top=False)
-    other = tmp_path / "weights.npz"
-    other.write_bytes(b"not weights")
-    with pytest.raises(ValueError, match="Unrecognised weights file"):
-        keras_resnet.ResNet20(weights=str(other))
+    # As for legacy files, a top file serves a model without the top.
+    features = keras_resnet.ResNet20(weights=path, include_top=False)
+    np.testing.assert_array_equal(
+        features.get_layer("conv4_block3_2_bn").moving_mean.numpy(),
+        source.get_layer("conv4_block3_2_bn").moving_mean.numpy(),
+    )
 
 
-@pytest.fixture
-def served(applications_files, tmp_path, monkeypatch):
-    _, top, notop = applications_files
-    server = FolderServer(os.path.dirname(notop))
-    monkeypatch.setattr(weights_lib, "BASE_URL", server.url)
-    monkeypatch.setattr(weights_lib, "CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setitem(weights_lib.PUBLISHED, "resnet50", (md5(top), md5(notop)))
-    yield server
-    server.close()
+def test_keras3_file_of_keras_applications_resnet50_reproduces_it(applications_files, tmp_path):
+    # keras.applications' .keras file keeps its conv biases, and its config
+    # says its BN epsilon (1.001e-5).
+    reference, _, _ = applications_files
+    path = str(tmp_path / "applications.keras")
+    reference.save(path)
+    ours = keras_resnet.ResNet50(weights=path, classifier_activation=None)
+    x = _images(n=1)
+    expected = _run(reference, x)
+    got = _run(ours, x)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
 
 
-def test_imagenet_weights_download_cache_and_verify(applications_files, served, tmp_path):
-    reference, _, notop = applications_files
-    model = keras_resnet.ResNet50(weights="imagenet", include_top=False)
-    cached = tmp_path / "cache" / "models" / os.path.basename(notop)
-    assert served.requests == 1 and md5(cached) == md5(notop)
-    keras_resnet.ResNet50(weights="imagenet", include_top=False)
-    assert served.requests == 1  # the second build reads the cache
-    x = _images(n=1, size=64)
-    features = keras.Model(reference.input, reference.get_layer("conv5_block3_out").output)
-    expected = features.predict(keras.ops.image.resize(x, (224, 224)), verbose=0)
-    got = model.predict(keras.ops.image.resize(x, (224, 224)), verbose=0)
+def test_keras3_weights_file_of_keras_applications_resnet101_reproduces_it(tmp_path):
+    # A .weights.h5 has no config: convs with biases mean keras.applications'
+    # epsilon. Small input and no top keep this cheap; ResNet-152 takes the same path.
+    reference = keras.applications.ResNet101(weights=None, include_top=False, input_shape=(32, 32, 3))
+    _randomise(reference, seed=2)
+    path = str(tmp_path / "resnet101.weights.h5")
+    reference.save_weights(path)
+    ours = keras_resnet.ResNet101(weights=path, include_top=False, input_shape=(32, 32, 3))
+    x = _images(n=1, size=32)
+    expected, got = _run(reference, x), _run(ours, x)
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
 
 
-def test_imagenet_weights_with_wrong_md5_are_rejected_and_deleted(served, tmp_path, monkeypatch):
-    monkeypatch.setitem(weights_lib.PUBLISHED, "resnet50", ("0" * 32, "0" * 32))
-    with pytest.raises(ValueError, match="does not have the expected md5 0{32}; it was deleted"):
-        keras_resnet.ResNet50(weights="imagenet", include_top=False)
-    assert served.requests == 1
-    assert not os.listdir(tmp_path / "cache" / "models")
+def test_conv_bias_without_a_bn_to_fold_into_is_refused(tmp_path):
+    # Our builders put a BN after every conv; a model without one cannot take a bias.
+    inputs = keras.Input((8, 8, 3))
+    with_bias = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv1_conv")(inputs))
+    path = str(tmp_path / "bias.weights.h5")
+    with_bias.save_weights(path)
+    without = keras.Model(inputs, keras.layers.Conv2D(4, 3, use_bias=False, name="conv1_conv")(inputs))
+    with pytest.raises(ValueError, match=f"{path} does not fit the model: layer 'conv1_conv' has a conv bias"):
+        weights_lib.assign(without, path, weights_lib.read_weights(path))
 
 
-def test_imagenet_weights_download_failure_is_clear(served, monkeypatch):
-    monkeypatch.setattr(weights_lib, "BASE_URL", served.url + "missing/")
-    with pytest.raises(OSError, match="Could not download .*missing/resnet50_weights"):
-        keras_resnet.ResNet50(weights="imagenet", include_top=False)
+def test_junk_weights_files_are_named_corrupt(tmp_path):
+    source = keras_resnet.ResNet20()
+    good_h5, good_keras = str(tmp_path / "good.weights.h5"), str(tmp_path / "good.keras")
+    source.save_weights(good_h5)
+    source.save(good_keras)
+    junk = {
+        "random.weights.h5": np.random.RandomState(0).bytes(5000),
+        "random.keras": np.random.RandomState(1).bytes(5000),
+        "random.h5": np.random.RandomState(2).bytes(5000),
+        "truncated.weights.h5": open(good_h5, "rb").read()[:50_000],
+        "truncated.keras": open(good_keras, "rb").read()[:50_000],
+    }
+    for name, content in junk.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as info:
+            keras_resnet.ResNet20(weights=str(path))
+        message = str(info.value)
+        assert message.startswith(f"Weights file {path} is corrupt or unreadable: "), message
+        assert "\n" not in message and len(message) < 400, message
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.zeros(3)
+    with pytest.raises(ValueError, match=f"Weights file {other} is not usable: an HDF5 file with neither Keras layout"):
+        keras_resnet.ResNet20(weights=str(other))
+
+
+# Downloads: Keras' cache in $KERAS_HOME, files from $KERAS_RESNET_WEIGHTS_URL.
+
+NOTOP = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def _class_index(folder):
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    path = folder / "imagenet_class_index.json"
+    path.write_text(json.dumps(index))
+    return str(path)
+
+
+def test_imagenet_headline_downloads_once_in_a_fresh_process(applications_files, tmp_path):
+    # The package's headline, ResNet50() and decode_predictions, in a process
+    # configured only by environment variables, as a user's would be.
+    reference, top, notop = applications_files
+    served = tmp_path / "served"
+    served.mkdir()
+    os.symlink(top, served / os.path.basename(top))
+    class_index = _class_index(served)
+    # Test data: the served stand-ins take the published files' md5s' place.
+    stand_in_md5 = {os.path.basename(top): md5(top), "imagenet_class_index.json": md5(class_index)}
+    x = np.random.RandomState(5).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import keras
+        import numpy as np
+        import keras_resnet
+        from keras_resnet import weights
+        weights.PUBLISHED_MD5.update(json.loads(sys.argv[1]))
+        x = keras_resnet.preprocess_input(np.load(sys.argv[2]))
+        run = lambda model: keras.ops.convert_to_numpy(model(x, training=False))
+        preds = run(keras_resnet.ResNet50())
+        decoded = keras_resnet.decode_predictions(preds, top=1)
+        again = run(keras_resnet.ResNet50())  # from the cache
+        keras_resnet.decode_predictions(again, top=1)
+        np.save(sys.argv[3], np.stack([preds, again]))
+        print(json.dumps([[str(v) for v in decoded[0][0]]]))
+        """
+    )
+    server = FolderServer(served)
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras_home"), KERAS_RESNET_WEIGHTS_URL=server.url)
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(stand_in_md5), str(tmp_path / "x.npy"),
+             str(tmp_path / "preds.npy")],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert server.requests == 2  # weights and class index, once each
+    cache = tmp_path / "keras_home" / "models"
+    assert sorted(os.listdir(cache)) == sorted(stand_in_md5)  # nothing else, no staging files
+    assert all(md5(cache / name) == digest for name, digest in stand_in_md5.items())
+    preds, again = np.load(tmp_path / "preds.npy")
+    logits = _run(reference, keras_resnet.preprocess_input(x))
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
+    np.testing.assert_allclose(preds, expected, atol=1e-4)
+    np.testing.assert_array_equal(again, preds)
+    best = int(np.argmax(expected))
+    assert json.loads(result.stdout.strip().splitlines()[-1])[0][:2] == [f"n{best:08d}", f"class_{best}"]
+
+
+@pytest.fixture
+def env_cache(tmp_path, monkeypatch):
+    """Keras' cache in a temp dir, set as a user would: $KERAS_HOME."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return tmp_path / "keras_home" / "models"
+
+
+def test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced(
+    applications_files, env_cache, tmp_path, monkeypatch
+):
+    _, _, notop = applications_files
+    served = tmp_path / "served"
+    served.mkdir()
+    corrupt = bytearray(open(notop, "rb").read())
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (served / NOTOP).write_bytes(bytes(corrupt))
+    monkeypatch.setitem(weights_lib.PUBLISHED_MD5, NOTOP, md5(notop))  # test data
+    server = FolderServer(served)
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)
+    try:
+        with pytest.raises(ValueError) as info:
+            keras_resnet.ResNet50(include_top=False)
+        assert f"The file downloaded from {server.url}{NOTOP} has md5 {md5(served / NOTOP)}, not " \
+            f"the expected {md5(notop)}: it was refused and not cached." in str(info.value)
+        assert server.requests == 1 and os.listdir(env_cache) == []
+        # A cached file whose md5 is wrong is removed and downloaded again.
+        (served / NOTOP).write_bytes(open(notop, "rb").read())
+        (env_cache / NOTOP).write_bytes(bytes(corrupt))
+        assert weights_lib.fetch("resnet50", include_top=False) == str(env_cache / NOTOP)
+        assert server.requests == 2 and md5(env_cache / NOTOP) == md5(notop)
+    finally:
+        server.close()
+
+
+class _BadServer:
+    """A server on 127.0.0.1 that answers every connection with `behave(conn)`."""
+
+    def __init__(self, behave):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.behave = behave
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.behave(conn)
+
+    def close(self):
+        self.sock.close()
+
+
+def _close_at_once(conn):
+    conn.recv(4096)
+
+
+def _half_then_close(conn):
+    conn.recv(4096)
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 500)
+
+
+def _silent(conn):
+    conn.recv(4096)
+    time.sleep(5)
+
+
+@pytest.mark.parametrize(
+    "behave,reason",
+    [
+        (_close_at_once, "the server closed the connection without answering"),
+        (_half_then_close, "the connection closed after 500 of 1000 bytes"),
+        (_silent, "no answer in time (1 s; see KERAS_RESNET_DOWNLOAD_TIMEOUT)"),
+        (None, "HTTP error 404 File not found"),
+    ],
+)
+def test_failed_download_is_one_clear_error_within_seconds(env_cache, monkeypatch, behave, reason):
+    server = _BadServer(behave) if behave else FolderServer(env_cache.parent)
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)
+    monkeypatch.setenv("KERAS_RESNET_DOWNLOAD_TIMEOUT", "1")
+    start = time.monotonic()
+    try:
+        with pytest.raises(OSError) as info:
+            weights_lib.fetch("resnet50", include_top=False)
+    finally:
+        server.close()
+    assert time.monotonic() - start < 4
+    assert str(info.value) == (
+        f"Could not download {server.url}{NOTOP}: {reason}. Download it where you can and "
+        f"pass its path: ResNet50(weights='/path/to/{NOTOP}', include_top=False); or set "
+        "KERAS_RESNET_WEIGHTS_URL to a folder (http://, https:// or file://) that holds it."
+    )
+    assert os.listdir(env_cache) == []
+
+
+def test_download_settings_are_checked(env_cache, monkeypatch):
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", "ftp://mirror/resnet")
+    with pytest.raises(ValueError, match="KERAS_RESNET_WEIGHTS_URL must be an http://, https:// or file:// "
+                                         "URL of a folder. Received: KERAS_RESNET_WEIGHTS_URL='ftp://mirror/resnet'"):
+        keras_resnet.ResNet50(include_top=False)
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("KERAS_RESNET_DOWNLOAD_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="must be a number of seconds > 0. Received: KERAS_RESNET_DOWNLOAD_TIMEOUT='soon'"):
+        weights_lib.fetch("resnet50", include_top=False)
