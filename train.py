@@ -9,13 +9,13 @@ its Config. See that module for the outputs written to --model_dir.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+from keras_resnet import cli  # noqa: E402
 from keras_resnet import distribute  # noqa: E402
 from keras_resnet import recipes  # noqa: E402
 from keras_resnet import training  # noqa: E402
@@ -63,9 +63,10 @@ flags.DEFINE_integer("synthetic_examples", _DEFAULTS.synthetic_examples,
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: silent, 1: progress bars, 2: a line per epoch.")
 
 
-def main(argv):
+def run(argv):
+    cli.require_tensorflow_backend("train.py")
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = training.Config(
         **{
             name: FLAGS[name].value
@@ -77,13 +78,17 @@ def main(argv):
     )
     try:
         result = training.train(config)
-    except (ValueError, training.DivergedError) as e:
-        sys.exit(f"train.py: error: {e}")
+    except training.ConfigError as e:  # the library's argument is our flag.
+        raise ValueError(f"--{e.name}={e.value}: {e.requirement}") from None
     last = result["history"][-1]
     print(
         f"Done: val_accuracy {last.get('val_accuracy', float('nan')):.4f} after "
         f"{last['iterations']} iterations; model in {os.path.join(config.model_dir, 'model.keras')}"
     )
+
+
+def main(argv):
+    cli.run_main("train.py", run, argv, failures=(training.DivergedError,), resume_hint=True)
 
 
 if __name__ == "__main__":

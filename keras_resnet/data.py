@@ -37,6 +37,7 @@ PCA_EIGVEC = np.array(
 TFDS_SPLITS = {"cifar10": ("train[:45000]", "train[45000:]")}
 CACHE_LIMIT_BYTES = 4 << 30  # decoded training sets up to this size are cached.
 SHUFFLE_BUFFER_BYTES = 1 << 30
+DOWNLOAD_RETRIES = 2  # TFDS's are 10, with back-off.
 
 
 class DatasetUnavailableError(ValueError):
@@ -289,6 +290,16 @@ def folder(root):
     return train, val, class_names, num_train, num_val, skipped, train_bytes
 
 
+def is_folder(dataset):
+    """Whether `dataset` names a folder (else a TFDS name or "synthetic")."""
+    return os.sep in dataset or os.path.isdir(dataset) or dataset.startswith((".", "~"))
+
+
+def normalize(dataset):
+    """`dataset` as one spelling: "DIR/" and "DIR" are the same folder."""
+    return os.path.normpath(dataset) if is_folder(dataset) else dataset
+
+
 def tfds_builder(name, data_dir=None, manual_dir=None):
     """The TFDS builder of `name`, downloaded and prepared if needed."""
     import tensorflow_datasets as tfds  # only TFDS runs pay for the import.
@@ -301,6 +312,11 @@ def tfds_builder(name, data_dir=None, manual_dir=None):
             "cifar100, imagenette, imagenet2012), not an existing folder, and "
             f"not 'synthetic' ({type(e).__name__})"
         ) from None
+    from tensorflow_datasets.core.download import downloader
+
+    # TFDS retries a failed download 10 times with back-off, about 3.5
+    # minutes offline (REFERENCE Sec. 4); a few retries fail in a second.
+    retries, downloader.MAX_RETRIES = downloader.MAX_RETRIES, DOWNLOAD_RETRIES
     try:
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         builder.download_and_prepare(download_config=config)
@@ -313,6 +329,8 @@ def tfds_builder(name, data_dir=None, manual_dir=None):
             "manually downloaded archives), or pass --dataset=/path/to/folder "
             "with train/ and val/ subfolders of class folders."
         ) from None
+    finally:
+        downloader.MAX_RETRIES = retries
     return builder
 
 
@@ -398,7 +416,7 @@ def load(
         train = synthetic(num_train, image_size, num_classes, seed)
         val = synthetic(num_val, image_size, num_classes, seed + 1)
         names = [str(i) for i in range(num_classes)]
-    elif os.sep in dataset or os.path.isdir(dataset) or dataset.startswith((".", "~")):
+    elif is_folder(dataset):
         train, val, names, num_train, num_val, skipped, train_bytes = folder(
             os.path.expanduser(dataset)
         )

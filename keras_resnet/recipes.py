@@ -124,26 +124,16 @@ def plan(recipe, batch_size=None, train_steps=None, learning_rate=None):
     overrides the length: step boundaries then keep their fractions of the run
     (the warm-up keeps its length, which is tied to the start of training, not
     to its end). `learning_rate` overrides the batch-scaled base rate and
-    scales the warm-up rate with it.
+    scales the warm-up rate with it. The values are those
+    keras_resnet.training.resolve has checked (batch and steps >= 1, rate > 0).
     """
-    batch_size = int(batch_size or recipe.batch_size)
-    if batch_size < 1:
-        raise ValueError(f"The batch size must be >= 1. Received: {batch_size}")
+    batch_size = int(recipe.batch_size if batch_size is None else batch_size)
     ratio = recipe.batch_size / batch_size
     steps = max(1, round(recipe.train_steps * ratio))
-    if train_steps is not None:
-        if int(train_steps) < 1:
-            raise ValueError(f"train_steps must be >= 1. Received: {train_steps}")
-        train_steps = int(train_steps)
-    else:
-        train_steps = steps
+    train_steps = steps if train_steps is None else int(train_steps)
     lr = recipe.learning_rate / ratio
     warmup_lr = recipe.warmup_learning_rate / ratio
     if learning_rate is not None:
-        if not learning_rate > 0:
-            raise ValueError(
-                f"The learning rate must be > 0. Received: {learning_rate}"
-            )
         warmup_lr *= learning_rate / lr
         lr = float(learning_rate)
     boundaries = tuple(

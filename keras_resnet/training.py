@@ -16,18 +16,22 @@ replicas; the recipe's learning rate scales linearly with the global batch
 import csv
 import dataclasses
 import importlib.util
+import io
 import json
 import math
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 import keras_resnet
 from keras_resnet import data as data_lib
 from keras_resnet import distribute
+from keras_resnet import files
 from keras_resnet import recipes
+from keras_resnet import weights as weights_lib
 from keras_resnet.models import canonical_name
 from keras_resnet.models import classifier
 from keras_resnet.preprocessing import MeanSubtraction
@@ -63,8 +67,16 @@ class Config:
     verbose: int = 1  # Keras progress bars; not part of a run's identity.
 
 
+class ConfigError(ValueError):
+    """A Config field holds a value it cannot take (train.py names the flag)."""
+
+    def __init__(self, name, value, requirement):
+        super().__init__(f"{name} {requirement}. Received: {name}={value!r}")
+        self.name, self.value, self.requirement = name, value, requirement
+
+
 class DivergedError(RuntimeError):
-    """The loss became NaN and TerminateOnNaN stopped the run."""
+    """The loss or the weights became NaN or infinite; nothing of it was saved."""
 
 
 def check_model_dir(model_dir):
@@ -85,18 +97,28 @@ def _identity(config):
     return {k: v for k, v in dataclasses.asdict(config).items() if k != "verbose"}
 
 
-def _check_same_run(path, config):
-    """A model_dir's backup only fits the run that wrote it."""
+def _stored_run(path):
+    """The summary in a model_dir's config.json, or None."""
     if not os.path.exists(path):
-        return
+        return None
     with open(path) as f:
-        stored = json.load(f).get("config", {})
-    diff = [k for k, v in _identity(config).items() if stored.get(k) != v]
+        return json.load(f)
+
+
+def _check_same_run(stored, config, class_names=None):
+    """A model_dir's backup and history only fit the run that wrote them: the
+    same resolved config and, checked once the data is read, the same classes."""
+    if stored is None:
+        return
+    there, here = stored.get("config", {}), _identity(config)
+    if class_names is not None:
+        there, here = stored, dict(class_names=class_names)
+    diff = [k for k, v in here.items() if there.get(k) != v]
     if diff:
         k = diff[0]
         raise ValueError(
             f"--model_dir {config.model_dir!r} holds another run ({k}: "
-            f"{stored.get(k)!r} there, {getattr(config, k)!r} now); use a new --model_dir"
+            f"{there.get(k)!r} there, {here[k]!r} now); use a new --model_dir"
         )
 
 
@@ -110,20 +132,29 @@ def read_history(path):
         ]
 
 
-def _write_atomic(path, write):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        write(f)
-    os.replace(tmp, path)
-
-
 def write_history(path, rows):
-    def write(f):
-        writer = csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, HISTORY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(path, text.getvalue())
 
-    _write_atomic(path, write)
+
+def check_finite(model, when):
+    """Raises DivergedError if a weight of `model` is NaN or infinite."""
+    for v in model.weights + model.optimizer.variables:
+        if not np.isfinite(v.numpy()).all():
+            raise DivergedError(
+                f"Training diverged: weight {v.path} is not finite {when}; nothing "
+                "of it was saved. Try a lower learning_rate."
+            )
+
+
+def save_model(model, path):
+    """Saves a finite `model` aside, then renames it to `path`."""
+    check_finite(model, f"before saving {path}")
+    with files.atomic_path(path) as staging:
+        model.save(staging)
 
 
 class HistoryFile(keras.callbacks.Callback):
@@ -132,7 +163,7 @@ class HistoryFile(keras.callbacks.Callback):
     Listed before BackupAndRestore, so the file is never behind the backup; on
     a restart the rows from the restored epoch on are dropped (they are about
     to be trained again), so the file has no gaps and no duplicates, unlike a
-    CSVLogger appending to it.
+    CSVLogger appending to it. `rows` then holds the restored history.
     """
 
     def __init__(self, path, schedule):
@@ -152,6 +183,46 @@ class HistoryFile(keras.callbacks.Callback):
         write_history(self.path, self.rows)
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops a run whose loss is NaN or infinite, before any epoch-end save."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            iteration = int(self.model.optimizer.iterations.numpy())
+            raise DivergedError(
+                f"Training diverged: the loss is {loss} at iteration {iteration}; "
+                "nothing of it was saved. Try a lower learning_rate."
+            )
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """checkpoints/best.keras (best val_accuracy) and last.keras, each epoch.
+
+    Listed after `history` (a HistoryFile): on a resumed run the best so far
+    is that of the restored rows, and only if best.keras exists, so a file
+    lost to a kill is written again.
+    """
+
+    def __init__(self, folder, history):
+        super().__init__()
+        self.best_path = os.path.join(folder, "best.keras")
+        self.last_path = os.path.join(folder, "last.keras")
+        self.history, self.best = history, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.best is None and os.path.exists(self.best_path):
+            scores = [r["val_accuracy"] for r in self.history.rows if "val_accuracy" in r]
+            self.best = max(scores, default=None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = logs.get("val_accuracy")
+        if score is not None and (self.best is None or score > self.best):
+            save_model(self.model, self.best_path)
+            self.best = score
+        save_model(self.model, self.last_path)
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Ends the last epoch early, so a run stops at exactly `train_steps`."""
 
@@ -167,24 +238,28 @@ class StopAtStep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def plot_curves(rows, path, title):
-    """Train (dashed) and validation (bold) error % against iterations."""
-    import matplotlib
+def curves_figure(rows, title):
+    """Train (dashed) and validation (bold) error % against iterations; each
+    epoch a marker, so a one-epoch run shows its point."""
+    from matplotlib.figure import Figure  # no pyplot: no global state.
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     steps = [r["iterations"] for r in rows]
-    for key, style, label in (("accuracy", "--", "train"), ("val_accuracy", "-", "val")):
+    for key, style, label in (("accuracy", "--o", "train"), ("val_accuracy", "-o", "val")):
         points = [(s, 100 * (1 - r[key])) for s, r in zip(steps, rows) if key in r]
         if points:
-            ax.plot(*zip(*points), style, linewidth=1 if style == "--" else 2, label=label)
+            ax.plot(*zip(*points), style, markersize=3,
+                    linewidth=1 if style == "--o" else 2, label=label)
     ax.set(xlabel="iterations", ylabel="error (%)", title=title)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    return fig
+
+
+def plot_curves(rows, path, title):
+    with files.atomic_path(path) as staging:
+        curves_figure(rows, title).savefig(staging, dpi=100, bbox_inches="tight")
 
 
 def build_model(config, recipe, schedule, data):
@@ -225,113 +300,84 @@ def build_model(config, recipe, schedule, data):
     return model
 
 
-def _resolve(config):
-    """Checks the config's names and fills in the family's defaults."""
-    model_key = canonical_name(config.model)
-    family = keras_resnet.VARIANTS[model_key].family
+def resolve(config):
+    """Checks every value of `config` before any work is done; returns the
+    config with the recipe's and family's defaults filled in (a run's
+    identity), its model family and its recipe."""
+    model = canonical_name(config.model)
+    family = keras_resnet.FAMILIES[keras_resnet.VARIANTS[model].family]
     recipe = recipes.get_recipe(
-        config.recipe or recipes.DEFAULT_RECIPES[family], model_key
+        config.recipe or recipes.DEFAULT_RECIPES[family.stem], model
     )
     data_lib.check_augment(recipe.augment)
     if config.mixed_precision not in PRECISIONS:
-        raise ValueError(
-            f"Unknown mixed_precision: {config.mixed_precision!r}. "
-            f"Accepted: {', '.join(PRECISIONS)}"
-        )
+        raise ConfigError("mixed_precision", config.mixed_precision,
+                          f"must be one of {', '.join(PRECISIONS)}")
     if config.epochs is not None and config.train_steps is not None:
-        raise ValueError("Give --epochs or --train_steps, not both.")
-    image_size = config.image_size or keras_resnet.FAMILIES[family].default_size
-    return model_key, family, recipe, image_size
+        raise ConfigError("epochs", config.epochs, "cannot be given with train_steps")
+    lowest = dict(batch_size=1, epochs=1, train_steps=1, synthetic_examples=1, seed=0,
+                  verbose=0, image_size=family.min_size)  # the total stride.
+    for name, low in lowest.items():
+        value = getattr(config, name)
+        if value is not None and not value >= low:
+            raise ConfigError(name, value, f"must be >= {low}" + (
+                f" for {model}" if name == "image_size" else ""))
+    if config.verbose > 2:
+        raise ConfigError("verbose", config.verbose, "must be 0, 1 or 2")
+    if config.learning_rate is not None and not 0 < config.learning_rate < math.inf:
+        raise ConfigError("learning_rate", config.learning_rate, "must be > 0")
+    if config.weights == "imagenet" and model not in weights_lib.PUBLISHED:
+        raise ConfigError("weights", config.weights,
+                          f"'imagenet' exists for {', '.join(weights_lib.PUBLISHED)} only")
+    if config.weights not in (None, "imagenet") and not os.path.isfile(config.weights):
+        raise ConfigError("weights", config.weights, "must be 'imagenet' or an existing file")
+    config = dataclasses.replace(
+        config,
+        model=model,
+        dataset=data_lib.normalize(config.dataset),
+        recipe=recipe.name,
+        batch_size=recipe.batch_size if config.batch_size is None else config.batch_size,
+        image_size=family.default_size if config.image_size is None else config.image_size,
+    )
+    return config, family, recipe
 
 
-def train(config):
-    """Trains as `config` says; returns {"history", "model", "summary"}."""
-    model_key, family, recipe, image_size = _resolve(config)
-    strategy = distribute.make_strategy(config.strategy)
-    replicas = strategy.num_replicas_in_sync
-    batch_size = config.batch_size or recipe.batch_size
-    if batch_size % replicas:
-        raise ValueError(
-            f"The global batch size {batch_size} is not divisible by the "
-            f"{replicas} replicas of {type(strategy).__name__}."
-        )
-    model_dir = config.model_dir
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        model_dir = distribute.worker_dir(model_dir)
-    check_model_dir(model_dir)
-    config_path = os.path.join(model_dir, "config.json")
-    _check_same_run(config_path, config)
-    keras.utils.set_random_seed(config.seed)
-
-    data = data_lib.load(
+def _load_data(config, family, recipe, replicas):
+    return data_lib.load(
         config.dataset,
-        image_size=image_size,
-        batch_size=batch_size,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
         augment=recipe.augment,
         seed=config.seed,
         data_dir=config.data_dir,
         manual_dir=config.manual_dir,
-        num_classes=keras_resnet.FAMILIES[family].classes,
+        num_classes=family.classes,
         synthetic_examples=config.synthetic_examples,
         pixel_mean=recipe.mean == "pixel" and config.weights != "imagenet",
         augment_options={"pca_std": recipe.pca_lighting},
         replicas=replicas,
     )
-    steps_per_epoch = data.num_train // batch_size
-    train_steps = config.train_steps
-    if config.epochs is not None:
-        train_steps = config.epochs * steps_per_epoch
-    run_plan = recipes.plan(recipe, batch_size, train_steps, config.learning_rate)
-    epochs = math.ceil(run_plan.train_steps / steps_per_epoch)
-    logging.info(
-        "%s on %s: %d training images (%d skipped), %d validation, %d classes; "
-        "%d replicas, global batch %d, %d steps (%d epochs of %d), lr %g",
-        model_key, config.dataset, data.num_train, data.skipped, data.num_val,
-        data.num_classes, replicas, batch_size, run_plan.train_steps, epochs,
-        steps_per_epoch, run_plan.learning_rate,
-    )
-    summary = dict(
-        config=_identity(config),
-        recipe=dataclasses.asdict(recipe),
-        plan=dataclasses.asdict(run_plan),
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        num_train=data.num_train,
-        num_val=data.num_val,
-        num_classes=data.num_classes,
-        skipped_images=data.skipped,
-        class_names=data.class_names,
-        replicas=replicas,
-        strategy=type(strategy).__name__,
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-    )
-    _write_atomic(config_path, lambda f: json.dump(summary, f, indent=2))
 
-    schedule = recipes.schedule(recipe, run_plan)
+
+def _build(config, recipe, schedule, data, strategy):
+    """build_model under `strategy` and the config's precision policy."""
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[config.mixed_precision])
     try:
         with strategy.scope():
-            model = build_model(config, recipe, schedule, data)
+            return build_model(config, recipe, schedule, data)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    history_path = os.path.join(model_dir, "history.csv")
-    checkpoints = os.path.join(model_dir, "checkpoints")
-    best = max((r.get("val_accuracy", 0.0) for r in read_history(history_path)), default=None)
+
+def _callbacks(model_dir, schedule, epochs, last_epoch_steps):
+    history = HistoryFile(os.path.join(model_dir, "history.csv"), schedule)
     callbacks = [
         distribute.AverageBatchNormStatistics(),
-        HistoryFile(history_path, schedule),
-        keras.callbacks.TerminateOnNaN(),
-        StopAtStep(epochs - 1, run_plan.train_steps - (epochs - 1) * steps_per_epoch),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(checkpoints, "best.keras"),
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best,
-        ),
-        keras.callbacks.ModelCheckpoint(os.path.join(checkpoints, "last.keras")),
+        StopOnDivergence(),
+        history,
+        StopAtStep(epochs - 1, last_epoch_steps),
+        Checkpoints(os.path.join(model_dir, "checkpoints"), history),
         # Last: it saves after every other callback has recorded the epoch.
         keras.callbacks.BackupAndRestore(
             os.path.join(model_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
@@ -348,20 +394,82 @@ def train(config):
         with open(metadata) as f:
             logging.info("Resuming from the backup in %s after epoch %d.",
                          os.path.dirname(metadata), json.load(f)["epoch"])
+    return callbacks
+
+
+def train(config):
+    """Trains as `config` says; returns {"history", "model", "summary"}.
+
+    Every value is checked before any work; the model_dir is locked for the
+    run; config.json is written only once the data and the model are ready, so
+    a run that fails before training leaves nothing that refuses the next.
+    """
+    config, family, recipe = resolve(config)
+    strategy = distribute.make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError("batch_size", config.batch_size, f"must be divisible by the "
+                          f"{replicas} replicas of {type(strategy).__name__}")
+    model_dir = config.model_dir
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        model_dir = distribute.worker_dir(model_dir)
+    check_model_dir(model_dir)
+    with files.RunLock(model_dir, "--model_dir"):
+        return _train_locked(config, family, recipe, strategy, model_dir)
+
+
+def _train_locked(config, family, recipe, strategy, model_dir):
+    config_path = os.path.join(model_dir, "config.json")
+    stored = _stored_run(config_path)
+    _check_same_run(stored, config)
+    keras.utils.set_random_seed(config.seed)
+    data = _load_data(config, family, recipe, strategy.num_replicas_in_sync)
+    _check_same_run(stored, config, data.class_names)
+    steps_per_epoch = data.num_train // config.batch_size
+    train_steps = config.train_steps
+    if config.epochs is not None:
+        train_steps = config.epochs * steps_per_epoch
+    run_plan = recipes.plan(recipe, config.batch_size, train_steps, config.learning_rate)
+    epochs = math.ceil(run_plan.train_steps / steps_per_epoch)
+    logging.info(
+        "%s on %s: %d training images (%d skipped), %d validation, %d classes; "
+        "%d replicas, global batch %d, %d steps (%d epochs of %d), lr %g",
+        config.model, config.dataset, data.num_train, data.skipped, data.num_val,
+        data.num_classes, strategy.num_replicas_in_sync, config.batch_size,
+        run_plan.train_steps, epochs, steps_per_epoch, run_plan.learning_rate,
+    )
+    schedule = recipes.schedule(recipe, run_plan)
+    model = _build(config, recipe, schedule, data, strategy)
+    summary = dict(
+        config=_identity(config),
+        recipe=dataclasses.asdict(recipe),
+        plan=dataclasses.asdict(run_plan),
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        num_train=data.num_train,
+        num_val=data.num_val,
+        num_classes=data.num_classes,
+        skipped_images=data.skipped,
+        class_names=data.class_names,
+        replicas=strategy.num_replicas_in_sync,
+        strategy=type(strategy).__name__,
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+    )
+    files.write_text(config_path, json.dumps(summary, indent=2))
     model.fit(
         data.train,
-        validation_data=data.val,
+        # A folder's val set has no known length (it skips unreadable files):
+        # Keras would warn at each pass's end that it "ran out of data".
+        validation_data=data.val.repeat(),
+        validation_steps=math.ceil(data.num_val / config.batch_size),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
+        callbacks=_callbacks(model_dir, schedule, epochs,
+                             run_plan.train_steps - (epochs - 1) * steps_per_epoch),
+        shuffle=False,  # the pipeline shuffles.
         verbose=config.verbose,
     )
-    rows = read_history(history_path)
-    if any(math.isnan(r.get("loss", 0.0)) for r in rows) or len(rows) < epochs:
-        raise DivergedError(
-            f"Training stopped at epoch {len(rows)} of {epochs}: the loss became "
-            "NaN (TerminateOnNaN); try a lower --learning_rate."
-        )
-    model.save(os.path.join(model_dir, "model.keras"))
-    plot_curves(rows, os.path.join(model_dir, "curves.png"), f"{model_key} on {config.dataset}")
+    rows = read_history(os.path.join(model_dir, "history.csv"))
+    save_model(model, os.path.join(model_dir, "model.keras"))
+    plot_curves(rows, os.path.join(model_dir, "curves.png"), f"{config.model} on {config.dataset}")
     return {"history": rows, "model": model, "summary": summary}

@@ -106,14 +106,37 @@ def test_history_is_rewritten_from_the_restored_epoch(tmp_path):
     (dict(dataset="cifar11"), "Unknown dataset: 'cifar11'"),
     (dict(dataset="/nonexistent/folder"), "does not exist: '/nonexistent/folder'"),
     (dict(recipe="fast"), "Unknown recipe: 'fast'"),
-    (dict(strategy="mirrored", batch_size=5), "batch size 5 is not divisible by the 2 replicas"),
+    (dict(strategy="mirrored", batch_size=5), "batch_size must be divisible by the 2 replicas"),
     (dict(strategy="tpu"), "Unknown strategy: 'tpu'"),
-    (dict(mixed_precision="int8"), "Unknown mixed_precision: 'int8'"),
+    (dict(mixed_precision="int8"), "mixed_precision must be one of none, .*'int8'"),
 ])
 def test_clear_errors(tmp_path, change, message):
     with pytest.raises(ValueError, match=message) as info:
         training.train(_config(tmp_path, **change))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(learning_rate=0.0), "learning_rate must be > 0. Received: learning_rate=0.0"),
+    (dict(learning_rate=-4.0), "learning_rate must be > 0. Received: learning_rate=-4.0"),
+    (dict(batch_size=0), "batch_size must be >= 1. Received: batch_size=0"),
+    (dict(epochs=0), "epochs must be >= 1. Received: epochs=0"),
+    (dict(train_steps=-1), "train_steps must be >= 1. Received: train_steps=-1"),
+    (dict(epochs=1, train_steps=2), "epochs cannot be given with train_steps"),
+    (dict(synthetic_examples=0), "synthetic_examples must be >= 1"),
+    # The smallest inputs that keep a pixel after the total stride (4 and 32).
+    (dict(image_size=3), "image_size must be >= 4 for resnet20. Received: image_size=3"),
+    (dict(model="resnet18", image_size=16), "image_size must be >= 32 for resnet18"),
+    (dict(seed=-1), "seed must be >= 0"),
+    (dict(verbose=3), "verbose must be 0, 1 or 2"),
+    (dict(weights="imagenet"), "'imagenet' exists for resnet50, resnet101, resnet152 only"),
+    (dict(weights="/nowhere.weights.h5"), "weights must be 'imagenet' or an existing file"),
+])
+def test_bad_values_are_refused_before_any_work(tmp_path, change, message):
+    config = _config(tmp_path, **change)
+    with pytest.raises(training.ConfigError, match=message):
+        training.train(config)
+    assert not os.path.exists(config.model_dir)
 
 
 def test_empty_folder_error(tmp_path):

@@ -1,0 +1,262 @@
+"""train.py when things go wrong: kills, Ctrl-C, NaN, a full disk, no network,
+bad input, a second run, another backend. Each test drives the real program in
+a subprocess; a kill at a chosen write is made deterministic by a hook in the
+test's own launcher script, never in the package."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import data as data_lib
+from keras_resnet import files
+from keras_resnet import training
+from tests.helpers import file_size_limit
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 64 images of 16x16, batch 16: 4 steps an epoch.
+TINY = ["--dataset=synthetic", "--recipe=smoke", "--synthetic_examples=64", "--batch_size=16",
+        "--image_size=16", "--model=resnet20", "--strategy=one_device", "--verbose=2"]
+ARTEFACTS = ("model.keras", "checkpoints/best.keras", "checkpoints/last.keras", "config.json",
+             "history.csv", "curves.png")
+
+
+def _train_py(args, cwd, hook=None, env=None, **kwargs):
+    """A subprocess running train.py; `hook` is Python run before it; an
+    `env` value None unsets the variable."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **(env or {}))
+    full_env = {k: v for k, v in full_env.items() if v is not None}
+    script = os.path.join(REPO, "train.py")
+    cmd = [sys.executable, script, *args]
+    if hook:
+        cmd = [sys.executable, "-c", textwrap.dedent(hook) + textwrap.dedent(f"""
+            import runpy, sys
+            sys.argv = [{script!r}, *{list(args)!r}]
+            runpy.run_path({script!r}, run_name="__main__")
+            """)]
+    return subprocess.Popen(cmd, cwd=cwd, env=full_env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kwargs)
+
+
+def _run(args, cwd, timeout=240, **kwargs):
+    proc = _train_py(args, cwd, **kwargs)
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return proc.returncode, stdout, stderr
+
+
+def _one_line_error(stderr, start):
+    """The program's last line starts with `start`, and nothing was a traceback."""
+    assert "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(start), stderr[-3000:]
+    return last
+
+
+def _no_staging_files(model_dir):
+    left = [p for p in glob.glob(f"{model_dir}/**/.*", recursive=True)
+            if files.STAGING_MARK in p]
+    assert not left, left
+
+
+def _all_weights_finite(model_dir):
+    """Every .keras and .h5 file under `model_dir` holds finite numbers only."""
+    checked = 0
+    for path in glob.glob(f"{model_dir}/**/*.keras", recursive=True):
+        model = keras.models.load_model(path)
+        for v in model.weights:
+            assert np.isfinite(v.numpy()).all(), (path, v.path)
+        checked += 1
+    for path in glob.glob(f"{model_dir}/**/*.h5", recursive=True):
+        with h5py.File(path) as f:
+            arrays = []
+            f.visititems(lambda _, x: arrays.append(x[()]) if isinstance(x, h5py.Dataset) else None)
+        assert all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f"), path
+        checked += 1
+    return checked
+
+
+# SIGKILL in the middle of writing best.keras the first time: the file has its
+# first bytes, as when a process dies mid-write. The hook wraps the real save.
+KILL_IN_FIRST_BEST_SAVE = """
+    import os, signal, keras
+    save = keras.Model.save
+    def killed_mid_write(self, path, *args, **kwargs):
+        if "best" in os.path.basename(str(path)):
+            with open(path, "wb") as f:
+                f.write(b"PK\\x03\\x04 partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return save(self, path, *args, **kwargs)
+    keras.Model.save = killed_mid_write
+"""
+
+
+def _same_config(model_dir, **changes):
+    """The Config that train.py makes of TINY, for a rerun in this process."""
+    return training.Config(**dict(
+        dict(model="resnet20", dataset="synthetic", recipe="smoke", synthetic_examples=64,
+             batch_size=16, image_size=16, strategy="one_device", model_dir=str(model_dir),
+             verbose=0), **changes))
+
+
+def test_kill_while_best_is_first_written_then_rerun(tmp_path, image_folder, recwarn):
+    # An image folder: 15 readable images of 3 classes, batch 4 (3 steps).
+    model_dir = tmp_path / "run"
+    args = [*TINY, f"--dataset={image_folder}", "--batch_size=4", "--epochs=3",
+            f"--model_dir={model_dir}"]
+    code, _, stderr = _run(args, tmp_path, hook=KILL_IN_FIRST_BEST_SAVE)
+    assert code == -signal.SIGKILL, stderr
+    # Killed at epoch 0's best.keras: no file, never a partial one; the row of
+    # epoch 0 was logged, the backup not yet made.
+    assert not (model_dir / "checkpoints" / "best.keras").exists()
+    assert [r["epoch"] for r in training.read_history(str(model_dir / "history.csv"))] == [0]
+
+    # The same command again (in this process, to save the imports).
+    training.train(_same_config(model_dir, dataset=str(image_folder), batch_size=4, epochs=3))
+    # A normal run says nothing about its data feeding (the pipeline shuffles;
+    # validation steps match the validation set).
+    messages = [str(w.message) for w in recwarn]
+    assert not [m for m in messages if "shuffle=True" in m or "ran out of data" in m], messages
+    rows = training.read_history(str(model_dir / "history.csv"))
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    # best.keras was written again: it scores the best epoch's val_accuracy.
+    best = keras.models.load_model(model_dir / "checkpoints" / "best.keras")
+    val = data_lib.load(str(image_folder), image_size=16, batch_size=4, augment="cifar").val
+    hits = [np.argmax(best(x), -1) == np.argmax(y, -1) for x, y in val.as_numpy_iterator()]
+    assert np.concatenate(hits).mean() == pytest.approx(max(r["val_accuracy"] for r in rows))
+    _no_staging_files(model_dir)
+    mode = 0o666 & ~_umask()
+    for name in ARTEFACTS:
+        assert os.stat(model_dir / name).st_mode & 0o777 == mode, name
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
+    model_dir = tmp_path / "run"
+    proc = _train_py([*TINY, "--epochs=8", f"--model_dir={model_dir}"], tmp_path)
+    metadata = model_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not metadata.exists():
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+
+    # The same model_dir, while the first run trains: refused, nothing touched.
+    config = _same_config(model_dir, epochs=8)
+    history = (model_dir / "history.csv").read_bytes()
+    with pytest.raises(files.LockedError, match=f"'{model_dir}' is in use by process {proc.pid}"):
+        training.train(config)
+    assert (model_dir / "history.csv").read_bytes() == history
+
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert _one_line_error(stderr, "train.py: interrupted") == (
+        "train.py: interrupted; run the same command to resume")
+    backed_up = json.loads(metadata.read_text())["epoch"]
+    assert backed_up < 7
+
+    with caplog.at_level("INFO"):
+        training.train(config)  # the same command again, in this process.
+    assert f"Resuming from the backup in {model_dir}/backup after epoch {backed_up}." in caplog.text
+    rows = training.read_history(str(model_dir / "history.csv"))
+    assert [r["epoch"] for r in rows] == list(range(8))
+
+
+def test_diverged_run_exits_1_and_saves_no_nan(tmp_path):
+    model_dir = tmp_path / "run"
+    code, _, stderr = _run([*TINY, "--epochs=3", "--learning_rate=1e6",
+                            f"--model_dir={model_dir}"], tmp_path)
+    assert code == 1, stderr
+    line = _one_line_error(stderr, "train.py: error: Training diverged")
+    assert "learning_rate" in line
+    assert not (model_dir / "model.keras").exists()
+    _all_weights_finite(str(model_dir))
+    _no_staging_files(model_dir)
+
+
+def test_full_disk_says_which_file_and_leaves_nothing_partial(tmp_path):
+    # Files may grow to 512 KiB: config.json, history.csv and the TensorBoard
+    # logs fit, a ResNet-20 .keras file (~2.5 MB with its optimizer) does not.
+    model_dir = tmp_path / "run"
+    code, _, stderr = _run([*TINY, "--epochs=2", f"--model_dir={model_dir}"], tmp_path,
+                           preexec_fn=file_size_limit(512 << 10))
+    assert code == 2, stderr
+    line = _one_line_error(stderr, f"train.py: error: Cannot write {model_dir}/checkpoints/")
+    assert "File too large" in line and " free in " in line
+    assert not glob.glob(f"{model_dir}/**/*.keras", recursive=True)
+    _no_staging_files(model_dir)
+    assert json.loads((model_dir / "config.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("args,error", [
+    (["--learning_rate=0"], "train.py: error: --learning_rate=0.0: must be > 0"),
+    (["--dataset={images}"], "train.py: error: '{images}/val' has class folder 'class7', "
+                             "which the training split lacks"),
+])
+def test_bad_input_is_one_line_and_the_corrected_command_runs(tmp_path, image_folder, args, error):
+    (image_folder / "val" / "class7").mkdir()
+    args = [a.format(images=image_folder) for a in args]
+    model_dir = tmp_path / "run"
+    code, _, stderr = _run([*TINY, *args, "--train_steps=1", f"--model_dir={model_dir}"],
+                           tmp_path)
+    assert code == 2, stderr
+    _one_line_error(stderr, error.format(images=image_folder))
+    # Nothing left there refuses the corrected command.
+    assert not (model_dir / "config.json").exists()
+
+
+def test_offline_tfds_fails_fast_and_says_how_to_point_at_local_data(tmp_path):
+    # `python train.py` with no network: a "proxy" that drops every connection
+    # stands for it (no_proxy unset), so TFDS really tries its download.
+    proxy = socket.create_server(("127.0.0.1", 0))
+    attempts = []
+
+    def drop_connections():
+        while True:
+            try:
+                connection, _ = proxy.accept()
+            except OSError:
+                return
+            attempts.append(1)
+            connection.close()
+
+    threading.Thread(target=drop_connections, daemon=True).start()
+    url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    env = {name: url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    env.update(TFDS_DATA_DIR=str(tmp_path / "tfds"), no_proxy=None, NO_PROXY=None)
+    start = time.time()
+    try:
+        code, _, stderr = _run([], tmp_path, env=env, timeout=120)
+    finally:
+        proxy.close()
+    seconds = time.time() - start
+    assert code == 2 and seconds < 30, (seconds, stderr[-2000:])
+    line = _one_line_error(stderr, "train.py: error: Cannot download or prepare TFDS dataset "
+                                   f"'cifar10' into '{tmp_path}/tfds/cifar10/")
+    assert "www.cs.toronto.edu" in line
+    assert "--data_dir" in line and "--dataset=/path/to/folder" in line
+    assert attempts, "TFDS never tried to download"
+    assert not (tmp_path / "runs" / "resnet20_cifar10" / "config.json").exists()
+
+
+def test_other_backend_is_refused_in_one_line(tmp_path):
+    code, _, stderr = _run([f"--model_dir={tmp_path / 'run'}"], tmp_path,
+                           env=dict(KERAS_BACKEND="jax"))
+    assert code == 2
+    _one_line_error(stderr, "train.py: error: train.py needs the TensorFlow backend")
+    assert not (tmp_path / "run").exists()
