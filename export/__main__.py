@@ -7,11 +7,12 @@
 
 The work is done by the export package; this file turns flags into its calls
 and prints the report: where the artefact went, its size, and its largest
-difference and top-1 agreement with the Keras model.
+difference and top-1 agreement with the Keras model. Errors (bad flags or
+files, a model whose outputs are not finite, a full disk) print one line and
+exit 2; Ctrl-C exits 130 (keras_resnet.cli).
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,8 +21,12 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 import export  # noqa: E402
+from export import saved_model  # noqa: E402
 from export import source  # noqa: E402
 from export import tflite  # noqa: E402
+from keras_resnet import cli  # noqa: E402
+
+PROGRAM = "export"
 
 FORMATS = ("saved_model", "tflite")
 
@@ -54,7 +59,40 @@ flags.DEFINE_enum(
 flags.DEFINE_string("name", None, "Model folder or file name (default: the model's name).")
 flags.DEFINE_integer("version", None, "SavedModel version (default: the highest existing + 1).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version or file.")
+flags.DEFINE_integer(
+    "max_pixels", saved_model.MAX_PIXELS,
+    "serving_bytes refuses images of more pixels (width x height, read from "
+    "the header before decoding) with INVALID_ARGUMENT.", lower_bound=1,
+)
 flags.mark_flag_as_required("output_dir")
+
+
+def export_model():
+    cli.require_tensorflow_backend(PROGRAM)
+    if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
+        raise ValueError(f"--quantize={FLAGS.quantize} is for --format=tflite")
+    if FLAGS.format == "tflite" and FLAGS["max_pixels"].present:
+        raise ValueError("--max_pixels is for --format=saved_model (its serving_bytes signature)")
+    source.check_folder(FLAGS.output_dir)
+    model = source.load_model(FLAGS.model_path, FLAGS.model, FLAGS.weights, FLAGS.image_size)
+    size, _ = source.input_size(model)
+    transform = source.eval_transform(FLAGS.eval_transform, size, model.name)
+    images = None
+    if FLAGS.representative_dataset:
+        images = source.load_images(
+            FLAGS.representative_dataset, size, transform, FLAGS.num_images,
+            data_dir=FLAGS.data_dir,
+        )
+    if FLAGS.format == "saved_model":
+        return export.export_saved_model(
+            model, FLAGS.output_dir, name=FLAGS.name, version=FLAGS.version,
+            overwrite=FLAGS.overwrite, transform_name=FLAGS.eval_transform, images=images,
+            max_pixels=FLAGS.max_pixels,
+        )
+    return export.export_tflite(
+        model, FLAGS.output_dir, quantize=FLAGS.quantize, images=images,
+        name=FLAGS.name, overwrite=FLAGS.overwrite,
+    )
 
 
 def main(argv):
@@ -62,31 +100,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     # TensorFlow's INFO lines about writing SavedModels hide the report.
     logging.set_verbosity(logging.WARNING)
-    try:
-        if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
-            raise ValueError(f"--quantize={FLAGS.quantize} is for --format=tflite")
-        model = source.load_model(FLAGS.model_path, FLAGS.model, FLAGS.weights, FLAGS.image_size)
-        size, _ = source.input_size(model)
-        transform = source.eval_transform(FLAGS.eval_transform, size, model.name)
-        images = None
-        if FLAGS.representative_dataset:
-            images = source.load_images(
-                FLAGS.representative_dataset, size, transform, FLAGS.num_images,
-                data_dir=FLAGS.data_dir,
-            )
-        if FLAGS.format == "saved_model":
-            report = export.export_saved_model(
-                model, FLAGS.output_dir, name=FLAGS.name, version=FLAGS.version,
-                overwrite=FLAGS.overwrite, transform_name=FLAGS.eval_transform, images=images,
-            )
-        else:
-            report = export.export_tflite(
-                model, FLAGS.output_dir, quantize=FLAGS.quantize, images=images,
-                name=FLAGS.name, overwrite=FLAGS.overwrite,
-            )
-    except ValueError as e:
-        sys.exit(f"export: error: {e}")
-    print(report)
+    print(cli.run_main(PROGRAM, export_model))
 
 
 if __name__ == "__main__":

@@ -2,34 +2,43 @@
 
 Signatures (both with the model's preprocessing inside):
 - `serving_default`: `images`, float32 RGB in [0, 255], [None, H, W, 3];
-- `serving_bytes`: `image_bytes`, string [None] of encoded JPEG or PNG (GIF
-  and BMP decode too), decoded to RGB and put through the model's evaluation
+- `serving_bytes`: `image_bytes`, string [None] of encoded JPEG, PNG, GIF,
+  BMP or WebP, decoded to RGB and put through the model's evaluation
   transform (export.source) inside the graph.
 Both return `probabilities` [None, classes], `top_k_classes` (int32) and
 `top_k_scores` [None, k], k = min(5, classes), best first.
 
 Inputs are checked inside the graph, so a bad request fails with
 InvalidArgument (TF Serving answers INVALID_ARGUMENT) and changes nothing: the
-next request is served as usual.
+next request is served as usual. `serving_default` refuses NaN and infinite
+pixels. `serving_bytes` reads each image's width and height from its header
+and refuses one of more than `max_pixels` (default 40 million) before
+decoding it: decoding costs 3 bytes a pixel and more to resize, so a small
+file (a 410 KB PNG of 12000x12000 zeros) would otherwise take gigabytes.
+Other formats (JPEG XL, whose header is not read here) are refused.
 
 Versions: TF Serving loads the numbered subfolders of a model's folder and
 serves the highest. Without a version, the export takes the highest existing
 number + 1 (1 for the first), so exporting again rolls out a new version and
 keeps the old ones for rollback. An explicit version that exists is refused
-unless `overwrite`. The SavedModel is written to a hidden folder beside the
-versions and renamed into place, so the server never sees a half-written one.
+unless `overwrite`. The SavedModel is written to a hidden staging folder
+beside the versions (keras_resnet.files), checked against the Keras model
+there, and renamed into place: the server never sees a half-written or
+unchecked one, and a killed export's staging is removed by the next one.
+Files and folders get the umask's modes (0644/0755 by default), so a server
+running as another user can read them.
 """
 
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
 from export import source
 from keras_resnet import data as data_lib
+from keras_resnet import files
 
 TOP_K = 5
+MAX_PIXELS = 40_000_000  # width x height; 40 MP is a large phone photo.
 
 
 def next_version(model_dir):
@@ -46,7 +55,9 @@ def version_dir(output_dir, name, version=None, overwrite=False):
     """Where the export goes; refuses an existing version without overwrite."""
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"Model name must be a plain folder name. Received: {name!r}")
+    source.check_folder(output_dir)
     model_dir = os.path.join(output_dir, name)
+    source.check_folder(model_dir, "Model folder")
     if version is None:
         version = next_version(model_dir)
     elif int(version) < 1:
@@ -61,8 +72,82 @@ def version_dir(output_dir, name, version=None, overwrite=False):
     return path
 
 
-def serving_functions(model, transform_name="auto"):
+def check_max_pixels(max_pixels):
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(
+            f"max_pixels must be a positive integer (width x height). Received: {max_pixels!r}"
+        )
+
+
+# Header fields, as (first byte, length): PNG's IHDR (big-endian), GIF's
+# logical screen, BMP's BITMAPINFOHEADER (int32; a negative height stores
+# rows top-down), WebP's VP8X canvas (24-bit, minus one) and the 14-bit
+# fields of its lossless (VP8L) and lossy ("VP8 ") bitstreams.
+HEADER_BYTES = 30
+
+
+def header_size(image_bytes):
+    """(height, width) that one encoded image declares in its header, read
+    without decoding (int64); (-1, -1) for a format whose header is not read
+    here (JPEG XL) or for bytes that are no image."""
+    # The first bytes, zeros past the end of a short file.
+    start = tf.strings.substr(image_bytes, 0, HEADER_BYTES)
+    start = tf.strings.substr(tf.strings.join([start, "\0" * HEADER_BYTES]), 0, HEADER_BYTES)
+    head = tf.cast(tf.io.decode_raw(start, tf.uint8), tf.int64)
+
+    def number(first, length, big_endian=False):
+        digits = head[first : first + length]
+        if big_endian:
+            digits = tf.reverse(digits, [0])
+        return tf.reduce_sum(digits * tf.constant([1, 1 << 8, 1 << 16, 1 << 24][:length], tf.int64))
+
+    def starts(magic, at=0):
+        return tf.equal(tf.strings.substr(start, at, len(magic)), magic)
+
+    def absolute_int32(value):
+        return tf.abs(tf.where(value >= 1 << 31, value - (1 << 32), value))
+
+    def webp(chunk):
+        return starts(b"RIFF") & starts(b"WEBP", 8) & starts(chunk, 12)
+
+    vp8l = number(21, 4)
+    candidates = [  # (is this format, height, width)
+        (starts(b"\x89PNG\r\n\x1a\n"), number(20, 4, True), number(16, 4, True)),
+        (starts(b"GIF8"), number(8, 2), number(6, 2)),
+        (starts(b"BM"), absolute_int32(number(22, 4)), absolute_int32(number(18, 4))),
+        (webp(b"VP8X"), number(27, 3) + 1, number(24, 3) + 1),
+        (webp(b"VP8L"), (vp8l // (1 << 14)) % (1 << 14) + 1, vp8l % (1 << 14) + 1),
+        (webp(b"VP8 "), number(28, 2) % (1 << 14), number(26, 2) % (1 << 14)),
+    ]
+    size = tf.constant([-1, -1], tf.int64)
+    for found, height, width in reversed(candidates):
+        size = tf.where(found, tf.stack([height, width]), size)
+    # decode_image's own test for JPEG; the shape comes from its SOF marker.
+    return tf.cond(
+        starts(b"\xff\xd8\xff"),
+        lambda: tf.cast(tf.io.extract_jpeg_shape(image_bytes)[:2], tf.int64),
+        lambda: size,
+    )
+
+
+def check_header(image_bytes, index, max_pixels):
+    """Assertions (InvalidArgument) that image `index` is of a known format
+    and has at most `max_pixels` pixels by its header."""
+    size = header_size(image_bytes)
+    height, width = size[0], size[1]
+    return [
+        tf.debugging.Assert(height >= 0, [tf.strings.format(
+            "image_bytes[{}] is not a JPEG, PNG, GIF, BMP or WebP image", index)]),
+        tf.debugging.Assert(height * width <= max_pixels, [tf.strings.format(
+            "image_bytes[{}] is {}x{} (width x height) = {} pixels, above the "
+            "limit of {} pixels (max_pixels, set at export)",
+            (index, width, height, height * width, max_pixels))]),
+    ]
+
+
+def serving_functions(model, transform_name="auto", max_pixels=MAX_PIXELS):
     """{signature name: (function, input signature)} for `model`."""
+    check_max_pixels(max_pixels)
     height, width = source.input_size(model)
     transform = source.eval_transform(transform_name, height, model.name)
     num_classes = model.output_shape[-1]
@@ -87,13 +172,21 @@ def serving_functions(model, transform_name="auto"):
     def serve_images(images):
         # Fails with InvalidArgument naming both shapes (a fully
         # convolutional model would otherwise answer any size).
-        return outputs(tf.ensure_shape(images, [None, height, width, 3]))
+        images = tf.ensure_shape(images, [None, height, width, 3])
+        # NaN would come back as NaN scores and a meaningless top-k.
+        return outputs(tf.debugging.assert_all_finite(images, "images holds NaN or infinity"))
+
+    def view(args):
+        image_bytes, index = args
+        with tf.control_dependencies(check_header(image_bytes, index, max_pixels)):
+            image = data_lib.decode_bytes(image_bytes)
+        return transform(image, height)
 
     def serve_bytes(image_bytes):
         image_bytes = tf.ensure_shape(image_bytes, [None])
         images = tf.map_fn(
-            lambda b: transform(data_lib.decode_bytes(b), height),
-            image_bytes,
+            view,
+            (image_bytes, tf.range(tf.size(image_bytes))),
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
         )
         return outputs(images)
@@ -110,33 +203,26 @@ def serving_functions(model, transform_name="auto"):
     }
 
 
-def write(model, path, transform_name="auto"):
-    """Writes the SavedModel of `model` to `path` (replacing it if there)."""
+def write(model, path, transform_name="auto", max_pixels=MAX_PIXELS):
+    """Writes the SavedModel of `model` to the folder `path`."""
     module = tf.Module()
     # The tf.Variables under the Keras ones, tracked once: Keras 3.15's
     # ExportArchive (and model.export) writes every weight twice.
     module.model_weights = [v.value for v in model.variables]
     signatures = {}
-    for name, (fn, signature) in serving_functions(model, transform_name).items():
+    for name, (fn, signature) in serving_functions(model, transform_name, max_pixels).items():
         function = tf.function(fn, input_signature=signature)
         setattr(module, name, function)
         signatures[name] = function.get_concrete_function()
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    # Hidden (not a number): TF Serving ignores it while it is written.
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        tf.saved_model.save(module, staging, signatures=signatures)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=".replaced-", dir=parent)
-            os.replace(path, os.path.join(old, "v"))
-            os.replace(staging, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
+    tf.saved_model.save(module, path, signatures=signatures)
+
+
+def _write_error(path, error):
+    """files.write_error for TensorFlow's failed writes: OpErrors, not
+    OSErrors, whose message ends with the system's reason ("<file>; No space
+    left on device [Op:SaveV2]")."""
+    reason = error.message.split("[Op:")[0].strip().rsplit("; ", 1)[-1]
+    return files.write_error(path, OSError(reason))
 
 
 def export_saved_model(
@@ -148,6 +234,7 @@ def export_saved_model(
     overwrite=False,
     transform_name="auto",
     images=None,
+    max_pixels=MAX_PIXELS,
 ):
     """Exports `model` for TF Serving and checks the reloaded SavedModel.
 
@@ -159,17 +246,25 @@ def export_saved_model(
         overwrite: replace an existing `version`.
         transform_name: "auto", "cifar" or "imagenet" (source.eval_transform).
         images: `source.Images` to compare on (default: 8 random images).
+        max_pixels: `serving_bytes` refuses larger images (width x height).
 
     Returns:
         A `source.Report` of `serving_default` against the Keras model.
     """
+    check_max_pixels(max_pixels)
     path = version_dir(output_dir, name or model.name, version, overwrite)
     height, _ = source.input_size(model)
     if images is None:
         images = source.load_images(None, height, None, limit=8)
-    write(model, path, transform_name)
-    served = tf.saved_model.load(path).signatures["serving_default"]
-    probabilities = served(images=tf.constant(images.pixels))["probabilities"]
-    expected = model.predict(images.pixels, verbose=0)
-    diff, agree = source.compare(expected, probabilities.numpy())
+    expected = source.keras_outputs(model, images)
+    with files.atomic_path(path) as staging:
+        try:
+            write(model, staging, transform_name, max_pixels)
+        except tf.errors.OpError as e:
+            raise _write_error(path, e) from None
+        # Checked before it is renamed into place: TF Serving never loads a
+        # version whose outputs are not finite.
+        served = tf.saved_model.load(staging).signatures["serving_default"]
+        probabilities = served(images=tf.constant(images.pixels))["probabilities"]
+        diff, agree = source.compare(expected, probabilities.numpy(), f"The SavedModel {path!r}")
     return source.Report(path, source.directory_size(path), diff, agree, images.source)

@@ -28,6 +28,7 @@ from absl import logging
 
 import keras_resnet
 from keras_resnet import data as data_lib
+from keras_resnet import evaluation
 
 EVAL_TRANSFORMS = ("auto", "cifar", "imagenet")
 TFDS_PREFIX = "tfds:"
@@ -52,21 +53,9 @@ def load_model(model_path=None, model_name=None, weights=None, image_size=None):
                 "weights and image_size go with a model name; a .keras file "
                 f"has its own. Received: weights={weights!r}, image_size={image_size!r}"
             )
-        if not os.path.isfile(model_path):
-            raise ValueError(f"Model file does not exist: {model_path!r}")
-        if not model_path.endswith(".keras"):
-            raise ValueError(
-                f"Model file must be a .keras file (as train.py writes). Received: {model_path!r}"
-            )
-        try:
-            # compile=False: serving needs no optimizer, and a train.py model's
-            # learning-rate schedule class need not be importable here.
-            return keras.saving.load_model(model_path, compile=False, safe_mode=True)
-        except Exception as e:  # Keras raises many types for a bad file.
-            reason = " ".join(str(e).split())[:300]
-            raise ValueError(
-                f"Cannot load model file {model_path!r} ({type(e).__name__}: {reason})"
-            ) from None
+        # A train.py model's learning-rate schedule class need not be
+        # importable here: the shared loader does not compile.
+        return evaluation.load_keras_model(model_path)
     if weights is not None and weights != "imagenet" and not os.path.isfile(weights):
         raise ValueError(
             f"Weights file does not exist: {weights!r}. Accepted: 'imagenet' or a weights file"
@@ -183,9 +172,24 @@ def load_images(source, image_size, transform, limit=100, seed=0, data_dir=None)
     return Images(pixels, f"{len(pixels)} images of {source}")
 
 
-def compare(reference, outputs):
-    """(max abs difference, top-1 agreement) of two probability arrays."""
+def keras_outputs(model, images):
+    """The Keras model's probabilities on `images` (`Images`); a model whose
+    outputs are not finite is refused before anything is written."""
+    outputs = model.predict(images.pixels, verbose=0)
+    evaluation.check_finite(outputs, f"The Keras model {model.name!r}")
+    return outputs
+
+
+def compare(reference, outputs, exported="The export"):
+    """(max abs difference, top-1 agreement) of the Keras model's
+    probabilities `reference` and the export's `outputs`.
+
+    Raises ValueError naming the side whose outputs are not finite (NaN or
+    inf): their difference would be NaN, and argmax of NaN rows agrees.
+    """
     reference, outputs = np.asarray(reference), np.asarray(outputs)
+    evaluation.check_finite(reference, "The Keras model")
+    evaluation.check_finite(outputs, exported)
     if reference.shape != outputs.shape:
         raise ValueError(f"Output shapes differ: {reference.shape} vs {outputs.shape}")
     diff = float(np.abs(reference - outputs).max())
@@ -209,6 +213,12 @@ class Report:
             f"{self.images}: max abs difference {self.max_abs_diff:.3g}, "
             f"top-1 agreement {self.top1_agreement:.1%}"
         )
+
+
+def check_folder(path, what="Output directory"):
+    """Refuses a folder to write in that exists as a file (it is created if missing)."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} is a file, not a folder; give a folder to write in")
 
 
 def directory_size(path):

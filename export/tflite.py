@@ -9,19 +9,22 @@ Quantization (TFLite's post-training modes):
   file takes the same images as the others.
 
 The Keras 3 model is converted through `model.export()` then
-`TFLiteConverter.from_saved_model` (REFERENCE.md Sec. 4), and the result is run
-with LiteRT's interpreter and compared with the Keras model.
+`TFLiteConverter.from_saved_model` (REFERENCE.md Sec. 4); that SavedModel is
+kept in memory (TensorFlow's ram:// file system), so a full disk or a killed
+export leaves no temporary folder. The result is run with LiteRT's
+interpreter and compared with the Keras model before it is written, whole or
+not at all, with the umask's modes (keras_resnet.files).
 """
 
 import os
-import shutil
-import tempfile
+import uuid
 
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from export import source
+from keras_resnet import files
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
@@ -38,7 +41,7 @@ def convert(model, quantize="none", representative=None):
     check_quantize(quantize)
     if quantize == "int8" and representative is None:
         raise ValueError("quantize='int8' needs representative images to calibrate on")
-    workdir = tempfile.mkdtemp(prefix="export-tflite-")
+    workdir = f"ram://export-tflite-{os.getpid()}-{uuid.uuid4().hex}"
     try:
         model.export(workdir, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(workdir)
@@ -53,7 +56,8 @@ def convert(model, quantize="none", representative=None):
             )
         return converter.convert()
     finally:
-        shutil.rmtree(workdir)
+        if tf.io.gfile.exists(workdir):
+            tf.io.gfile.rmtree(workdir)
 
 
 def run(tflite_model, pixels):
@@ -95,6 +99,7 @@ def export_tflite(
     """
     check_quantize(quantize)
     suffix = "float32" if quantize == "none" else quantize
+    source.check_folder(output_dir)
     path = os.path.join(output_dir, f"{name or model.name}_{suffix}.tflite")
     if os.path.exists(path) and not overwrite:
         raise ValueError(
@@ -108,12 +113,9 @@ def export_tflite(
             )
         height, _ = source.input_size(model)
         images = source.load_images(None, height, None, limit=8)
+    expected = source.keras_outputs(model, images)
     content = convert(model, quantize, images.pixels)
-    os.makedirs(output_dir, exist_ok=True)
-    # Renamed into place: a reader never sees a half-written file.
-    with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".export-", delete=False) as f:
-        f.write(content)
-    os.replace(f.name, path)
-    expected = model.predict(images.pixels, verbose=0)
-    diff, agree = source.compare(expected, run(path, images.pixels))
+    # Checked before it is written: no file whose outputs are not finite.
+    diff, agree = source.compare(expected, run(content, images.pixels), f"The TFLite model {path!r}")
+    files.write_bytes(path, content)
     return source.Report(path, len(content), diff, agree, images.source)

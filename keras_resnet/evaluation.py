@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import glob
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -124,11 +125,52 @@ def _with_any_input_size(model):
     return clone
 
 
+def load_keras_model(path):
+    """The model in a `.keras` file, uncompiled (no optimizer is needed, nor
+    its schedule's class); evaluation and export load through it.
+
+    Raises ValueError naming the file if it is missing, not a `.keras` file,
+    or corrupt or truncated (a `.keras` file is a zip archive: an incomplete
+    copy or download has no central directory, a damaged one fails a CRC).
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"Model file does not exist: {path!r}")
+    if not path.endswith(".keras"):
+        raise ValueError(f"Model file must be a .keras file (as train.py writes). Received: {path!r}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise ValueError(
+            f"Model file {path!r} is corrupt or truncated: not a complete .keras "
+            f"(zip) archive ({' '.join(str(e).split())})"
+        ) from None
+    if damaged is not None:
+        raise ValueError(f"Model file {path!r} is corrupt: its member {damaged!r} fails its CRC check")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a bad file.
+        reason = " ".join(str(e).split())[:300]
+        raise ValueError(f"Cannot load model file {path!r} ({type(e).__name__}: {reason})") from None
+
+
+def check_finite(outputs, what):
+    """Raises ValueError if `outputs` (one row per image) hold NaN or inf:
+    such a model (NaN weights from a diverged run, an overflow) is refused,
+    not scored or exported."""
+    outputs = np.asarray(outputs)
+    bad = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{what} gives non-finite outputs (NaN or inf) for {int(bad.sum())} of "
+            f"{len(bad)} images; its weights may hold NaN (a diverged run) or overflow"
+        )
+
+
 def load_keras(path, strategy=None, any_size=False):
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     with scope:
-        # compile=False: no optimizer is needed, nor its schedule's class.
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = load_keras_model(path)
         if any_size:
             model = _with_any_input_size(model)
     return keras_artefact(model, path, strategy)
@@ -330,6 +372,7 @@ def evaluate(artefact, examples, num_examples, class_names, protocol, batch_size
         for image, label in examples.as_numpy_iterator():
             views = multiscale_views(image, size, scales)
             probs = np.mean([artefact.predict(v.numpy()) for v in views], axis=0)
+            check_finite(probs, artefact.path)
             metrics.update(probs, [label])
             progress.add(1)
     else:
@@ -342,6 +385,7 @@ def evaluate(artefact, examples, num_examples, class_names, protocol, batch_size
         for views, labels in batches.as_numpy_iterator():
             b, v = views.shape[:2]
             probs = artefact.predict(views.reshape((b * v,) + views.shape[2:]))
+            check_finite(probs, artefact.path)
             metrics.update(probs.reshape(b, v, -1).mean(axis=1), labels)
             progress.add(b)
     result = metrics.result()

@@ -1,9 +1,15 @@
 """export/: the SavedModel and TFLite files equal the Keras model they come from."""
 
+import contextlib
+import io
 import json
 import os
+import re
+import stat
+import struct
 import subprocess
 import sys
+import zlib
 
 import keras
 import numpy as np
@@ -16,6 +22,8 @@ from export import saved_model
 from export import source
 from export import tflite
 from keras_resnet import data
+from keras_resnet import files
+from tests.helpers import file_size_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -79,14 +87,45 @@ def model(keras_file):
     return source.load_model(keras_file)
 
 
+@contextlib.contextmanager
+def _umask(mask):
+    """Files and folders created inside (by subprocesses too) get `mask`."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _modes(root):
+    """{path: (is a folder, permission bits)} of `root` and all below it."""
+    paths = [str(root)] + [str(p) for p in root.rglob("*")]
+    return {p: (os.path.isdir(p), stat.S_IMODE(os.lstat(p).st_mode)) for p in paths}
+
+
+def _wrong_modes(root, folder_mode, file_mode):
+    """The paths below `root` (and itself) whose modes are not those."""
+    return {
+        p: oct(m) for p, (is_dir, m) in _modes(root).items()
+        if m != (folder_mode if is_dir else file_mode)
+    }
+
+
 @pytest.fixture(scope="module")
 def exported(model, workdir):
-    report = saved_model.export_saved_model(model, str(workdir / "serving"))
+    with _umask(0o022):  # the usual default
+        report = saved_model.export_saved_model(model, str(workdir / "serving"))
     return report, tf.saved_model.load(report.path)
 
 
 def _images(n, seed=1):
     return np.random.RandomState(seed).uniform(0, 255, (n, 32, 32, 3)).astype("float32")
+
+
+def _with(images, index, value):
+    """`images` with one pixel of image `index` set to `value`."""
+    images[index, 3, 5, 1] = value
+    return images
 
 
 def _files(workdir, pattern):
@@ -102,6 +141,9 @@ def test_saved_model_has_tf_serving_layout_and_signatures(exported, workdir):
     assert report.path == str(workdir / "serving" / "resnet20" / "1")
     assert os.path.isfile(os.path.join(report.path, "saved_model.pb"))
     assert os.listdir(workdir / "serving" / "resnet20") == ["1"]  # no staging left
+    # Readable by TF Serving running as another user (umask 022).
+    assert len(_modes(workdir / "serving")) >= 8
+    assert _wrong_modes(workdir / "serving", 0o755, 0o644) == {}
     # Each weight stored once (float32): Keras' own export stores them twice.
     weights = sum(int(np.prod(v.shape)) for v in loaded.model_weights)
     data_file = os.path.join(report.path, "variables", "variables.data-00000-of-00001")
@@ -236,13 +278,17 @@ def test_bad_requests_fail_with_invalid_argument_and_serving_goes_on(exported, w
     before = by_bytes(image_bytes=tf.stack([good]))["probabilities"].numpy()
     jpeg = tf.io.encode_jpeg(_photo(32, 32, 0)).numpy()
     bad_requests = [
-        (by_bytes, dict(image_bytes=tf.constant([b"no image here"])), "Unknown image file format"),
+        (by_bytes, dict(image_bytes=tf.constant([b"no image here"])),
+         r"image_bytes\[0\] is not a JPEG, PNG, GIF, BMP or WebP image"),
         (by_bytes, dict(image_bytes=tf.constant([good.numpy(), jpeg[: len(jpeg) // 2]])), "JPEG"),
         (by_bytes, dict(image_bytes=good), r"image_bytes \[\] is not compatible with expected shape \[\?\]"),
         (by_bytes, dict(image_bytes=tf.zeros([1])), "expected to be a string tensor but is a float"),
         (by_images, dict(images=tf.zeros([32, 32, 3])), r"images \[32,32,3\] is not compatible with expected shape \[\?,32,32,3\]"),
         (by_images, dict(images=tf.zeros([1, 30, 32, 3])), r"images \[1,30,32,3\] is not compatible"),
         (by_images, dict(images=tf.zeros([1, 32, 32, 3], tf.int32)), "expected to be a float tensor but is a int32"),
+        # Non-finite pixels: refused, not answered with NaN scores.
+        (by_images, dict(images=tf.constant(_with(_images(2), 1, np.nan))), "images holds NaN or infinity"),
+        (by_images, dict(images=tf.constant(_with(_images(1), 0, -np.inf))), "images holds NaN or infinity"),
     ]
     for fn, request, message in bad_requests:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -254,6 +300,122 @@ def test_bad_requests_fail_with_invalid_argument_and_serving_goes_on(exported, w
     np.testing.assert_array_equal(after, before)
     images = _images(2)
     assert by_images(images=tf.constant(images))["probabilities"].shape == (2, 10)
+
+
+# ------------------------------------------------------------ pixel limit
+
+
+def _chunk(kind, body):
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(width, height, whole=False):
+    """A 1-bit grayscale PNG's header; `whole`: the whole image, of zeros
+    (12000x12000: 18 MB of rows compress to 18 KB; decoded to RGB, 432 MB)."""
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+    if whole:
+        compressor = zlib.compressobj(9)
+        row = bytes(1 + (width + 7) // 8)  # filter type 0, then the bits
+        rows = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+        png += _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
+    return png
+
+
+def _gif(width, height):
+    return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b";"
+
+
+def _bmp(width, height):
+    """A BITMAPINFOHEADER; a negative height means rows stored top-down."""
+    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0
+    )
+
+
+def _webp_vp8x(width, height):
+    canvas = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 22) + b"WEBP" + b"VP8X" + struct.pack("<I", 10) + bytes(4) + canvas
+
+
+def test_header_size_is_the_decoded_size():
+    from PIL import Image
+
+    rgb = _photo(23, 37, 4)  # height 23, width 37
+
+    def pil(fmt, image=rgb, **options):
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, fmt, **options)
+        return out.getvalue()
+
+    bmp = pil("BMP")
+    encoded = {
+        "jpeg": tf.io.encode_jpeg(rgb).numpy(),
+        "png": tf.io.encode_png(rgb).numpy(),
+        "gif": pil("GIF"),
+        "bmp": bmp,
+        "bmp top-down": bmp[:22] + struct.pack("<i", -23) + bmp[26:],
+        "webp lossy": pil("WEBP"),
+        "webp lossless": pil("WEBP", lossless=True),
+        "webp extended": pil("WEBP", image=np.dstack([rgb, rgb[..., :1]])),  # alpha
+    }
+    # WebP's three bitstream headers, each read differently.
+    assert [v[12:16] for k, v in encoded.items() if k.startswith("webp")] == [b"VP8 ", b"VP8L", b"VP8X"]
+    for name, content in encoded.items():
+        decoded = tf.io.decode_image(content, expand_animations=False)
+        assert decoded.shape[:2] == (23, 37), name
+        assert saved_model.header_size(tf.constant(content)).numpy().tolist() == [23, 37], name
+    # Headers alone, of sizes no test decodes; a file too short or unknown.
+    for content, size in [(_png(12000, 9000), [9000, 12000]), (_gif(65535, 2), [2, 65535]),
+                          (_bmp(30000, -20000), [20000, 30000]), (_webp_vp8x(16384, 3), [3, 16384]),
+                          (b"GIF8", [0, 0]), (b"\xff\x0a jpeg xl", [-1, -1]), (b"", [-1, -1])]:
+        assert saved_model.header_size(tf.constant(content)).numpy().tolist() == size, content[:8]
+
+
+def test_serving_bytes_refuses_too_many_pixels_before_decoding(exported, workdir):
+    by_bytes = exported[1].signatures["serving_bytes"]
+    good = tf.io.read_file(_files(workdir, "*.png")[0]).numpy()
+    before = by_bytes(image_bytes=tf.constant([good]))["probabilities"].numpy()
+    big = _png(12000, 12000, whole=True)
+    assert len(big) < 100_000
+    refused = [  # (bytes, width x height), all above the default 40 MP
+        (big, (12000, 12000)),
+        # Headers alone: decoding would fail otherwise, so these fail first.
+        (_png(100_000, 1000), (100_000, 1000)),
+        (_gif(65535, 65535), (65535, 65535)),
+        (_bmp(30000, -20000), (30000, 20000)),
+        (_webp_vp8x(16384, 16384), (16384, 16384)),
+    ]
+    for content, (width, height) in refused:
+        message = (
+            rf"image_bytes\[1\] is {width}x{height} \(width x height\) = {width * height} "
+            r"pixels, above the limit of 40000000 pixels \(max_pixels, set at export\)"
+        )
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            by_bytes(image_bytes=tf.constant([good, content]))
+    after = by_bytes(image_bytes=tf.constant([good]))["probabilities"].numpy()
+    np.testing.assert_array_equal(after, before)
+
+
+def test_max_pixels_must_be_a_positive_integer(model, tmp_path):
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match=rf"max_pixels must be a positive integer .*Received: {bad}"):
+            saved_model.export_saved_model(model, str(tmp_path), max_pixels=bad)
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------ files: modes, staging, disk
+
+
+def _dead_pid():
+    """The process id of a process that has ended, as a killed export's."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _staging(folder, stem, pid, ext=""):
+    """A staging path as keras_resnet.files names a writer's (pid) staging."""
+    return folder / f".{stem}{files.STAGING_MARK}{pid}-0badf00d{ext}"
 
 
 def test_existing_version_is_refused_unless_overwrite(model, tmp_path):
@@ -275,7 +437,7 @@ def test_load_model_refuses_what_it_cannot_load(tmp_path):
         source.load_model(str(tmp_path / "missing.keras"))
     (tmp_path / "model.h5").write_bytes(b"")
     (tmp_path / "bad.keras").write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match=r"Cannot load model file '.*bad.keras' \(\w+Error: "):
+    with pytest.raises(ValueError, match=r"Model file '.*bad.keras' is corrupt or truncated"):
         source.load_model(str(tmp_path / "bad.keras"))
     with pytest.raises(ValueError, match=r"must be a .keras file"):
         source.load_model(str(tmp_path / "model.h5"))
@@ -327,8 +489,10 @@ def test_load_images_from_a_tfds_split():
 
 def test_tflite_float32_equals_keras(model, workdir):
     images = source.load_images(str(workdir / "images"), 32, data.resize_to)
-    report = tflite.export_tflite(model, str(workdir / "tflite"), images=images)
+    with _umask(0o022):
+        report = tflite.export_tflite(model, str(workdir / "tflite"), images=images)
     assert report.path == str(workdir / "tflite" / "resnet20_float32.tflite")
+    assert _wrong_modes(workdir / "tflite", 0o755, 0o644) == {}
     assert report.size_bytes == os.path.getsize(report.path)
     # Checked again here, apart from the report's own comparison.
     diff = np.abs(tflite.run(report.path, images.pixels) - model.predict(images.pixels, verbose=0))
@@ -366,31 +530,111 @@ def test_int8_needs_representative_images(model, tmp_path):
 # ------------------------------------------------------------------------ CLI
 
 
-def _cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "export", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+def _cli(*args, umask=0o022, preexec_fn=None, **env):
+    """`python -m export ARGS` in a subprocess, with `umask` and `env`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
+    with _umask(umask):
+        return subprocess.run([sys.executable, "-m", "export", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300, preexec_fn=preexec_fn)
 
 
-def test_cli_errors_are_one_line(tmp_path, keras_file):
-    proc = _cli(f"--model_path={tmp_path}/missing.keras", f"--output_dir={tmp_path}")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f"export: error: Model file does not exist: '{tmp_path}/missing.keras'"
+def _error_line(proc):
+    """The one line a failed run prints (after TensorFlow's C++ log lines)."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def nan_keras_file(workdir):
+    """A model with one NaN weight, as a diverged run leaves it."""
+    model = keras_resnet.ResNet20(classes=3)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    kernel[0, 0] = np.nan
+    model.get_layer("predictions").set_weights([kernel, bias])
+    path = str(workdir / "diverged.keras")
+    model.save(path)
+    return path
+
+
+def test_cli_errors_are_one_line(tmp_path, keras_file, nan_keras_file):
+    a_file = tmp_path / "serving"
+    a_file.write_text("a file, not a folder")
+    out = tmp_path / "out"
+    os.makedirs(out / "resnet20" / "1")
+    runs = [  # (flags, start of the error line)
+        ([f"--model_path={keras_file}", f"--output_dir={a_file}"],
+         f"Output directory '{a_file}' is a file, not a folder"),
+        ([f"--model_path={nan_keras_file}", f"--output_dir={out}"],
+         "The Keras model 'resnet20' gives non-finite outputs (NaN or inf) for 8 of 8 images"),
+    ]
+    for args, message in runs:
+        assert _error_line(_cli(*args)).startswith(f"export: error: {message}")
+    assert a_file.read_text() == "a file, not a folder"
+    assert os.listdir(out / "resnet20") == ["1"]  # nothing written for the NaN model
+
+
+def test_cli_needs_the_tensorflow_backend(tmp_path, keras_file):
+    proc = _cli(f"--model_path={keras_file}", f"--output_dir={tmp_path / 'out'}", KERAS_BACKEND="jax")
+    assert _error_line(proc).startswith(
+        "export: error: export needs the TensorFlow backend of Keras (tf.data, "
+        "tf.distribute, SavedModel); KERAS_BACKEND is 'jax'."
     )
-    os.makedirs(tmp_path / "resnet20" / "1")
-    proc = _cli(f"--model_path={keras_file}", f"--output_dir={tmp_path}", "--version=1")
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "export: error: Version 1 of 'resnet20' exists"
-    )
+    assert os.listdir(tmp_path) == []  # before any work
+
+
+@pytest.mark.parametrize("fmt, written", [
+    ("saved_model", "resnet20/1"), ("tflite", "resnet20_float32.tflite"),
+])
+def test_cli_full_disk_is_one_line_and_leaves_nothing(tmp_path, keras_file, fmt, written):
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
+    os.makedirs(tmp)
+    # The SavedModel's variables and graph, and the .tflite file, are
+    # larger: their writes fail as on a full disk (EFBIG, not ENOSPC).
+    proc = _cli(f"--model_path={keras_file}", f"--output_dir={out}", f"--format={fmt}",
+                preexec_fn=file_size_limit(64 << 10), TMPDIR=str(tmp))
+    target = out / written
+    assert re.fullmatch(
+        rf"export: error: Cannot write {re.escape(str(target))}: File too large "
+        rf"\([\d.]+ (bytes|KiB|MiB|GiB) free in {re.escape(str(target.parent))}\); "
+        "nothing was written there",
+        _error_line(proc),
+    ), proc.stderr
+    # No partial file, no staging folder, no temporary copy.
+    assert [p for p in out.rglob("*") if not p.is_dir() or os.listdir(p)] == []
+    assert os.listdir(tmp) == []
+
+
+def test_cli_writes_a_saved_model_with_max_pixels(tmp_path, keras_file, workdir):
+    model_dir = tmp_path / "serving" / "resnet20"
+    stale = _staging(model_dir, "1", _dead_pid())  # a killed export's
+    live = _staging(model_dir, "7", os.getpid())  # another export, still writing
+    for staging in (stale, live):
+        os.makedirs(staging / "variables")
+        (staging / "saved_model.pb").write_bytes(b"partial")
+    proc = _cli(f"--model_path={keras_file}", f"--output_dir={tmp_path / 'serving'}",
+                "--max_pixels=1500", umask=0o027)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{model_dir / '1'}: " in proc.stdout
+    assert sorted(os.listdir(model_dir)) == sorted(["1", live.name])
+    # umask 027: the group reads, others nothing; every file and folder.
+    assert len(_modes(model_dir / "1")) >= 6
+    assert _wrong_modes(model_dir / "1", 0o750, 0o640) == {}
+    by_bytes = tf.saved_model.load(str(model_dir / "1")).signatures["serving_bytes"]
+    small, large = _files(workdir, "4.jpg") + _files(workdir, "0.jpg")  # 44x28, 52x40
+    assert by_bytes(image_bytes=tf.constant([tf.io.read_file(small).numpy()]))["probabilities"].shape == (1, 10)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1\] is 52x40 \(width x height\) = 2080 pixels, above the limit of 1500"):
+        by_bytes(image_bytes=tf.stack([tf.io.read_file(small), tf.io.read_file(large)]))
 
 
 def test_cli_writes_and_reports_a_tflite_file(tmp_path, keras_file, workdir):
+    stale = _staging(tmp_path, "resnet20_dynamic", _dead_pid(), ".tflite")
+    stale.write_bytes(b"partial")
     proc = _cli(f"--model_path={keras_file}", f"--output_dir={tmp_path}", "--format=tflite",
-                "--quantize=dynamic", f"--representative_dataset={workdir / 'images'}")
+                "--quantize=dynamic", f"--representative_dataset={workdir / 'images'}", umask=0o027)
     assert proc.returncode == 0, proc.stderr
     path = tmp_path / "resnet20_dynamic.tflite"
-    assert path.is_file()
+    assert os.listdir(tmp_path) == [path.name]  # the stale staging file is gone
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert f"{path}: " in proc.stdout
     assert "against Keras on 7 images of" in proc.stdout and "top-1 agreement" in proc.stdout
