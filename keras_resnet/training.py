@@ -105,20 +105,27 @@ def _stored_run(path):
         return json.load(f)
 
 
-def _check_same_run(stored, config, class_names=None):
-    """A model_dir's backup and history only fit the run that wrote them: the
-    same resolved config and, checked once the data is read, the same classes."""
-    if stored is None:
-        return
-    there, here = stored.get("config", {}), _identity(config)
-    if class_names is not None:
-        there, here = stored, dict(class_names=class_names)
-    diff = [k for k, v in here.items() if there.get(k) != v]
+def _check_same_run(stored, config):
+    """A model_dir's backup and history only fit the run that wrote them."""
+    there = (stored or {}).get("config")
+    diff = [k for k, v in _identity(config).items() if there and there.get(k) != v]
     if diff:
         k = diff[0]
         raise ValueError(
             f"--model_dir {config.model_dir!r} holds another run ({k}: "
-            f"{there.get(k)!r} there, {here[k]!r} now); use a new --model_dir"
+            f"{there.get(k)!r} there, {getattr(config, k)!r} now); use a new --model_dir"
+        )
+
+
+def _check_same_classes(stored, config, class_names):
+    """The same --dataset path with other class folders is another run too."""
+    there = (stored or {}).get("class_names", class_names)
+    if there != class_names:
+        changed = sorted(set(there) ^ set(class_names)) or ["their order"]
+        raise ValueError(
+            f"--dataset {config.dataset!r} has other classes than the run in "
+            f"--model_dir {config.model_dir!r} ({len(there)} there, {len(class_names)} "
+            f"now, e.g. {changed[0]!r}); use a new --model_dir"
         )
 
 
@@ -424,7 +431,7 @@ def _train_locked(config, family, recipe, strategy, model_dir):
     _check_same_run(stored, config)
     keras.utils.set_random_seed(config.seed)
     data = _load_data(config, family, recipe, strategy.num_replicas_in_sync)
-    _check_same_run(stored, config, data.class_names)
+    _check_same_classes(stored, config, data.class_names)
     steps_per_epoch = data.num_train // config.batch_size
     train_steps = config.train_steps
     if config.epochs is not None:

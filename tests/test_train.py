@@ -1,5 +1,6 @@
 """The training loop: short real runs, outputs, resume after SIGKILL, errors."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -161,33 +162,42 @@ def test_model_dir_of_another_run_is_refused(tmp_path):
         training.train(config)
 
 
+def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
+    config = _config(tmp_path, dataset=f"{image_folder}/", batch_size=4, train_steps=2)
+    (tmp_path / "bad.weights.h5").write_bytes(b"not HDF5")
+    with pytest.raises(ValueError, match="bad.weights.h5 is corrupt"):
+        training.train(dataclasses.replace(config, weights=str(tmp_path / "bad.weights.h5")))
+    # A run that failed before training (here: building the model, after the
+    # data) leaves nothing in the way of the corrected command.
+    first = training.train(config)["history"]
+    # "DIR/" and "DIR" are one folder: the same run, finished, not refused.
+    assert training.train(dataclasses.replace(config, dataset=str(image_folder)))["history"] == first
+    # The same path with other class folders is another run: refused before
+    # anything is written.
+    outputs = {name: open(os.path.join(config.model_dir, name), "rb").read()
+               for name in ("config.json", "history.csv", "model.keras")}
+    for split in ("train", "val"):
+        os.rename(image_folder / split / "class2", image_folder / split / "class9")
+    with pytest.raises(ValueError, match="has other classes than the run in --model_dir .*"
+                                         "3 there, 3 now, e.g. 'class2'"):
+        training.train(config)
+    for name, content in outputs.items():
+        assert open(os.path.join(config.model_dir, name), "rb").read() == content, name
+
+
+def test_curves_mark_each_epoch(tmp_path):
+    # A one-epoch run has one point per curve: without markers it is invisible.
+    row = dict(epoch=0, iterations=4, accuracy=0.5, val_accuracy=0.25)
+    lines = training.curves_figure([row], "one epoch").axes[0].lines
+    assert [line.get_label() for line in lines] == ["train", "val"]
+    assert all(line.get_marker() not in (None, "", "None") for line in lines)
+    assert [list(line.get_ydata()) for line in lines] == [[50.0], [75.0]]
+
+
 def _cli(args, cwd, **kwargs):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     return [sys.executable, os.path.join(REPO, "train.py"), *args], dict(
         cwd=cwd, env=env, text=True, **kwargs)
-
-
-def test_cli_without_data_says_how_to_point_at_local_data(tmp_path):
-    # No network here (REFERENCE Sec. 4); the proxy keeps it so elsewhere.
-    # TFDS retries a failed download 10 times with back-off (3.5 minutes):
-    # the same `python train.py`, with TFDS told to give up at once.
-    cmd, kw = _cli([], tmp_path, capture_output=True)
-    cmd[1:] = ["-c", (
-        "import runpy, sys\n"
-        "from tensorflow_datasets.core.download import downloader\n"
-        "downloader.MAX_RETRIES = 0\n"
-        f"sys.argv = [{cmd[1]!r}]\n"
-        f"runpy.run_path({cmd[1]!r}, run_name='__main__')\n"
-    )]
-    kw["env"].update(TFDS_DATA_DIR=str(tmp_path / "tfds"), HTTPS_PROXY="http://127.0.0.1:9",
-                     HTTP_PROXY="http://127.0.0.1:9")
-    proc = subprocess.run(cmd, timeout=120, **kw)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("train.py: error: Cannot download or prepare TFDS dataset 'cifar10'")
-    assert "--data_dir" in last and "--dataset=/path/to/folder" in last
-    assert not (tmp_path / "runs" / "resnet20_cifar10" / "model.keras").exists()
 
 
 def test_sigkill_then_same_command_resumes(tmp_path):
@@ -209,6 +219,10 @@ def test_sigkill_then_same_command_resumes(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     backed_up = json.loads(metadata.read_text())["epoch"]
     assert 2 <= backed_up < 6
+    # Killed at any moment: each model file is the previous or the new one.
+    for name in ("checkpoints/best.keras", "checkpoints/last.keras"):
+        keras.models.load_model(model_dir / name)
+    assert (model_dir / ".lock").exists()  # the kernel dropped the lock itself.
 
     cmd, kw = _cli(args, tmp_path, capture_output=True)
     again = subprocess.run(cmd, timeout=240, **kw)

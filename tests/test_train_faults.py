@@ -203,19 +203,48 @@ def test_full_disk_says_which_file_and_leaves_nothing_partial(tmp_path):
     assert json.loads((model_dir / "config.json").read_text())["epochs"] == 2
 
 
-@pytest.mark.parametrize("args,error", [
-    (["--learning_rate=0"], "train.py: error: --learning_rate=0.0: must be > 0"),
-    (["--dataset={images}"], "train.py: error: '{images}/val' has class folder 'class7', "
-                             "which the training split lacks"),
-])
-def test_bad_input_is_one_line_and_the_corrected_command_runs(tmp_path, image_folder, args, error):
+# Several commands in one process (one import of TensorFlow): each parses
+# its flags and runs train.py's main, as `python train.py ...` would.
+RUN_EACH_COMMAND = """
+    import json, sys
+    from absl import flags
+    import train
+    codes = []
+    for argv in json.loads(sys.argv[1]):
+        flags.FLAGS.unparse_flags()
+        try:
+            train.main(flags.FLAGS(["train.py", *argv]))
+        except SystemExit as e:
+            codes.append(e.code)
+        sys.stderr.write("---\\n")
+    print(json.dumps(codes))
+"""
+
+
+def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path, image_folder):
     (image_folder / "val" / "class7").mkdir()
-    args = [a.format(images=image_folder) for a in args]
     model_dir = tmp_path / "run"
-    code, _, stderr = _run([*TINY, *args, "--train_steps=1", f"--model_dir={model_dir}"],
-                           tmp_path)
-    assert code == 2, stderr
-    _one_line_error(stderr, error.format(images=image_folder))
+    commands = {
+        "--learning_rate=0": "--learning_rate=0.0: must be > 0",
+        "--learning_rate=-4": "--learning_rate=-4.0: must be > 0",
+        "--batch_size=0": "--batch_size=0: must be >= 1",
+        "--train_steps=0": "--train_steps=0: must be >= 1",
+        "--image_size=2": "--image_size=2: must be >= 4 for resnet20",
+        "--synthetic_examples=0": "--synthetic_examples=0: must be >= 1",
+        "--model=resnet7": "Unknown model name: 'resnet7'",
+        f"--dataset={image_folder}": f"'{image_folder}/val' has class folder 'class7', which "
+                                     "the training split lacks",
+    }
+    argvs = [[*TINY, "--train_steps=1", f"--model_dir={model_dir}", flag] for flag in commands]
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(RUN_EACH_COMMAND), json.dumps(argvs)],
+        cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO),
+        capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [2] * len(commands)
+    outputs = proc.stderr.split("---\n")
+    for expected, stderr in zip(commands.values(), outputs):
+        _one_line_error(stderr, f"train.py: error: {expected}")
     # Nothing left there refuses the corrected command.
     assert not (model_dir / "config.json").exists()
 
