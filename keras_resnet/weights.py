@@ -44,7 +44,7 @@ WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resn
 URL_VARIABLE = "KERAS_RESNET_WEIGHTS_URL"
 # Seconds a download may wait for the server (per connection or read).
 TIMEOUT_VARIABLE = "KERAS_RESNET_DOWNLOAD_TIMEOUT"
-DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_TIMEOUT_S = 15.0
 # Models with published 'imagenet' weights.
 PUBLISHED = ("resnet50", "resnet101", "resnet152")
 # md5 of each published file, as keras.applications lists them.
@@ -196,11 +196,11 @@ def _md5(path: str) -> str:
 
 def _stream(url: str, path: str, timeout: float) -> str:
     """Copies `url` into `path` and returns its md5."""
-    response = _network(urllib.request.urlopen, url, timeout=timeout)
+    response = _network(timeout, urllib.request.urlopen, url, timeout=timeout)
     digest, received = hashlib.md5(), 0
     with response, open(path, "wb") as out:
         length = response.headers.get("Content-Length")
-        while chunk := _network(response.read, 1 << 20):
+        while chunk := _network(timeout, response.read, 1 << 20):
             out.write(chunk)
             digest.update(chunk)
             received += len(chunk)
@@ -209,22 +209,23 @@ def _stream(url: str, path: str, timeout: float) -> str:
     return digest.hexdigest()
 
 
-def _network(call, *args, **kwargs):
-    """`call(...)`, its network errors raised as `_Interrupted`."""
+def _network(seconds: float, call, *args, **kwargs):
+    """`call(...)`, its network errors raised as `_Interrupted`; `seconds`
+    is the timeout, for the message."""
     try:
         return call(*args, **kwargs)
     except (OSError, http.client.HTTPException) as e:
-        reason = _reason(e, kwargs.get("timeout"))
+        reason = _reason(e, seconds)
     raise _Interrupted(reason)  # outside `except`: no OSError context
 
 
-def _reason(error: Exception, timeout) -> str:
+def _reason(error: Exception, timeout: float) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP error {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError) and isinstance(error.reason, Exception):
         error = error.reason
     if isinstance(error, TimeoutError):
-        return "no answer in time" + (f" ({timeout:g} s; see {TIMEOUT_VARIABLE})" if timeout else "")
+        return f"no answer within {timeout:g} s (see {TIMEOUT_VARIABLE})"
     if isinstance(error, http.client.RemoteDisconnected):
         return "the server closed the connection without answering"
     return str(error) or type(error).__name__
