@@ -6,15 +6,18 @@
 
 --model_path: a .keras file (train.py's), a SavedModel folder (export/'s) or a
 .tflite file. Protocols: single, center, 10crop, multiscale (see
-keras_resnet/evaluation.py); the default follows the model family.
+keras_resnet/evaluation.py); the default follows the model family. Errors
+(bad flags, files or data, a model whose outputs are not finite) print one
+line and exit 2; Ctrl-C exits 130 (keras_resnet.cli). --output_json and
+--confusion_png are written whole or not at all (keras_resnet.files).
 """
 
 import json
-import os
-import sys
 
 from absl import app
 from absl import flags
+
+PROGRAM = "evaluate.py"
 
 flags.DEFINE_string("model_path", None, "A .keras file, SavedModel folder or .tflite file.")
 flags.DEFINE_string("model", None, "Instead of --model_path: a keras_resnet model name.")
@@ -38,6 +41,8 @@ FLAGS = flags.FLAGS
 def _plot_confusion(confusion, class_names, path):
     import matplotlib
 
+    from keras_resnet import files
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
@@ -50,13 +55,18 @@ def _plot_confusion(confusion, class_names, path):
         ax.set_xticks(range(len(class_names)), class_names, rotation=90)
         ax.set_yticks(range(len(class_names)), class_names)
     fig.tight_layout()
-    fig.savefig(path)
+    with files.atomic_path(path) as staging:
+        fig.savefig(staging, format="png")
     plt.close(fig)
 
 
 def run(argv_flags):
+    from keras_resnet import cli
     from keras_resnet import distribute
     from keras_resnet import evaluation
+    from keras_resnet import files
+
+    cli.require_tensorflow_backend(PROGRAM)
 
     f = argv_flags
     if (f.model_path is None) == (f.model is None):
@@ -81,9 +91,7 @@ def run(argv_flags):
     print(f"{'top-' + str(result['top_k']):<12}{100 * result['top5_accuracy']:.2f}% "
           f"accuracy, {100 * result['top5_error']:.2f}% error")
     if f.output_json:
-        os.makedirs(os.path.dirname(os.path.abspath(f.output_json)), exist_ok=True)
-        with open(f.output_json, "w") as out:
-            json.dump(result, out, indent=2)
+        files.write_text(f.output_json, json.dumps(result, indent=2))
     if f.confusion_png:
         _plot_confusion(confusion, names, f.confusion_png)
     return result
@@ -92,11 +100,9 @@ def run(argv_flags):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        run(FLAGS)
-    except (ValueError, OSError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from keras_resnet import cli
+
+    cli.run_main(PROGRAM, run, FLAGS)
 
 
 if __name__ == "__main__":

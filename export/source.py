@@ -21,7 +21,6 @@ else the input size's: under 64 CIFAR, as keras_resnet.evaluation decides.
 import dataclasses
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging

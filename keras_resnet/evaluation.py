@@ -17,6 +17,7 @@ import dataclasses
 import glob
 import os
 import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -140,7 +141,7 @@ def load_keras_model(path):
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
         raise ValueError(
             f"Model file {path!r} is corrupt or truncated: not a complete .keras "
             f"(zip) archive ({' '.join(str(e).split())})"
@@ -329,10 +330,16 @@ def _folder_split(root, split):
         raise ValueError(f"Dataset folder {root!r} has no {' or '.join(splits)} folder")
     names_dir = os.path.join(root, "train") if os.path.isdir(os.path.join(root, "train")) else split_dir
     class_names = data_lib.class_folders(names_dir)
+    # Refuses a class folder that names_dir lacks: its images have no label.
     paths, labels = data_lib.list_images(split_dir, class_names)
+    if not paths:
+        raise ValueError(
+            f"No JPEG/PNG images in the class folders of {split_dir!r} (classes, "
+            f"from {names_dir!r}: {', '.join(class_names) or 'none'})"
+        )
     paths, labels, _, _ = data_lib.readable(paths, labels, split_dir)
     if not paths:
-        raise ValueError(f"No readable JPEG/PNG images in class subfolders of {split_dir!r}")
+        raise ValueError(f"None of the images in {split_dir!r} can be decoded")
     examples = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, "int32")))
     examples = examples.map(lambda p, y: (data_lib.decode(p), y)).ignore_errors()
     return examples, len(paths), class_names

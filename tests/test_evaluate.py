@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,8 +12,10 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
+from export import source
 from keras_resnet import distribute
 from keras_resnet import evaluation
+from keras_resnet import files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,16 +173,82 @@ def test_errors_for_missing_files_and_mismatched_artefacts(tmp_path):
         evaluation.evaluate(artefact, _colour_examples(), 7, ["r", "g", "b"], "5crop")
 
 
-def _evaluate_cli(*args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+def test_corrupt_or_truncated_keras_files_are_named(tmp_path):
+    path = tmp_path / "r20.keras"
+    keras_resnet.ResNet20(classes=3).save(path)
+    content = bytearray(path.read_bytes())
+    (tmp_path / "truncated.keras").write_bytes(content[: len(content) // 2])  # a cut copy
+    (tmp_path / "empty.keras").write_bytes(b"")
+    content[len(content) // 2] ^= 0xFF  # one flipped byte, in the weights
+    (tmp_path / "damaged.keras").write_bytes(content)
+    cases = {
+        "truncated": "is corrupt or truncated: not a complete .keras (zip) archive",
+        "empty": "is corrupt or truncated: not a complete .keras (zip) archive",
+        "damaged": "is corrupt: its member 'model.weights.h5' fails its CRC check",
+    }
+    for name, message in cases.items():
+        bad = str(tmp_path / f"{name}.keras")
+        # evaluate.py and export share the loader.
+        for load in (evaluation.load, source.load_model):
+            with pytest.raises(ValueError, match=re.escape(f"Model file {bad!r} {message}")):
+                load(bad)
+
+
+def _diverged(path, size=8):
+    """A .keras file whose classifier holds a NaN weight (a diverged run)."""
+    model = _channel_classifier(size)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    kernel[1, 2] = np.nan
+    model.get_layer("predictions").set_weights([kernel, bias])
+    model.save(path)
+    return str(path)
+
+
+def test_non_finite_outputs_are_refused(tmp_path):
+    artefact = evaluation.load(_diverged(tmp_path / "diverged.keras"))
+    with pytest.raises(ValueError, match=r"diverged.keras gives non-finite outputs \(NaN or inf\) for 3 of 3 images"):
+        evaluation.evaluate(artefact, _colour_examples(), 7, ["r", "g", "b"], "single", 3, verbose=0)
+
+
+def test_folder_split_without_images_or_with_unknown_classes(image_folder):
+    val = image_folder / "val"
+    os.makedirs(val / "zebra")
+    with pytest.raises(ValueError, match=r"'.*val' has class folder 'zebra', which the training split lacks"):
+        evaluation.eval_data(str(image_folder))
+    os.rmdir(val / "zebra")
+    # A class without images in val/: evaluated, its accuracy None.
+    for image in (val / "class1").iterdir():
+        image.unlink()
+    examples, count, names = evaluation.eval_data(str(image_folder))
+    assert (count, names) == (10, ["class0", "class1", "class2"])
+    for folder in val.iterdir():
+        for image in folder.iterdir():
+            image.unlink()
+    with pytest.raises(ValueError, match=r"No JPEG/PNG images in the class folders of '.*val' "
+                                         r"\(classes, from '.*train': class0, class1, class2\)"):
+        evaluation.eval_data(str(image_folder))
+
+
+def _evaluate_cli(*args, cwd, **env):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **env)
     return subprocess.run([sys.executable, os.path.join(REPO, "evaluate.py"), *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_writes_json_and_fails_in_one_line(tmp_path):
+def _dead_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_cli_writes_json_and_png_atomically(tmp_path):
     path = str(tmp_path / "r20.keras")
     keras_resnet.ResNet20(classes=4).save(path)
     out = tmp_path / "result.json"
+    # Staging files of a killed run: removed by the next write beside them.
+    pid = _dead_pid()
+    for stale in (f".result{files.STAGING_MARK}{pid}-0badf00d.json", f".cm{files.STAGING_MARK}{pid}-0badf00d.png"):
+        (tmp_path / stale).write_text("partial")
     proc = _evaluate_cli(f"--model_path={path}", "--dataset=synthetic", "--batch_size=50",
                          f"--output_json={out}", f"--confusion_png={tmp_path / 'cm.png'}",
                          "--strategy=one_device", cwd=tmp_path)
@@ -189,10 +258,37 @@ def test_cli_writes_json_and_fails_in_one_line(tmp_path):
     assert set(result) >= {"top1_accuracy", "top5_accuracy", "top1_error", "top5_error",
                            "per_class_accuracy", "artefact"}
     assert result["artefact"] == path
-    assert (tmp_path / "cm.png").stat().st_size > 0
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["cm.png", "r20.keras", "result.json"]
     assert "top-1" in proc.stdout
-    proc = _evaluate_cli("--model_path=/no/such.keras", "--dataset=synthetic", cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "evaluate.py: error: Model path does not exist: '/no/such.keras'"
-    )
+
+
+def test_cli_errors_are_one_line(tmp_path, image_folder):
+    model = str(tmp_path / "channels.keras")
+    _channel_classifier().save(model)
+    diverged = _diverged(tmp_path / "diverged.keras")
+    os.makedirs(image_folder / "val" / "zebra")
+    empty = tmp_path / "empty"
+    for folder in ("train/a", "train/b", "train/c", "val/a", "val/b"):
+        os.makedirs(empty / folder)
+    runs = [  # (flags, environment, the error line)
+        ([f"--model_path={diverged}", "--dataset=synthetic"], {},
+         f"{diverged} gives non-finite outputs (NaN or inf) for 64 of 64 images; its "
+         "weights may hold NaN (a diverged run) or overflow"),
+        ([f"--model_path={model}", f"--dataset={image_folder}"], {},
+         f"'{image_folder / 'val'}' has class folder 'zebra', which the training split "
+         "lacks; its classes: class0, class1, class2"),
+        ([f"--model_path={model}", f"--dataset={empty}"], {},
+         f"No JPEG/PNG images in the class folders of '{empty / 'val'}' (classes, from "
+         f"'{empty / 'train'}': a, b, c)"),
+        ([f"--model_path={model}", "--dataset=synthetic", f"--output_json={tmp_path / 'r.json'}"],
+         {"KERAS_BACKEND": "jax"},
+         "evaluate.py needs the TensorFlow backend of Keras (tf.data, tf.distribute, "
+         "SavedModel); KERAS_BACKEND is 'jax'. Unset KERAS_BACKEND or set it to "
+         "'tensorflow' (the models themselves run on any backend)"),
+    ]
+    for args, env, message in runs:
+        proc = _evaluate_cli(*args, "--strategy=one_device", cwd=tmp_path, **env)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == f"evaluate.py: error: {message}"
+    assert not (tmp_path / "r.json").exists()
