@@ -1,7 +1,8 @@
 """Exports a model as a TF Serving SavedModel or a TFLite file, and checks it.
 
     python -m export --model_path=runs/resnet20_cifar10/model.keras --output_dir=serving
-    python -m export --model=resnet50 --weights=imagenet --output_dir=serving
+    python -m export --model=resnet50 --weights=imagenet --output_dir=serving \
+        --max_pixels=25000000
     python -m export --model_path=model.keras --output_dir=tflite --format=tflite \
         --quantize=int8 --representative_dataset=/data/flowers/val
 

@@ -5,10 +5,12 @@ import io
 import json
 import os
 import re
+import signal
 import stat
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 import keras
@@ -447,6 +449,18 @@ def test_load_model_refuses_what_it_cannot_load(tmp_path):
         source.load_model(model_name="resnet20", weights="nope.h5")
 
 
+def test_compare_refuses_non_finite_outputs_on_either_side():
+    good = np.full((4, 3), 1 / 3, "float32")
+    bad = good.copy()
+    bad[2, 0] = np.nan  # argmax of NaN rows agrees: 100% top-1 agreement
+    with pytest.raises(ValueError, match=r"^The Keras model gives non-finite outputs \(NaN or inf\) for 1 of 4 images"):
+        source.compare(bad, good)
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"^The TFLite model 'm.tflite' gives non-finite outputs \(NaN or inf\) for 2 of 4"):
+        source.compare(good, bad, "The TFLite model 'm.tflite'")
+    assert source.compare(good, good) == (0.0, 1.0)
+
+
 def test_load_model_by_name_puts_caffe_preprocessing_in_front(tmp_path):
     keras.utils.set_random_seed(0)
     net = keras_resnet.ResNet20()
@@ -625,6 +639,26 @@ def test_cli_writes_a_saved_model_with_max_pixels(tmp_path, keras_file, workdir)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"image_bytes\[1\] is 52x40 \(width x height\) = 2080 pixels, above the limit of 1500"):
         by_bytes(image_bytes=tf.stack([tf.io.read_file(small), tf.io.read_file(large)]))
+
+
+def test_cli_ctrl_c_is_one_line_and_leaves_no_staging(tmp_path, keras_file):
+    model_dir = tmp_path / "resnet20"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "export", f"--model_path={keras_file}", f"--output_dir={tmp_path}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Ctrl-C once the SavedModel's staging folder is being written.
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if model_dir.is_dir() and any(n.startswith(".1" + files.STAGING_MARK) for n in os.listdir(model_dir)):
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "export: interrupted"
+    assert os.listdir(model_dir) == []
 
 
 def test_cli_writes_and_reports_a_tflite_file(tmp_path, keras_file, workdir):
