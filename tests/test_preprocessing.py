@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
+from keras_resnet import downloads
 from keras_resnet import preprocessing
-from keras_resnet import weights as weights_lib
 from tests.helpers import FolderServer
 from tests.helpers import md5
 
@@ -95,7 +95,7 @@ def test_decode_predictions_imagenet_index_downloaded_once(tmp_path, monkeypatch
     served = tmp_path / "served"
     served.mkdir()
     index = _write_class_index(served)
-    monkeypatch.setitem(weights_lib.PUBLISHED_MD5, "imagenet_class_index.json", md5(index))  # test data
+    monkeypatch.setitem(downloads.PUBLISHED_MD5, "imagenet_class_index.json", md5(index))  # test data
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     server = FolderServer(served)
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)

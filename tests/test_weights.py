@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from keras_resnet import downloads
 from keras_resnet import preprocessing
 from keras_resnet import weights as weights_lib
 from tests.helpers import FolderServer
@@ -241,8 +242,8 @@ def test_imagenet_headline_downloads_once_in_a_fresh_process(applications_files,
         import keras
         import numpy as np
         import keras_resnet
-        from keras_resnet import weights
-        weights.PUBLISHED_MD5.update(json.loads(sys.argv[1]))
+        from keras_resnet import downloads
+        downloads.PUBLISHED_MD5.update(json.loads(sys.argv[1]))
         x = keras_resnet.preprocess_input(np.load(sys.argv[2]))
         run = lambda model: keras.ops.convert_to_numpy(model(x, training=False))
         preds = run(keras_resnet.ResNet50())
@@ -294,7 +295,7 @@ def test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced(
     corrupt = bytearray(open(notop, "rb").read())
     corrupt[len(corrupt) // 2] ^= 0xFF
     (served / NOTOP).write_bytes(bytes(corrupt))
-    monkeypatch.setitem(weights_lib.PUBLISHED_MD5, NOTOP, md5(notop))  # test data
+    monkeypatch.setitem(downloads.PUBLISHED_MD5, NOTOP, md5(notop))  # test data
     server = FolderServer(served)
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)
     try:

@@ -1,0 +1,161 @@
+"""Downloads of published files into Keras' cache, md5-checked.
+
+Downloads go to Keras' own cache, as `keras.utils.get_file` picks it:
+`$KERAS_HOME/models`, else `~/.keras/models` (`/tmp/.keras/models` where that
+is not writable). A file is streamed to a staging file and md5-checked before
+it is renamed into place, so the cache never holds a partial or unverified
+file. `keras.utils.get_file` is not used: it has no timeout (a stalled server
+hangs it), writes into the cache directly and keeps a file whose hash is wrong.
+"""
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from keras_resnet import files
+
+# A base URL (http, https or file) used instead of the published locations:
+# every file, weights and imagenet_class_index.json, is looked up there by name.
+URL_VARIABLE = "KERAS_RESNET_WEIGHTS_URL"
+# Seconds a download may wait for the server (per connection or read).
+TIMEOUT_VARIABLE = "KERAS_RESNET_DOWNLOAD_TIMEOUT"
+DEFAULT_TIMEOUT_S = 15.0
+# md5 of each published file, as keras.applications lists them.
+PUBLISHED_MD5 = {
+    "resnet50_weights_tf_dim_ordering_tf_kernels.h5": "2cb95161c43110f7111970584f804107",
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "4d473c1dd8becc155b73f8504c6f6626",
+    "resnet101_weights_tf_dim_ordering_tf_kernels.h5": "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+    "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5": "88cf7a10940856eca736dc7b7e228a21",
+    "resnet152_weights_tf_dim_ordering_tf_kernels.h5": "100835be76be38e30d865e96f2aaae62",
+    "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5": "ee4c566cf9a93f14d82f913c2dc6dd0c",
+    "imagenet_class_index.json": "c2c37ea517e94d9795004a39431a14cb",
+}
+
+
+class DownloadError(OSError):
+    """A file could not be downloaded; nothing was cached."""
+
+
+class _Interrupted(Exception):
+    """A network failure, raised with no OSError in its chain, so that
+    `files.atomic_path` does not report it as a failed write."""
+
+
+def cache_dir() -> str:
+    """Keras' download folder for models, read when a file is needed."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    home = os.path.expanduser(home)
+    try:
+        os.makedirs(os.path.join(home, "models"), exist_ok=True)
+    except OSError:
+        pass
+    if not os.access(home, os.W_OK):  # where keras.utils.get_file falls back to
+        home = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return os.path.join(home, "models")
+
+
+def base_url(default: str) -> str:
+    """`$KERAS_RESNET_WEIGHTS_URL` if set, else `default`; ends with "/"."""
+    url = os.environ.get(URL_VARIABLE) or default
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
+        raise ValueError(
+            f"{URL_VARIABLE} must be an http://, https:// or file:// URL of a "
+            f"folder. Received: {URL_VARIABLE}={url!r}"
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+def _timeout() -> float:
+    value = os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(
+            f"{TIMEOUT_VARIABLE} must be a number of seconds > 0. "
+            f"Received: {TIMEOUT_VARIABLE}={value!r}"
+        )
+    return seconds
+
+
+def download(fname: str, default_base: str, local_use: str) -> str:
+    """The cached copy of the published file `fname`, downloaded if absent.
+
+    The file comes from `$KERAS_RESNET_WEIGHTS_URL` (else `default_base`) +
+    `fname` and must have the md5 `PUBLISHED_MD5[fname]`; a cached copy that
+    does not is removed and downloaded again, as keras.utils.get_file does.
+    `local_use` shows how to pass a local copy instead, for error messages.
+    """
+    url = base_url(default_base) + fname
+    expected = PUBLISHED_MD5[fname]
+    path = os.path.join(cache_dir(), fname)
+    if os.path.exists(path):
+        if _md5(path) == expected:
+            return path
+        os.remove(path)
+    instead = (
+        f"Download it where you can and pass its path: {local_use}; or set "
+        f"{URL_VARIABLE} to a folder (http://, https:// or file://) that holds it."
+    )
+    timeout = _timeout()
+    try:
+        with files.atomic_path(path) as staging:
+            got = _stream(url, staging, timeout)
+            if got != expected:
+                raise ValueError(
+                    f"The file downloaded from {url} has md5 {got}, not the "
+                    f"expected {expected}: it was refused and not cached. {instead}"
+                )
+    except _Interrupted as e:
+        raise DownloadError(f"Could not download {url}: {e}. {instead}") from None
+    return path
+
+
+def _md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stream(url: str, path: str, timeout: float) -> str:
+    """Copies `url` into `path` and returns its md5."""
+    response = _network(timeout, urllib.request.urlopen, url, timeout=timeout)
+    digest, received = hashlib.md5(), 0
+    with response, open(path, "wb") as out:
+        length = response.headers.get("Content-Length")
+        while chunk := _network(timeout, response.read, 1 << 20):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+    if length is not None and received != int(length):
+        raise _Interrupted(f"the connection closed after {received} of {length} bytes")
+    return digest.hexdigest()
+
+
+def _network(seconds: float, call, *args, **kwargs):
+    """`call(...)`, its network errors raised as `_Interrupted`; `seconds`
+    is the timeout, for the message."""
+    try:
+        return call(*args, **kwargs)
+    except (OSError, http.client.HTTPException) as e:
+        reason = _reason(e, seconds)
+    raise _Interrupted(reason)  # outside `except`: no OSError context
+
+
+def _reason(error: Exception, timeout: float) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP error {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, Exception):
+        error = error.reason
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s (see {TIMEOUT_VARIABLE})"
+    if isinstance(error, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    return str(error) or type(error).__name__
