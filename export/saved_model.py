@@ -29,6 +29,7 @@ Files and folders get the umask's modes (0644/0755 by default), so a server
 running as another user can read them.
 """
 
+import numbers
 import os
 
 import tensorflow as tf
@@ -73,23 +74,28 @@ def version_dir(output_dir, name, version=None, overwrite=False):
 
 
 def check_max_pixels(max_pixels):
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
         raise ValueError(
             f"max_pixels must be a positive integer (width x height). Received: {max_pixels!r}"
         )
 
 
-# Header fields, as (first byte, length): PNG's IHDR (big-endian), GIF's
-# logical screen, BMP's BITMAPINFOHEADER (int32; a negative height stores
-# rows top-down), WebP's VP8X canvas (24-bit, minus one) and the 14-bit
-# fields of its lossless (VP8L) and lossy ("VP8 ") bitstreams.
-HEADER_BYTES = 30
+HEADER_BYTES = 30  # the last field read: WebP's, at bytes 24..30
 
 
 def header_size(image_bytes):
-    """(height, width) that one encoded image declares in its header, read
-    without decoding (int64); (-1, -1) for a format whose header is not read
-    here (JPEG XL) or for bytes that are no image."""
+    """(height, width), int64, that one encoded image declares in its header,
+    read without decoding it.
+
+    JPEG: its SOF marker (tf.io.extract_jpeg_shape). PNG: IHDR's big-endian
+    uint32 width and height, bytes 16..24. GIF: the logical screen's
+    little-endian uint16s, bytes 6..10. BMP: BITMAPINFOHEADER's little-endian
+    int32s, bytes 18..26 (a negative height stores rows top-down). WebP: the
+    VP8X canvas (24 bits each, minus one, bytes 24..30), else the 14-bit
+    fields of the lossless (VP8L, bytes 21..25) or lossy ("VP8 ", 26..30)
+    bitstream. (-1, -1) for other bytes: JPEG XL, whose header is not read
+    here, or no image.
+    """
     # The first bytes, zeros past the end of a short file.
     start = tf.strings.substr(image_bytes, 0, HEADER_BYTES)
     start = tf.strings.substr(tf.strings.join([start, "\0" * HEADER_BYTES]), 0, HEADER_BYTES)
@@ -141,7 +147,7 @@ def check_header(image_bytes, index, max_pixels):
         tf.debugging.Assert(height * width <= max_pixels, [tf.strings.format(
             "image_bytes[{}] is {}x{} (width x height) = {} pixels, above the "
             "limit of {} pixels (max_pixels, set at export)",
-            (index, width, height, height * width, max_pixels))]),
+            (index, width, height, height * width, int(max_pixels)))]),
     ]
 
 
