@@ -156,9 +156,8 @@ def load_keras_model(path):
 
 
 def check_finite(outputs, what):
-    """Raises ValueError if `outputs` (one row per image) hold NaN or inf:
-    such a model (NaN weights from a diverged run, an overflow) is refused,
-    not scored or exported."""
+    """Refuses (ValueError) a model whose `outputs` (a row per image) hold NaN
+    or inf: a diverged run's NaN weights, an overflow; not scored or exported."""
     outputs = np.asarray(outputs)
     bad = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
     if bad.any():
