@@ -6,6 +6,9 @@
 
 The work is done by keras_resnet.training.train; this file turns flags into
 its Config. See that module for the outputs written to --model_dir.
+
+Bad flags, data or files print one line and exit 2, a diverged run exits 1,
+Ctrl-C exits 130; running the same command again resumes.
 """
 
 import os

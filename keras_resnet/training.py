@@ -8,11 +8,18 @@ again), `tensorboard/`, `history.csv` (one row per epoch), `config.json` and
 `curves.png` (train and validation error against iterations, like the paper's
 Fig. 6).
 
+Failures: every file is written aside and renamed (keras_resnet.files), so a
+kill leaves the previous version or the new one; a NaN or infinite loss or
+weight stops the run (DivergedError) before anything of it is saved; every
+config value is checked before any work (ConfigError); a model_dir is locked
+while a run uses it, and refused to a run with another config or classes.
+
 Learning rate and replicas: `batch_size` is global, split evenly across the
 replicas; the recipe's learning rate scales linearly with the global batch
 (see keras_resnet.recipes), and the number of replicas does not enter it.
 """
 
+import contextlib
 import csv
 import dataclasses
 import importlib.util
@@ -79,18 +86,21 @@ class DivergedError(RuntimeError):
     """The loss or the weights became NaN or infinite; nothing of it was saved."""
 
 
-def check_model_dir(model_dir):
-    """Creates `model_dir` and proves it writable, or says why not in one line."""
+@contextlib.contextmanager
+def locked_model_dir(model_dir):
+    """Creates `model_dir` and holds its lock (the lock file proves it
+    writable), or says in one line why not (LockedError: another run)."""
     try:
         os.makedirs(model_dir, exist_ok=True)
-        probe = os.path.join(model_dir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
+        lock = files.RunLock(model_dir, "--model_dir").acquire()
     except OSError as e:
         raise ValueError(
             f"--model_dir {model_dir!r} is not writable: {e.strerror or e}"
         ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _identity(config):
@@ -312,10 +322,9 @@ def resolve(config):
     config with the recipe's and family's defaults filled in (a run's
     identity), its model family and its recipe."""
     model = canonical_name(config.model)
-    family = keras_resnet.FAMILIES[keras_resnet.VARIANTS[model].family]
-    recipe = recipes.get_recipe(
-        config.recipe or recipes.DEFAULT_RECIPES[family.stem], model
-    )
+    family_name = keras_resnet.VARIANTS[model].family
+    family = keras_resnet.FAMILIES[family_name]
+    recipe = recipes.get_recipe(config.recipe or recipes.DEFAULT_RECIPES[family_name], model)
     data_lib.check_augment(recipe.augment)
     if config.mixed_precision not in PRECISIONS:
         raise ConfigError("mixed_precision", config.mixed_precision,
@@ -420,8 +429,7 @@ def train(config):
     model_dir = config.model_dir
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         model_dir = distribute.worker_dir(model_dir)
-    check_model_dir(model_dir)
-    with files.RunLock(model_dir, "--model_dir"):
+    with locked_model_dir(model_dir):
         return _train_locked(config, family, recipe, strategy, model_dir)
 
 
