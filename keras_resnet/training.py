@@ -107,9 +107,13 @@ def _identity(config):
     return {k: v for k, v in dataclasses.asdict(config).items() if k != "verbose"}
 
 
-def _stored_run(path):
-    """The summary in a model_dir's config.json, or None."""
-    if not os.path.exists(path):
+def _stored_run(model_dir):
+    """config.json of the run whose state `model_dir` holds, or None: a run
+    that failed before it saved anything (e.g. diverged in its first epoch)
+    leaves nothing to resume or to keep, so nothing to refuse another run."""
+    path = os.path.join(model_dir, "config.json")
+    state = ("backup/training_metadata.json", "checkpoints/last.keras", "model.keras")
+    if not any(os.path.exists(os.path.join(model_dir, p)) for p in state):
         return None
     with open(path) as f:
         return json.load(f)
@@ -157,7 +161,7 @@ def write_history(path, rows):
     files.write_text(path, text.getvalue())
 
 
-def check_finite(model, when):
+def check_finite_weights(model, when):
     """Raises DivergedError if a weight of `model` is NaN or infinite."""
     for v in model.weights + model.optimizer.variables:
         if not np.isfinite(v.numpy()).all():
@@ -169,7 +173,7 @@ def check_finite(model, when):
 
 def save_model(model, path):
     """Saves a finite `model` aside, then renames it to `path`."""
-    check_finite(model, f"before saving {path}")
+    check_finite_weights(model, f"before saving {path}")
     with files.atomic_path(path) as staging:
         model.save(staging)
 
@@ -434,8 +438,7 @@ def train(config):
 
 
 def _train_locked(config, family, recipe, strategy, model_dir):
-    config_path = os.path.join(model_dir, "config.json")
-    stored = _stored_run(config_path)
+    stored = _stored_run(model_dir)
     _check_same_run(stored, config)
     keras.utils.set_random_seed(config.seed)
     data = _load_data(config, family, recipe, strategy.num_replicas_in_sync)
@@ -470,7 +473,7 @@ def _train_locked(config, family, recipe, strategy, model_dir):
         strategy=type(strategy).__name__,
         versions={"tensorflow": tf.__version__, "keras": keras.__version__},
     )
-    files.write_text(config_path, json.dumps(summary, indent=2))
+    files.write_text(os.path.join(model_dir, "config.json"), json.dumps(summary, indent=2))
     model.fit(
         data.train,
         # A folder's val set has no known length (it skips unreadable files):

@@ -158,6 +158,8 @@ def test_model_dir_of_another_run_is_refused(tmp_path):
     os.makedirs(config.model_dir)
     with open(os.path.join(config.model_dir, "config.json"), "w") as f:
         json.dump({"config": training._identity(_config(tmp_path, model="resnet32"))}, f)
+    # A run that saved something (config.json alone is not in the way).
+    (tmp_path / "run" / "model.keras").write_bytes(b"a finished run's model")
     with pytest.raises(ValueError, match="holds another run \\(model: 'resnet32' there"):
         training.train(config)
 

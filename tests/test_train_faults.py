@@ -189,6 +189,9 @@ def test_diverged_run_exits_1_and_saves_no_nan(tmp_path):
     assert not (model_dir / "model.keras").exists()
     _all_weights_finite(str(model_dir))
     _no_staging_files(model_dir)
+    # It saved nothing to resume: the advice, a lower rate, is not refused.
+    result = training.train(_same_config(model_dir, epochs=1, learning_rate=0.01))
+    assert result["summary"]["config"]["learning_rate"] == 0.01
 
 
 def test_full_disk_says_which_file_and_leaves_nothing_partial(tmp_path):
@@ -236,12 +239,18 @@ def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path,
         "--model=resnet7": "Unknown model name: 'resnet7'",
         f"--dataset={image_folder}": f"'{image_folder}/val' has class folder 'class7', which "
                                      "the training split lacks",
+        # The published weights come from a mirror that lacks them (offline).
+        "--model=resnet50 --image_size=32 --weights=imagenet": "Could not download "
+            f"file://{tmp_path}/mirror/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
     }
-    argvs = [[*TINY, "--train_steps=1", f"--model_dir={model_dir}", flag] for flag in commands]
+    argvs = [[*TINY, "--train_steps=1", f"--model_dir={model_dir}", *flags.split()]
+             for flags in commands]
+    (tmp_path / "mirror").mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, KERAS_HOME=str(tmp_path),
+               KERAS_RESNET_WEIGHTS_URL=f"file://{tmp_path}/mirror/")
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(RUN_EACH_COMMAND), json.dumps(argvs)],
-        cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO),
-        capture_output=True, text=True, timeout=240)
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == [2] * len(commands)
     outputs = proc.stderr.split("---\n")
