@@ -297,7 +297,10 @@ def is_folder(dataset):
 
 def normalize(dataset):
     """`dataset` as one spelling: "DIR/" and "DIR" are the same folder."""
-    return os.path.normpath(dataset) if is_folder(dataset) else dataset
+    if not is_folder(dataset):
+        return dataset
+    path = os.path.normpath(dataset)
+    return path if is_folder(path) else os.path.join(".", path)  # still a folder
 
 
 def tfds_builder(name, data_dir=None, manual_dir=None):

@@ -113,7 +113,9 @@ def _stored_run(model_dir):
     leaves nothing to resume or to keep, so nothing to refuse another run."""
     path = os.path.join(model_dir, "config.json")
     state = ("backup/training_metadata.json", "checkpoints/last.keras", "model.keras")
-    if not any(os.path.exists(os.path.join(model_dir, p)) for p in state):
+    if not os.path.exists(path) or not any(
+        os.path.exists(os.path.join(model_dir, p)) for p in state
+    ):
         return None
     with open(path) as f:
         return json.load(f)

@@ -123,6 +123,13 @@ def test_folder_errors_name_the_folder(tmp_path):
         data.load(str(tmp_path / "noval"), image_size=16, batch_size=4, augment="cifar")
 
 
+def test_folder_names_have_one_spelling():
+    # "DIR/" and "DIR" are one data set (a run's identity); names stay names.
+    assert data.normalize("/data/flowers/") == data.normalize("/data/flowers") == "/data/flowers"
+    assert data.normalize("./nowhere/") == "./nowhere"  # not a TFDS name
+    assert [data.normalize(n) for n in ("cifar10", "synthetic")] == ["cifar10", "synthetic"]
+
+
 def test_tfds_cifar10_uses_the_45k_5k_split():
     requested = []
 
