@@ -173,7 +173,8 @@ def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
     # data) leaves nothing in the way of the corrected command.
     first = training.train(config)["history"]
     # "DIR/" and "DIR" are one folder: the same run, finished, not refused.
-    assert training.train(dataclasses.replace(config, dataset=str(image_folder)))["history"] == first
+    again = training.train(dataclasses.replace(config, dataset=str(image_folder)))
+    assert again["history"] == first
     # The same path with other class folders is another run: refused before
     # anything is written.
     outputs = {name: open(os.path.join(config.model_dir, name), "rb").read()

@@ -1,6 +1,7 @@
 """train.py when things go wrong: kills, Ctrl-C, NaN, a full disk, no network,
 bad input, a second run, another backend. Each test drives the real program in
-a subprocess; a kill at a chosen write is made deterministic by a hook in the
+a subprocess (a rerun may call training.train in this process, to save the
+imports); a kill at a chosen write is made deterministic by a hook in the
 test's own launcher script, never in the package."""
 
 import glob
@@ -71,19 +72,15 @@ def _no_staging_files(model_dir):
 
 def _all_weights_finite(model_dir):
     """Every .keras and .h5 file under `model_dir` holds finite numbers only."""
-    checked = 0
     for path in glob.glob(f"{model_dir}/**/*.keras", recursive=True):
         model = keras.models.load_model(path)
         for v in model.weights:
             assert np.isfinite(v.numpy()).all(), (path, v.path)
-        checked += 1
     for path in glob.glob(f"{model_dir}/**/*.h5", recursive=True):
         with h5py.File(path) as f:
             arrays = []
             f.visititems(lambda _, x: arrays.append(x[()]) if isinstance(x, h5py.Dataset) else None)
         assert all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f"), path
-        checked += 1
-    return checked
 
 
 # SIGKILL in the middle of writing best.keras the first time: the file has its
