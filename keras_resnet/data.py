@@ -317,8 +317,8 @@ def tfds_builder(name, data_dir=None, manual_dir=None):
         ) from None
     from tensorflow_datasets.core.download import downloader
 
-    # TFDS retries a failed download 10 times with back-off, about 3.5
-    # minutes offline (REFERENCE Sec. 4); a few retries fail in a second.
+    # TFDS 4.9 retries a failed download 10 times with back-off, about 3.5
+    # minutes offline; a few retries fail in a second.
     retries, downloader.MAX_RETRIES = downloader.MAX_RETRIES, DOWNLOAD_RETRIES
     try:
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)

@@ -1,8 +1,10 @@
-"""Shared test utilities: a file server on 127.0.0.1, and md5 of a file."""
+"""Shared test utilities: a file server on 127.0.0.1, md5 of a file, a full
+disk for a subprocess, and a dead process id."""
 
 import functools
 import hashlib
 import http.server
+import subprocess
 import threading
 
 
@@ -48,3 +50,10 @@ def file_size_limit(limit_bytes):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return limit
+
+
+def dead_pid():
+    """The id of a process that has ended, as a killed writer's would be."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

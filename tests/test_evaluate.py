@@ -16,6 +16,7 @@ from export import source
 from keras_resnet import distribute
 from keras_resnet import evaluation
 from keras_resnet import files
+from tests.helpers import dead_pid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -235,18 +236,12 @@ def _evaluate_cli(*args, cwd, **env):
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _dead_pid():
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 def test_cli_writes_json_and_png_atomically(tmp_path):
     path = str(tmp_path / "r20.keras")
     keras_resnet.ResNet20(classes=4).save(path)
     out = tmp_path / "result.json"
     # Staging files of a killed run: removed by the next write beside them.
-    pid = _dead_pid()
+    pid = dead_pid()
     for stale in (f".result{files.STAGING_MARK}{pid}-0badf00d.json", f".cm{files.STAGING_MARK}{pid}-0badf00d.png"):
         (tmp_path / stale).write_text("partial")
     proc = _evaluate_cli(f"--model_path={path}", "--dataset=synthetic", "--batch_size=50",

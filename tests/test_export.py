@@ -25,6 +25,7 @@ from export import source
 from export import tflite
 from keras_resnet import data
 from keras_resnet import files
+from tests.helpers import dead_pid
 from tests.helpers import file_size_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -408,13 +409,6 @@ def test_max_pixels_must_be_a_positive_integer(model, tmp_path):
 # ------------------------------------------------ files: modes, staging, disk
 
 
-def _dead_pid():
-    """The process id of a process that has ended, as a killed export's."""
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 def _staging(folder, stem, pid, ext=""):
     """A staging path as keras_resnet.files names a writer's (pid) staging."""
     return folder / f".{stem}{files.STAGING_MARK}{pid}-0badf00d{ext}"
@@ -620,7 +614,7 @@ def test_cli_full_disk_is_one_line_and_leaves_nothing(tmp_path, keras_file, fmt,
 
 def test_cli_writes_a_saved_model_with_max_pixels(tmp_path, keras_file, workdir):
     model_dir = tmp_path / "serving" / "resnet20"
-    stale = _staging(model_dir, "1", _dead_pid())  # a killed export's
+    stale = _staging(model_dir, "1", dead_pid())  # a killed export's
     live = _staging(model_dir, "7", os.getpid())  # another export, still writing
     for staging in (stale, live):
         os.makedirs(staging / "variables")
@@ -662,7 +656,7 @@ def test_cli_ctrl_c_is_one_line_and_leaves_no_staging(tmp_path, keras_file):
 
 
 def test_cli_writes_and_reports_a_tflite_file(tmp_path, keras_file, workdir):
-    stale = _staging(tmp_path, "resnet20_dynamic", _dead_pid(), ".tflite")
+    stale = _staging(tmp_path, "resnet20_dynamic", dead_pid(), ".tflite")
     stale.write_bytes(b"partial")
     proc = _cli(f"--model_path={keras_file}", f"--output_dir={tmp_path}", "--format=tflite",
                 "--quantize=dynamic", f"--representative_dataset={workdir / 'images'}", umask=0o027)

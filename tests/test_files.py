@@ -11,6 +11,7 @@ import pytest
 
 from keras_resnet import cli
 from keras_resnet import files
+from tests.helpers import dead_pid
 from tests.helpers import file_size_limit
 
 
@@ -85,16 +86,10 @@ def test_full_disk_is_one_line_naming_the_file_and_nothing_partial_stays(tmp_pat
     assert os.listdir(tmp_path) == ["big.bin"]
 
 
-def _dead_pid():
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
 def test_staging_of_dead_processes_is_removed_and_of_live_ones_kept(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        dead = tmp_path / f".1{files.STAGING_MARK}{_dead_pid()}-abcd1234"
+        dead = tmp_path / f".1{files.STAGING_MARK}{dead_pid()}-abcd1234"
         live = tmp_path / f".2{files.STAGING_MARK}{sleeper.pid}-abcd1234.tflite"
         dead.mkdir()
         (dead / "saved_model.pb").write_bytes(b"partial")

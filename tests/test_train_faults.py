@@ -169,7 +169,9 @@ def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
     backed_up = json.loads(metadata.read_text())["epoch"]
     assert backed_up < 2
 
-    with caplog.at_level("INFO"):
+    # On the absl logger itself: an earlier test in this process may have
+    # lowered its verbosity (python -m export sets WARNING).
+    with caplog.at_level("INFO", logger="absl"):
         training.train(config)  # the same command again, in this process.
     assert f"Resuming from the backup in {model_dir}/backup after epoch {backed_up}." in caplog.text
     rows = training.read_history(str(model_dir / "history.csv"))
