@@ -9,8 +9,8 @@ Quantization (TFLite's post-training modes):
   file takes the same images as the others.
 
 The Keras 3 model is converted through `model.export()` then
-`TFLiteConverter.from_saved_model` (Keras 3 models have no direct TFLite
-conversion on TF 2.21); that SavedModel is
+`TFLiteConverter.from_saved_model`, the route that converts Keras 3 models
+on TF 2.21; that SavedModel is
 kept in memory (TensorFlow's ram:// file system), so a full disk or a killed
 export leaves no temporary folder. The result is run with LiteRT's
 interpreter and compared with the Keras model before it is written, whole or
