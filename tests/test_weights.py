@@ -393,3 +393,46 @@ def test_download_settings_are_checked(env_cache, monkeypatch):
     with pytest.raises(OSError, match=r"Could not download http://127.0.0.1:9/resnet152_weights_tf_dim_ordering_tf_kernels.h5: "
                                       r".*Connection refused.*ResNet152\(weights='/path/to/resnet152_weights"):
         weights_lib.fetch("resnet152", include_top=True)
+
+
+@pytest.mark.slow  # ~35 s; no faster test takes train.py's fine-tuning path through a download.
+def test_imagenet_weights_in_train_evaluate_and_export(
+    applications_files, env_cache, image_folder, tmp_path, monkeypatch
+):
+    """train.py, evaluate.py and export take --weights=imagenet through the
+    same download (the line that once broke all three): from a mirror on
+    127.0.0.1 into $KERAS_HOME, each file fetched once."""
+    from export import source
+    from keras_resnet import evaluation
+    from keras_resnet import training
+
+    reference, top, notop = applications_files
+    for path in (top, notop):
+        monkeypatch.setitem(downloads.PUBLISHED_MD5, os.path.basename(path), md5(path))  # test data
+    server = FolderServer(os.path.dirname(top))
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)
+    try:
+        # Fine-tuning on 3 classes: the no-top file, a new head, a frozen backbone.
+        result = training.train(training.Config(
+            model="resnet50", weights="imagenet", freeze_backbone=True, dataset=str(image_folder),
+            recipe="smoke", image_size=32, batch_size=4, train_steps=1,
+            model_dir=str(tmp_path / "run"), verbose=0,
+        ))
+        assert result["model"].output_shape == (None, 3)
+        trained = result["model"].get_layer("resnet50").get_layer("conv1_conv").kernel
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(trained), reference.get_layer("conv1_conv").kernel.numpy()
+        )
+        x = np.random.RandomState(4).uniform(0, 255, (1, 224, 224, 3)).astype("float32")
+        expected = keras.ops.convert_to_numpy(
+            keras.ops.softmax(_run(reference, preprocessing.preprocess_input(x)))
+        )
+        evaluated = evaluation.load(model="resnet50", weights="imagenet").predict(x)
+        exported = source.load_model(model_name="resnet50", weights="imagenet")
+        np.testing.assert_allclose(evaluated, expected, atol=1e-5)
+        np.testing.assert_allclose(_run(exported, x), expected, atol=1e-5)
+        assert server.requests == 2 and sorted(os.listdir(env_cache)) == sorted(
+            os.path.basename(p) for p in (top, notop)
+        )
+    finally:
+        server.close()
