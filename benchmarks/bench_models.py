@@ -187,8 +187,9 @@ def main(argv):
         settings = {name: getattr(FLAGS, name) for name in (
             "batch_size", "train_batch_size", "cifar_batch_size", "rounds", "steps", "warmup",
             "quick")}
-        with open(FLAGS.output_json, "w") as f:
-            json.dump({"settings": settings, "rows": rows}, f, indent=2)
+        from keras_resnet import files
+
+        files.write_text(FLAGS.output_json, json.dumps({"settings": settings, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
