@@ -470,7 +470,7 @@ def load(
     short = num_val % batch_size
     if 0 < short < replicas:
         # A last batch with fewer images than replicas leaves a replica an
-        # empty batch, which MirroredStrategy cannot run (REFERENCE Sec. 4).
+        # empty batch, which MirroredStrategy cannot run on TF 2.21.
         logging.warning("Leaving out the last %d validation image(s) of %d so "
                         "every replica gets one.", short, num_val)
         num_val -= short

@@ -3,7 +3,7 @@
 `auto` picks MultiWorkerMirroredStrategy when TF_CONFIG is set,
 MirroredStrategy when more than one GPU is visible, else one device.
 
-Keras 3.15 / TF 2.21 (REFERENCE Sec. 4):
+Keras 3.15 / TF 2.21, as seen on this project's machines:
 - BatchNormalization's moving statistics have aggregation "none", so under
   any multi-replica strategy each replica keeps its own copy:
   `AverageBatchNormStatistics` averages them.

@@ -91,7 +91,7 @@ def keras_artefact(model, path, strategy=None):
     """Runs a Keras model, on every replica of `strategy` if one is given.
 
     A batch is padded to a multiple of the replicas (MirroredStrategy cannot
-    give a replica an empty batch, REFERENCE Sec. 4) and the padding dropped.
+    give a replica an empty batch on TF 2.21) and the padding dropped.
     """
     replicas = strategy.num_replicas_in_sync if strategy else 1
     softmax = _softmax_output(model)

@@ -11,8 +11,8 @@ at 30, 60 and 90 epochs of ImageNet's 1.28M images (5005 iterations an epoch at
 batch 256), as the authors' Torch re-implementation (fb.resnet.torch) did;
 600k iterations are 120 epochs.
 
-`imagenet_modern` / `cifar_modern`: "beyond the paper" (REFERENCE Sec. 2, Model
-Garden / Goyal et al. 2017): linear warm-up for 5 epochs, cosine decay to 0,
+`imagenet_modern` / `cifar_modern`: beyond the paper (TF Model
+Garden's ImageNet recipe; Goyal et al. 2017): linear warm-up for 5 epochs, cosine decay to 0,
 label smoothing 0.1.
 
 Iterations in the table are counted at the recipe's own batch size. With
