@@ -49,8 +49,10 @@ def run_main(program, main, *args, failures=(), resume_hint=False):
 
 
 def _one_line(error):
-    text = str(error) if not isinstance(error, OSError) or not error.strerror else (
-        f"{error.strerror}: {error.filename}" if error.filename and str(error.filename) not in error.strerror
-        else error.strerror
-    )
+    """The error's message on one line; an OSError's with its file name."""
+    text = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+        if error.filename and str(error.filename) not in text:
+            text = f"{text}: {error.filename}"
     return " ".join(text.split())

@@ -87,14 +87,14 @@ def _remove(path):
 
 def _free_space(folder):
     try:
-        free = shutil.disk_usage(folder).free
+        free = float(shutil.disk_usage(folder).free)
     except OSError:
         return "unknown space"
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if free < 1024 or unit == "GiB":
-            return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
+    for unit in ("bytes", "KiB", "MiB"):
+        if free < 1024:
+            return f"{free:.0f} bytes" if unit == "bytes" else f"{free:.1f} {unit}"
         free /= 1024
-    return "unknown space"  # unreachable
+    return f"{free:.1f} GiB"
 
 
 def _oserror_in(error):

@@ -15,10 +15,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_resnet.downloads import download
 from keras_resnet.layers import PACKAGE
 from keras_resnet.layers import channel_axis
 from keras_resnet.layers import standardize_data_format
-from keras_resnet.downloads import download
 
 # Per-channel ImageNet mean in BGR order (keras.applications "caffe" mode).
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
