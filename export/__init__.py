@@ -1,14 +1,5 @@
-"""Exports keras_resnet models: SavedModel for TF Serving, TFLite for LiteRT.
+"""`python -m export --flags` in a checkout: keras_resnet.commands.export.
 
-Every artefact takes float32 RGB in [0, 255] (or, for `serving_bytes`,
-encoded JPEG, PNG, GIF, BMP or WebP bytes, of at most `max_pixels`), applies
-the model's preprocessing inside, and is compared with the Keras model before
-it is put in place, with the umask's permissions (keras_resnet.files).
-`python -m export --help` for the CLI.
+The export library is keras_resnet.export; `keras-resnet-export` is the same
+program once the package is installed.
 """
-
-from export.saved_model import export_saved_model
-from export.source import Report
-from export.source import load_images
-from export.source import load_model
-from export.tflite import export_tflite

@@ -1,19 +1,31 @@
 """What the command-line programs share: one-line errors, Ctrl-C, backend.
 
-train.py, evaluate.py and `python -m export` call `run_main`: expected
+The programs of keras_resnet.commands (train.py, evaluate.py and `python -m
+export` in a checkout; keras-resnet-train, -evaluate and -export once
+installed) call `run_main`: expected
 failures (bad flags, files, data; a full disk) print one line and exit 2 (1
 for a failed run), Ctrl-C prints one line and exits 130 (the shell's code
 for SIGINT), and none prints a traceback.
 """
 
+import os
 import sys
 
 import keras
 
+from keras_resnet.errors import ArgumentError
 from keras_resnet.files import LockedError
 from keras_resnet.files import WriteError
 
 INTERRUPTED_EXIT = 130
+
+
+def program_name():
+    """The name the user ran: "train.py", "keras-resnet-train", or "export"
+    for `python -m export`; messages start with it."""
+    path = sys.argv[0] if sys.argv and sys.argv[0] else "keras_resnet"
+    name = os.path.basename(path)
+    return os.path.basename(os.path.dirname(path)) if name == "__main__.py" else name
 
 
 def require_tensorflow_backend(program):
@@ -36,6 +48,9 @@ def run_main(program, main, *args, failures=(), resume_hint=False):
     """
     try:
         return main(*args)
+    except ArgumentError as e:  # the library's argument is the program's flag.
+        print(f"{program}: error: --{e.argument}={e.value}: {e.requirement}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         hint = "; run the same command to resume" if resume_hint else ""
         print(f"{program}: interrupted{hint}", file=sys.stderr)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
-from export import source
+from keras_resnet.export import source
 from keras_resnet import distribute
 from keras_resnet import evaluation
 from keras_resnet import files
@@ -139,8 +139,8 @@ def test_multiscale_at_224_equals_center_without_the_crop(tmp_path):
 
 
 def test_keras_saved_model_and_tflite_give_the_same_accuracy(tmp_path):
-    from export import saved_model
-    from export import tflite
+    from keras_resnet.export import saved_model
+    from keras_resnet.export import tflite
 
     keras.utils.set_random_seed(0)
     model = keras_resnet.with_preprocessing(

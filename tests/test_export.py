@@ -20,9 +20,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import keras_resnet
-from export import saved_model
-from export import source
-from export import tflite
+from keras_resnet.export import saved_model
+from keras_resnet.export import source
+from keras_resnet.export import tflite
 from keras_resnet import data
 from keras_resnet import files
 from tests.helpers import dead_pid

@@ -402,7 +402,7 @@ def test_imagenet_weights_in_train_evaluate_and_export(
     """train.py, evaluate.py and export take --weights=imagenet through the
     same download (the line that once broke all three): from a mirror on
     127.0.0.1 into $KERAS_HOME, each file fetched once."""
-    from export import source
+    from keras_resnet.export import source
     from keras_resnet import evaluation
     from keras_resnet import training
 

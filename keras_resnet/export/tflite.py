@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from export import source
 from keras_resnet import files
+from keras_resnet.export import source
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 

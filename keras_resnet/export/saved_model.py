@@ -34,9 +34,9 @@ import os
 
 import tensorflow as tf
 
-from export import source
 from keras_resnet import data as data_lib
 from keras_resnet import files
+from keras_resnet.export import source
 
 TOP_K = 5
 MAX_PIXELS = 40_000_000  # width x height; 40 MP is a large phone photo.

@@ -1,0 +1,109 @@
+"""Evaluates a trained artefact with the paper's test protocols.
+
+  python evaluate.py --model_path=runs/resnet20/model.keras --dataset=cifar10
+  python evaluate.py --model=resnet50 --weights=imagenet --dataset=imagenet2012 \
+      --manual_dir=~/imagenet --protocol=10crop --output_json=resnet50.json
+
+--model_path: a .keras file (train.py's), a SavedModel folder (export/'s) or a
+.tflite file. Protocols: single, center, 10crop, multiscale (see
+keras_resnet/evaluation.py); the default follows the model family. Errors
+(bad flags, files or data, a model whose outputs are not finite) print one
+line and exit 2; Ctrl-C exits 130 (keras_resnet.cli). --output_json and
+--confusion_png are written whole or not at all (keras_resnet.files).
+"""
+
+import json
+
+from absl import app
+from absl import flags
+
+
+flags.DEFINE_string("model_path", None, "A .keras file, SavedModel folder or .tflite file.")
+flags.DEFINE_string("model", None, "Instead of --model_path: a keras_resnet model name.")
+flags.DEFINE_string("weights", "imagenet", "With --model: 'imagenet' or a weights file.")
+flags.DEFINE_string("dataset", "cifar10", "A TFDS name, a folder (train/ and val/ or "
+                    "test/, one subfolder per class) or 'synthetic'.")
+flags.DEFINE_string("split", None, "Split to evaluate (default: TFDS 'test', else "
+                    "'validation'; a folder's val/ or test/).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_string("manual_dir", None, "TFDS manual download directory (imagenet2012).")
+flags.DEFINE_enum("protocol", None, ["single", "center", "10crop", "multiscale"],
+                  "Test protocol (default: single for CIFAR models, center for ImageNet).")
+flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored"],
+                  "auto: MirroredStrategy when more than one GPU is visible.")
+flags.DEFINE_string("output_json", None, "Write the results here as JSON.")
+flags.DEFINE_string("confusion_png", None, "Write the confusion matrix here as a PNG.")
+FLAGS = flags.FLAGS
+
+
+def _plot_confusion(confusion, class_names, path):
+    import matplotlib
+
+    from keras_resnet import files
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    size = min(4 + 0.25 * len(class_names), 40)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(class_names) <= 50:
+        ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+        ax.set_yticks(range(len(class_names)), class_names)
+    fig.tight_layout()
+    with files.atomic_path(path) as staging:
+        fig.savefig(staging, format="png")
+    plt.close(fig)
+
+
+def run(argv_flags):
+    from keras_resnet import cli
+    from keras_resnet import distribute
+    from keras_resnet import evaluation
+    from keras_resnet import files
+
+    cli.require_tensorflow_backend(cli.program_name())
+
+    f = argv_flags
+    if (f.model_path is None) == (f.model is None):
+        raise ValueError("Give exactly one of --model_path or --model")
+    artefact = evaluation.load(
+        f.model_path, f.model, f.weights, distribute.make_strategy(f.strategy),
+        any_size=f.protocol == "multiscale",
+    )
+    protocol = f.protocol or evaluation.default_protocol(artefact.family)
+    examples, count, names = evaluation.eval_data(
+        f.dataset, f.split, f.data_dir, f.manual_dir,
+        image_size=artefact.image_size or 32, num_classes=artefact.num_classes,
+    )
+    result, confusion = evaluation.evaluate(
+        artefact, examples, count, names, protocol, f.batch_size
+    )
+    result.update(dataset=f.dataset, split=f.split)
+    print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{protocol}"
+          f"\n{'examples':<12}{result['num_examples']}")
+    print(f"{'top-1':<12}{100 * result['top1_accuracy']:.2f}% accuracy, "
+          f"{100 * result['top1_error']:.2f}% error")
+    print(f"{'top-' + str(result['top_k']):<12}{100 * result['top5_accuracy']:.2f}% "
+          f"accuracy, {100 * result['top5_error']:.2f}% error")
+    if f.output_json:
+        files.write_text(f.output_json, json.dumps(result, indent=2))
+    if f.confusion_png:
+        _plot_confusion(confusion, names, f.confusion_png)
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from keras_resnet import cli
+
+    cli.run_main(cli.program_name(), run, FLAGS)
+
+
+def entry_point():
+    """The console script `keras-resnet-evaluate`; `python evaluate.py` in a checkout."""
+    app.run(main)

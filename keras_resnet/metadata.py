@@ -1,0 +1,88 @@
+"""What an artefact says about itself, so evaluation and serving need not guess.
+
+Every artefact keras_resnet writes (train.py's `model.keras` and checkpoints,
+SavedModels, `.tflite` files) carries a `ModelInfo`: the model, the input
+size, how a test image becomes an input (the test view of
+keras_resnet.augment), the class names and the preprocessing inside the
+model, and the package version that wrote it. In a `.keras` file it is the
+zip member `keras_resnet.json` (Keras loads the file as before and ignores
+it); keras_resnet.export stores the same JSON in SavedModels and `.tflite`
+files.
+"""
+
+import dataclasses
+import json
+import zipfile
+from typing import Any
+
+FILE_NAME = "keras_resnet.json"
+FAMILIES = ("cifar", "imagenet")
+PREPROCESSINGS = ("pixel_mean", "caffe")
+
+
+def _package_version() -> str:
+    from keras_resnet import __version__  # the package imports this module.
+
+    return __version__
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelInfo:
+    """What evaluating or serving an artefact needs to know."""
+
+    model: str  # the variant, e.g. "resnet20" (keras_resnet.list_models())
+    family: str  # "cifar" or "imagenet" (paper Sec. 4.2 or Sec. 3.4)
+    image_size: int  # side of the square input
+    test_view: str  # a key of keras_resnet.augment.VIEWS: "single" or "center"
+    class_names: tuple[str, ...]  # index -> name of the model's outputs
+    # Inside the model, on RGB in [0, 255]: "pixel_mean" subtracts the
+    # training set's per-pixel mean (Sec. 4.2); "caffe" is the published
+    # weights' (RGB -> BGR, ImageNet's channel means).
+    preprocessing: str
+    package_version: str = dataclasses.field(default_factory=_package_version)
+
+    def __post_init__(self):
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}. Received: family={self.family!r}")
+        if self.preprocessing not in PREPROCESSINGS:
+            raise ValueError(
+                f"preprocessing must be one of {', '.join(PREPROCESSINGS)}. "
+                f"Received: preprocessing={self.preprocessing!r}"
+            )
+        if not (isinstance(self.image_size, int) and self.image_size > 0):
+            raise ValueError(f"image_size must be a positive integer. Received: image_size={self.image_size!r}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str) -> "ModelInfo":
+        """Parses what `to_json` wrote; `source` names the artefact in errors.
+        Keys a later version added are ignored."""
+        try:
+            fields: dict[str, Any] = json.loads(text)
+            known = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in fields.items() if k in known})
+        except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError.
+            raise ValueError(f"{source} holds unreadable keras_resnet metadata ({e})") from None
+
+
+def write_keras(path: str, info: ModelInfo) -> None:
+    """Adds `info` to the `.keras` file at `path` (a zip archive Keras wrote).
+    Call it on the staging file, before it is renamed into place."""
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(FILE_NAME, info.to_json())
+
+
+def read_keras(path: str) -> ModelInfo | None:
+    """The `ModelInfo` of a `.keras` file, or None if it has none (a file
+    keras_resnet did not write, e.g. a user's own `model.save`)."""
+    with zipfile.ZipFile(path) as archive:
+        if FILE_NAME not in archive.namelist():
+            return None
+        return ModelInfo.from_json(archive.read(FILE_NAME), path)
