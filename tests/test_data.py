@@ -1,4 +1,4 @@
-"""Input pipelines and augmentations (paper Sec. 3.4 and 4.2)."""
+"""Sources, augmentations and input pipelines (paper Sec. 3.4 and 4.2)."""
 
 
 import numpy as np
@@ -6,7 +6,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_resnet import data
+from keras_resnet import augment
+from keras_resnet import pipeline
+from keras_resnet import sources
+from keras_resnet.errors import ArgumentError
 
 
 def _seed(i):
@@ -28,7 +31,7 @@ def _is_flipped(out):
 
 def test_cifar_augmentation_pads_crops_and_flips():
     image = _gradient_image(32, 32)
-    outs = [data.pad_crop_flip(image, _seed(i), 32).numpy() for i in range(40)]
+    outs = [augment.pad_crop_flip(image, _seed(i), 32).numpy() for i in range(40)]
     assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outs)
     assert min(o.min() for o in outs) >= 0 and max(o.max() for o in outs) <= 255
     # 9x9 crop offsets x 2 flips: 40 draws give many distinct views.
@@ -39,23 +42,23 @@ def test_cifar_augmentation_pads_crops_and_flips():
     zero_cols = [int((o.sum(axis=(0, 2)) == 0).sum()) for o in outs]
     assert max(zero_cols) == 4 and min(zero_cols) == 0
     # The same seed gives the same view.
-    np.testing.assert_array_equal(data.pad_crop_flip(image, _seed(3), 32), outs[3])
+    np.testing.assert_array_equal(augment.pad_crop_flip(image, _seed(3), 32), outs[3])
 
 
 def test_cifar_augmentation_pads_with_the_mean():
-    out = data.pad_crop_flip(np.zeros((32, 32, 3), "uint8"), _seed(0), 32, pad_value=100.0)
+    out = augment.pad_crop_flip(np.zeros((32, 32, 3), "uint8"), _seed(0), 32, pad_value=100.0)
     assert set(np.unique(out.numpy())) <= {0.0, 100.0}
 
 
 def test_imagenet_augmentation_scales_crops_flips_and_shifts_colour():
     image = _gradient_image(90, 120)
-    outs = [data.scale_crop_flip(image, _seed(i), 56, pca_std=0.1).numpy() for i in range(30)]
+    outs = [augment.scale_crop_flip(image, _seed(i), 56, pca_std=0.1).numpy() for i in range(30)]
     assert all(o.shape == (56, 56, 3) and o.dtype == np.float32 for o in outs)
     assert min(o.min() for o in outs) >= 0 and max(o.max() for o in outs) <= 255
     assert len({o.tobytes() for o in outs}) == 30
     assert 3 < sum(_is_flipped(o) for o in outs) < 27
     # PCA lighting moves the colour of the same crop.
-    plain = data.scale_crop_flip(image, _seed(1), 56).numpy()
+    plain = augment.scale_crop_flip(image, _seed(1), 56).numpy()
     assert not np.allclose(plain, outs[1])
 
 
@@ -63,37 +66,37 @@ def test_imagenet_augmentation_scale_range():
     # Shorter side in [256, 480] for 224 crops: a uniform image's crop never
     # shows anything but the image, however it was scaled.
     image = np.full((60, 80, 3), 77, "uint8")
-    out = data.scale_crop_flip(image, _seed(0), 224).numpy()
+    out = augment.scale_crop_flip(image, _seed(0), 224).numpy()
     np.testing.assert_allclose(out, 77, atol=1e-3)
 
 
 def test_eval_views_are_deterministic_centre_crops():
     image = _gradient_image(64, 96)
-    out = data.resize_center_crop(image, 56).numpy()
+    out = augment.resize_center_crop(image, 56).numpy()
     assert out.shape == (56, 56, 3)
-    np.testing.assert_array_equal(out, data.resize_center_crop(image, 56).numpy())
+    np.testing.assert_array_equal(out, augment.resize_center_crop(image, 56).numpy())
     assert not _is_flipped(out)
-    assert data.resize_to(image[:32, :32], 32).numpy().dtype == np.float32
+    assert augment.resize_to(image[:32, :32], 32).numpy().dtype == np.float32
 
 
 def test_inception_crop_shapes_and_variety():
     image = _gradient_image(64, 80)
-    outs = [data.inception_crop_flip(image, _seed(i), 32).numpy() for i in range(10)]
+    outs = [augment.inception_crop_flip(image, _seed(i), 32).numpy() for i in range(10)]
     assert all(o.shape == (32, 32, 3) for o in outs)
     assert len({o.tobytes() for o in outs}) == 10
 
 
 def test_synthetic_pipeline_batches_means_and_determinism():
     kw = dict(image_size=16, batch_size=8, augment="cifar", synthetic_examples=32, seed=3)
-    d = data.load("synthetic", **kw)
+    d = pipeline.load("synthetic", **kw)
     images, labels = next(iter(d.train))
     assert images.shape == (8, 16, 16, 3) and images.dtype == tf.float32
     assert labels.shape == (8, 10)
     np.testing.assert_array_equal(labels.numpy().sum(-1), 1)
-    raw = np.stack([x for x, _ in data.synthetic(32, 16, 10, 3).as_numpy_iterator()])
+    raw = np.stack([x for x, _ in sources.synthetic(32, 16, 10, 3).examples.as_numpy_iterator()])
     np.testing.assert_allclose(d.pixel_mean, raw.astype("float64").mean(0), rtol=1e-5)
     assert (d.num_train, d.num_val, d.num_classes) == (32, 8, 10)
-    again = next(iter(data.load("synthetic", **kw).train))[0]
+    again = next(iter(pipeline.load("synthetic", **kw).train))[0]
     np.testing.assert_array_equal(images, again)
     # Later epochs draw new crops of the same images.
     batches = [b[0].numpy() for b in d.train.take(8)]
@@ -102,7 +105,7 @@ def test_synthetic_pipeline_batches_means_and_determinism():
 
 def test_folder_skips_and_counts_corrupt_images(image_folder):
     root = image_folder
-    d = data.load(str(root), image_size=16, batch_size=4, augment="cifar")
+    d = pipeline.load(str(root), image_size=16, batch_size=4, augment="cifar")
     assert (d.num_train, d.num_val, d.skipped) == (15, 15, 2)
     assert d.class_names == ["class0", "class1", "class2"]
     images, labels = next(iter(d.train))
@@ -113,21 +116,21 @@ def test_folder_skips_and_counts_corrupt_images(image_folder):
 
 def test_folder_errors_name_the_folder(tmp_path):
     with pytest.raises(ValueError, match="does not exist: .*nowhere"):
-        data.load(str(tmp_path / "nowhere"), image_size=16, batch_size=4, augment="cifar")
+        pipeline.load(str(tmp_path / "nowhere"), image_size=16, batch_size=4, augment="cifar")
     (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
     (tmp_path / "empty" / "val").mkdir()
-    with pytest.raises(ValueError, match="No JPEG/PNG images .*empty/train"):
-        data.load(str(tmp_path / "empty"), image_size=16, batch_size=4, augment="cifar")
+    with pytest.raises(ValueError, match="No JPEG/PNG images in the class folders of .*empty/train"):
+        pipeline.load(str(tmp_path / "empty"), image_size=16, batch_size=4, augment="cifar")
     (tmp_path / "noval" / "train").mkdir(parents=True)
     with pytest.raises(ValueError, match="must hold train/ and val/"):
-        data.load(str(tmp_path / "noval"), image_size=16, batch_size=4, augment="cifar")
+        pipeline.load(str(tmp_path / "noval"), image_size=16, batch_size=4, augment="cifar")
 
 
 def test_folder_names_have_one_spelling():
     # "DIR/" and "DIR" are one data set (a run's identity); names stay names.
-    assert data.normalize("/data/flowers/") == data.normalize("/data/flowers") == "/data/flowers"
-    assert data.normalize("./nowhere/") == "./nowhere"  # not a TFDS name
-    assert [data.normalize(n) for n in ("cifar10", "synthetic")] == ["cifar10", "synthetic"]
+    assert sources.normalize("/data/flowers/") == sources.normalize("/data/flowers") == "/data/flowers"
+    assert sources.normalize("./nowhere/") == "./nowhere"  # not a TFDS name
+    assert [sources.normalize(n) for n in ("cifar10", "synthetic")] == ["cifar10", "synthetic"]
 
 
 def test_tfds_cifar10_uses_the_45k_5k_split():
@@ -141,7 +144,7 @@ def test_tfds_cifar10_uses_the_45k_5k_split():
         )
 
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-        d = data.load("cifar10", image_size=32, batch_size=2, augment="cifar")
+        d = pipeline.load("cifar10", image_size=32, batch_size=2, augment="cifar")
     # Paper Sec. 4.2: hyper-parameters chosen on a 45k/5k train/val split.
     assert requested[:2] == ["train[:45000]", "train[45000:]"]
     assert d.num_classes == 10 and len(d.class_names) == 10
@@ -149,7 +152,7 @@ def test_tfds_cifar10_uses_the_45k_5k_split():
 
 def test_tfds_mock_cifar10_pipeline():
     with tfds.testing.mock_data(num_examples=12):
-        d = data.load("cifar10", image_size=32, batch_size=4, augment="cifar")
+        d = pipeline.load("cifar10", image_size=32, batch_size=4, augment="cifar")
         images, labels = next(iter(d.train))
     assert images.shape == (4, 32, 32, 3) and labels.shape == (4, 10)
     assert (d.num_train, d.num_val) == (12, 12)
@@ -160,18 +163,84 @@ def test_tfds_unavailable_says_how_to_point_at_local_data(tmp_path, monkeypatch)
         raise ConnectionError("no network")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
-    with pytest.raises(data.DatasetUnavailableError, match="cifar10.*no network.*--data_dir"):
-        data.load("cifar10", image_size=32, batch_size=4, augment="cifar",
+    with pytest.raises(sources.DatasetUnavailableError, match="cifar10.*no network.*Point data_dir at"):
+        pipeline.load("cifar10", image_size=32, batch_size=4, augment="cifar",
                   data_dir=str(tmp_path))
 
 
 def test_unknown_dataset_names_the_value():
     with pytest.raises(ValueError, match="Unknown dataset: 'cifar11'"):
-        data.load("cifar11", image_size=32, batch_size=4, augment="cifar")
+        pipeline.load("cifar11", image_size=32, batch_size=4, augment="cifar")
 
 
 def test_tfds_split_for_evaluation():
     with tfds.testing.mock_data(num_examples=5):
-        examples, count, names = data.tfds_split("cifar10", "test")
-        image, label = next(iter(examples))
-    assert (count, len(names), image.shape, image.dtype) == (5, 10, (32, 32, 3), tf.uint8)
+        split = sources.tfds_split("cifar10", "test")
+        image, label = next(iter(split.examples))
+    assert (split.count, len(split.class_names), image.shape, image.dtype) == (5, 10, (32, 32, 3), tf.uint8)
+
+
+def test_augmentations_name_their_test_view():
+    # Sec. 4.2 tests CIFAR on the image itself; Sec. 3.4 ImageNet on a centre crop.
+    views = {name: a.test_view for name, a in augment.AUGMENTATIONS.items()}
+    assert views == {"cifar": "single", "imagenet": "center", "inception": "center"}
+    assert set(views.values()) <= set(augment.VIEWS)
+    assert augment.get_augmentation("cifar") is augment.AUGMENTATIONS["cifar"]
+    with pytest.raises(ArgumentError, match=r"augment must be one of cifar, imagenet, inception. "
+                                            r"Received: augment='autoaugment'"):
+        augment.get_augmentation("autoaugment")
+    # The pad value and the PCA noise reach the augmentation through the options.
+    image = np.zeros((32, 32, 3), "uint8")
+    padded = augment.AUGMENTATIONS["cifar"].train(image, _seed(0), 32, augment.AugmentOptions(pad_value=100.0))
+    assert set(np.unique(padded.numpy())) <= {0.0, 100.0} and padded.numpy().max() == 100.0
+    noisy = augment.AUGMENTATIONS["imagenet"].train(
+        _gradient_image(64, 64), _seed(1), 56, augment.AugmentOptions(pca_std=0.1))
+    np.testing.assert_allclose(noisy, augment.scale_crop_flip(_gradient_image(64, 64), _seed(1), 56, 0.1))
+
+
+def test_views_share_one_test_resize():
+    image = _gradient_image(64, 96)
+    center = augment.VIEWS["center"](image, 56).numpy()
+    assert center.shape == (1, 56, 56, 3)
+    # The 10 crops' fifth is the centre crop (Table 3), the sixth the first flipped.
+    crops = augment.VIEWS["10crop"](image, 56).numpy()
+    np.testing.assert_array_equal(crops[4], center[0])
+    np.testing.assert_array_equal(augment.one_view("single")(image, 56), augment.resize_to(image, 56))
+    # 256 / 224 of the size: the multiscale view at 256 is the crop's resize.
+    (whole,) = augment.multiscale_views(image, 56, (256,))
+    assert whole.shape == (1, 64, 96, 3) and augment.scaled(256, 56) == 64
+    with pytest.raises(ArgumentError, match="view must be one of single, center"):
+        augment.one_view("10crop")
+
+
+def test_validation_images_get_the_test_view(image_folder):
+    # "imagenet" validates on the centre crop: the same pixels as VIEWS["center"].
+    d = pipeline.load(str(image_folder), image_size=8, batch_size=15, augment="imagenet",
+                      pixel_mean=False, options=augment.AugmentOptions(pca_std=0.1))
+    (images, _), = d.val.as_numpy_iterator()
+    split = sources.folder_test_split(str(image_folder))
+    expected = np.stack([augment.VIEWS["center"](x, 8)[0] for x, _ in split.examples.as_numpy_iterator()])
+    np.testing.assert_allclose(images, expected)
+    with pytest.raises(ArgumentError, match="batch_size must be at most the number of training images, 15"):
+        pipeline.load(str(image_folder), image_size=8, batch_size=16, augment="cifar")
+
+
+def test_one_folder_reader_for_training_evaluation_and_export(image_folder):
+    source = sources.folder_source(str(image_folder))
+    assert (source.train.count, source.train.skipped, source.val.count) == (15, 2, 15)
+    assert source.train.class_names == ("class0", "class1", "class2")
+    assert source.train.decoded_bytes == sum(12 * (12 + i) * 3 for i in range(5)) * 3
+    labels = [int(y) for _, y in source.val.examples.as_numpy_iterator()]
+    assert labels == [0] * 5 + [1] * 5 + [2] * 5
+    # Evaluation: one split, labelled by train/'s classes.
+    assert sources.folder_test_split(str(image_folder), "train").count == 15
+    # Export: images at any depth, a seeded shuffle, the first `limit` readable.
+    some = sources.read_folder(str(image_folder), limit=4, seed=0)
+    again = sources.read_folder(str(image_folder), limit=4, seed=0)
+    assert some.count == 4 and some.class_names == ()
+    shapes = [x.shape for x, _ in some.examples.as_numpy_iterator()]
+    assert shapes == [x.shape for x, _ in again.examples.as_numpy_iterator()]
+    assert len({s[1] for s in shapes}) > 1  # not the first class folder's first files
+    assert sources.read_folder(str(image_folder)).count == 30  # 32 images, 2 corrupt
+    with pytest.raises(ValueError, match="Dataset folder does not exist: '/no/such'"):
+        sources.folder_test_split("/no/such")
