@@ -13,9 +13,13 @@ import tensorflow as tf
 
 import keras_resnet
 from keras_resnet.export import source
+from keras_resnet import augment
 from keras_resnet import distribute
 from keras_resnet import evaluation
 from keras_resnet import files
+from keras_resnet import metadata
+from keras_resnet import sources
+from keras_resnet.errors import ArgumentError
 from tests.helpers import dead_pid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +58,7 @@ def _channel_classifier(size=8, classes=3):
     return model
 
 
-def _colour_examples(n=7, size=8, seed=0):
+def _colour_examples(n=7, size=8, seed=0, names=("r", "g", "b")):
     """Images whose brightest channel is known, labelled right 5 times in 7."""
     rng = np.random.RandomState(seed)
     brightest = np.arange(n) % 3
@@ -62,7 +66,8 @@ def _colour_examples(n=7, size=8, seed=0):
     images[np.arange(n), :, :, brightest] += 150
     labels = brightest.copy()
     labels[[2, 3]] = 1
-    return tf.data.Dataset.from_tensor_slices((images.astype("uint8"), labels.astype("int32")))
+    examples = tf.data.Dataset.from_tensor_slices((images.astype("uint8"), labels.astype("int32")))
+    return sources.Split(examples=examples, count=n, class_names=names)
 
 
 @pytest.mark.parametrize("batch_size", [3, 7, 64])
@@ -71,7 +76,7 @@ def test_accuracy_is_known_for_any_batch_size(tmp_path, batch_size):
     _channel_classifier().save(path)
     artefact = evaluation.load(path)
     result, confusion = evaluation.evaluate(
-        artefact, _colour_examples(), 7, ["r", "g", "b"], "single", batch_size, verbose=0
+        artefact, _colour_examples(), "single", batch_size=batch_size, verbose=0
     )
     assert result["num_examples"] == 7 and confusion.sum() == 7
     assert result["top1_accuracy"] == pytest.approx(5 / 7)
@@ -88,7 +93,7 @@ def test_mirrored_strategy_equals_one_device_with_a_short_last_batch(tmp_path):
         strategy = distribute.make_strategy(name)
         artefact = evaluation.load(path, strategy=strategy)
         # Batches of 3, 3 and 1: the last is smaller than the 2 replicas.
-        results.append(evaluation.evaluate(artefact, examples, 7, ["r", "g", "b"], "single", 3, verbose=0))
+        results.append(evaluation.evaluate(artefact, examples, "single", batch_size=3, verbose=0))
     assert strategy.num_replicas_in_sync == 2
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
@@ -98,7 +103,7 @@ def test_ten_crops_geometry():
     # Pixel (row, col) holds (8 row, 8 col): each crop's corner tells its position.
     rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
     image = np.stack([8 * rows, 8 * cols, np.zeros_like(rows)], -1).astype("float32")
-    crops = evaluation.ten_crops(image, 28).numpy()  # 28 * 256 / 224 = 32: no resize
+    crops = augment.ten_crops(image, 28).numpy()  # 28 * 256 / 224 = 32: no resize
     assert crops.shape == (10, 28, 28, 3)
     corners = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2)]
     for crop, (top, left) in zip(crops[:5], corners):
@@ -126,52 +131,90 @@ def test_multiscale_at_224_equals_center_without_the_crop(tmp_path):
     artefact = evaluation.load(path, any_size=True)
     assert artefact.image_size is None
     image = np.random.RandomState(1).uniform(0, 255, (224, 300, 3)).astype("uint8")
-    examples = tf.data.Dataset.from_tensors((image, np.int32(2)))
-    result, _ = evaluation.evaluate(artefact, examples, 1, ["a", "b", "c"], "multiscale",
+    examples = sources.Split(examples=tf.data.Dataset.from_tensors((image, np.int32(2))),
+                             count=1, class_names=("a", "b", "c"))
+    # A file without metadata that takes any size: the size is given.
+    with pytest.raises(ArgumentError, match="image_size must be given: .*r18.keras takes any input size"):
+        evaluation.evaluate(artefact, examples, "multiscale", scales=(224,), verbose=0)
+    result, _ = evaluation.evaluate(artefact, examples, "multiscale", image_size=224,
                                     scales=(224,), verbose=0)
     whole = artefact.predict(image[None].astype("float32"))  # shorter side already 224
     assert result["top1_accuracy"] == float(np.argmax(whole) == 2)
-    views = evaluation.multiscale_views(image, 224, (224, 448))
+    views = augment.multiscale_views(image, 224, (224, 448))
     assert [tuple(v.shape) for v in views] == [(1, 224, 300, 3), (1, 448, 600, 3)]
     np.testing.assert_allclose(artefact.predict(views[0].numpy()), whole, atol=1e-6)
     with pytest.raises(ValueError, match="multiscale protocol needs a fully-convolutional"):
-        evaluation.evaluate(evaluation.load(path), examples, 1, ["a", "b", "c"], "multiscale")
+        evaluation.evaluate(evaluation.load(path), examples, "multiscale")
 
 
-def test_keras_saved_model_and_tflite_give_the_same_accuracy(tmp_path):
+def _cifar_info(size, class_names=("r", "g", "b")):
+    return metadata.ModelInfo(model="resnet20", family="cifar", image_size=size, test_view="single",
+                              class_names=class_names, preprocessing="pixel_mean")
+
+
+def test_every_artefact_is_evaluated_as_its_metadata_says(tmp_path):
     from keras_resnet.export import saved_model
     from keras_resnet.export import tflite
 
+    # A CIFAR net at 48x48: its test view is the image itself (Sec. 4.2),
+    # which the former rule (under 64 pixels is CIFAR) got wrong for the
+    # SavedModel and the .tflite file.
     keras.utils.set_random_seed(0)
     model = keras_resnet.with_preprocessing(
-        keras_resnet.ResNet20(classes=3), keras_resnet.MeanSubtraction([120.0, 110.0, 100.0])
+        keras_resnet.ResNet20(classes=3, input_shape=(48, 48, 3)),
+        keras_resnet.MeanSubtraction([120.0, 110.0, 100.0]),
     )
+    info = _cifar_info(48)
     path = str(tmp_path / "model.keras")
     model.save(path)
-    saved_model.export_saved_model(model, str(tmp_path / "serving"))
-    tflite_path = tflite.export_tflite(model, str(tmp_path / "tflite")).path
-    examples = _colour_examples(n=12, size=32, seed=3)
-    results = [
-        evaluation.evaluate(evaluation.load(p), examples, 12, ["r", "g", "b"], "single", 5, verbose=0)[0]
-        for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)
-    ]
+    metadata.write_keras(path, info)
+    saved_model.export_saved_model(model, str(tmp_path / "serving"), info=info)
+    tflite_path = tflite.export_tflite(model, str(tmp_path / "tflite"), info=info).path
+    examples = _colour_examples(n=12, size=60, seed=3)
+    artefacts = [evaluation.load(p) for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)]
+    assert [a.info for a in artefacts] == [info] * 3
+    results = [evaluation.evaluate(a, examples, batch_size=5, verbose=0)[0] for a in artefacts]
     for other in results[1:]:
         assert other["top1_accuracy"] == results[0]["top1_accuracy"]
         assert other["top5_accuracy"] == results[0]["top5_accuracy"]
         assert other["per_class_accuracy"] == results[0]["per_class_accuracy"]
-    assert [r["image_size"] for r in results] == [32, 32, 32]
+    assert [(r["protocol"], r["image_size"]) for r in results] == [("single", 48)] * 3
+    # The metadata's classes are the data set's, or unnamed ("0", "1", ...).
+    evaluation.evaluate(artefacts[0], _colour_examples(size=48, names=("0", "1", "2")), verbose=0)
+    with pytest.raises(ValueError, match=r"model.keras was trained on other classes than the data "
+                                         r"set's: its class 1 is 'g', the data set's 'green'"):
+        evaluation.evaluate(artefacts[0], _colour_examples(size=48, names=("r", "green", "b")))
+
+
+def test_an_artefact_without_metadata_needs_the_protocol(tmp_path):
+    path = str(tmp_path / "channels.keras")
+    _channel_classifier().save(path)  # a user's own file: no metadata
+    artefact = evaluation.load(path)
+    assert artefact.info is None
+    with pytest.raises(ArgumentError, match=r"protocol must be given \(single, center, 10crop, "
+                                            r"multiscale\): .*channels.keras carries no keras_resnet metadata"):
+        evaluation.evaluate(artefact, _colour_examples())
+    with pytest.raises(ArgumentError, match="image_size must be 8, the input size of"):
+        evaluation.evaluate(artefact, _colour_examples(), "single", image_size=16)
+    # A named model's metadata: the family's size, its default recipe's view.
+    named = evaluation.load(model="resnet18", weights=None)
+    assert evaluation.resolve(named) == ("center", 224)
+    assert named.info.class_names == tuple(str(i) for i in range(1000))
+    assert evaluation.resolve(evaluation.load(model="resnet20", image_size=48)) == ("single", 48)
 
 
 def test_errors_for_missing_files_and_mismatched_artefacts(tmp_path):
-    with pytest.raises(ValueError, match="Model path does not exist: '/no/such.keras'"):
+    with pytest.raises(ValueError, match="Model file does not exist: '/no/such.keras'"):
         evaluation.load("/no/such.keras")
+    with pytest.raises(ValueError, match="Model path does not exist: '/no/such'"):
+        evaluation.load("/no/such")
     path = str(tmp_path / "channels.keras")
     _channel_classifier().save(path)
     artefact = evaluation.load(path)
     with pytest.raises(ValueError, match="predicts 3 classes; the data set has 10"):
-        evaluation.evaluate(artefact, _colour_examples(), 7, list("0123456789"), "single")
-    with pytest.raises(ValueError, match="Unknown protocol: '5crop'"):
-        evaluation.evaluate(artefact, _colour_examples(), 7, ["r", "g", "b"], "5crop")
+        evaluation.evaluate(artefact, _colour_examples(names=list("0123456789")), "single")
+    with pytest.raises(ArgumentError, match=r"protocol must be one of single, center, 10crop, multiscale. Received: protocol='5crop'"):
+        evaluation.evaluate(artefact, _colour_examples(), "5crop")
 
 
 def test_corrupt_or_truncated_keras_files_are_named(tmp_path):
@@ -208,26 +251,26 @@ def _diverged(path, size=8):
 def test_non_finite_outputs_are_refused(tmp_path):
     artefact = evaluation.load(_diverged(tmp_path / "diverged.keras"))
     with pytest.raises(ValueError, match=r"diverged.keras gives non-finite outputs \(NaN or inf\) for 3 of 3 images"):
-        evaluation.evaluate(artefact, _colour_examples(), 7, ["r", "g", "b"], "single", 3, verbose=0)
+        evaluation.evaluate(artefact, _colour_examples(), "single", batch_size=3, verbose=0)
 
 
 def test_folder_split_without_images_or_with_unknown_classes(image_folder):
     val = image_folder / "val"
     os.makedirs(val / "zebra")
     with pytest.raises(ValueError, match=r"'.*val' has class folder 'zebra', which the training split lacks"):
-        evaluation.eval_data(str(image_folder))
+        sources.eval_split(str(image_folder), image_size=8, num_classes=3)
     os.rmdir(val / "zebra")
     # A class without images in val/: evaluated, its accuracy None.
     for image in (val / "class1").iterdir():
         image.unlink()
-    examples, count, names = evaluation.eval_data(str(image_folder))
-    assert (count, names) == (10, ["class0", "class1", "class2"])
+    split = sources.eval_split(str(image_folder), image_size=8, num_classes=3)
+    assert (split.count, split.class_names) == (10, ("class0", "class1", "class2"))
     for folder in val.iterdir():
         for image in folder.iterdir():
             image.unlink()
     with pytest.raises(ValueError, match=r"No JPEG/PNG images in the class folders of '.*val' "
                                          r"\(classes, from '.*train': class0, class1, class2\)"):
-        evaluation.eval_data(str(image_folder))
+        sources.eval_split(str(image_folder), image_size=8, num_classes=3)
 
 
 def _evaluate_cli(*args, cwd, **env):
@@ -239,6 +282,7 @@ def _evaluate_cli(*args, cwd, **env):
 def test_cli_writes_json_and_png_atomically(tmp_path):
     path = str(tmp_path / "r20.keras")
     keras_resnet.ResNet20(classes=4).save(path)
+    metadata.write_keras(path, _cifar_info(32, list("abcd")))  # as train.py writes it
     out = tmp_path / "result.json"
     # Staging files of a killed run: removed by the next write beside them.
     pid = dead_pid()
@@ -259,14 +303,23 @@ def test_cli_writes_json_and_png_atomically(tmp_path):
 
 
 def test_cli_errors_are_one_line(tmp_path, image_folder):
+    plain = str(tmp_path / "plain.keras")
+    _channel_classifier().save(plain)  # without metadata
     model = str(tmp_path / "channels.keras")
     _channel_classifier().save(model)
+    metadata.write_keras(model, _cifar_info(8))
     diverged = _diverged(tmp_path / "diverged.keras")
+    metadata.write_keras(diverged, _cifar_info(8))
     os.makedirs(image_folder / "val" / "zebra")
     empty = tmp_path / "empty"
     for folder in ("train/a", "train/b", "train/c", "val/a", "val/b"):
         os.makedirs(empty / folder)
     runs = [  # (flags, environment, the error line)
+        ([f"--model_path={plain}", "--dataset=synthetic"], {},
+         f"--protocol=None: must be given (single, center, 10crop, multiscale): {plain} "
+         "carries no keras_resnet metadata to read its test view from"),
+        ([f"--model_path={plain}", "--dataset=synthetic", "--protocol=center", "--image_size=9"], {},
+         f"--image_size=9: must be 8, the input size of {plain}"),
         ([f"--model_path={diverged}", "--dataset=synthetic"], {},
          f"{diverged} gives non-finite outputs (NaN or inf) for 64 of 64 images; its "
          "weights may hold NaN (a diverged run) or overflow"),

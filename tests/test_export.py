@@ -23,8 +23,11 @@ import keras_resnet
 from keras_resnet.export import saved_model
 from keras_resnet.export import source
 from keras_resnet.export import tflite
-from keras_resnet import data
+from keras_resnet import artefacts
+from keras_resnet import augment
 from keras_resnet import files
+from keras_resnet import metadata
+from keras_resnet.errors import ArgumentError
 from tests.helpers import dead_pid
 from tests.helpers import file_size_limit
 
@@ -72,8 +75,16 @@ def keras_file(workdir):
     model.compile(optimizer=keras.optimizers.SGD(_Schedule()), loss="categorical_crossentropy")
     path = str(workdir / "resnet20.keras")
     model.save(path)
+    metadata.write_keras(path, _info())  # as train.py writes it
     del keras.saving.get_custom_objects()["test_export>_Schedule"]
     return path
+
+
+def _info(**changes):
+    """train.py's metadata of a ResNet-20 on CIFAR-10 (class names shortened)."""
+    fields = dict(model="resnet20", family="cifar", image_size=32, test_view="single",
+                  class_names=[f"c{i}" for i in range(10)], preprocessing="pixel_mean")
+    return metadata.ModelInfo(**{**fields, **changes})
 
 
 @keras.saving.register_keras_serializable(package="test_export")
@@ -88,6 +99,11 @@ class _Schedule(keras.optimizers.schedules.LearningRateSchedule):
 @pytest.fixture(scope="module")
 def model(keras_file):
     return source.load_model(keras_file)
+
+
+@pytest.fixture(scope="module")
+def info(keras_file):
+    return metadata.read_keras(keras_file)
 
 
 @contextlib.contextmanager
@@ -115,9 +131,9 @@ def _wrong_modes(root, folder_mode, file_mode):
 
 
 @pytest.fixture(scope="module")
-def exported(model, workdir):
+def exported(model, info, workdir):
     with _umask(0o022):  # the usual default
-        report = saved_model.export_saved_model(model, str(workdir / "serving"))
+        report = saved_model.export_saved_model(model, str(workdir / "serving"), info=info)
     return report, tf.saved_model.load(report.path)
 
 
@@ -151,7 +167,7 @@ def test_saved_model_has_tf_serving_layout_and_signatures(exported, workdir):
     weights = sum(int(np.prod(v.shape)) for v in loaded.model_weights)
     data_file = os.path.join(report.path, "variables", "variables.data-00000-of-00001")
     assert 4 * weights <= os.path.getsize(data_file) < 1.1 * 4 * weights
-    assert set(loaded.signatures) == {"serving_default", "serving_bytes"}
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "metadata"}
     inputs = {
         name: fn.structured_input_signature[1] for name, fn in loaded.signatures.items()
     }
@@ -161,7 +177,7 @@ def test_saved_model_has_tf_serving_layout_and_signatures(exported, workdir):
     assert inputs["serving_bytes"] == {
         "image_bytes": tf.TensorSpec([None], tf.string, name="image_bytes")
     }
-    for fn in loaded.signatures.values():
+    for fn in (loaded.signatures["serving_default"], loaded.signatures["serving_bytes"]):
         outputs = fn.structured_outputs
         assert outputs["probabilities"].shape.as_list() == [None, 10]
         assert outputs["top_k_classes"].dtype == tf.int32
@@ -178,6 +194,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     for text in ("signature_def['serving_default']", "signature_def['serving_bytes']",
+                 "signature_def['metadata']", "outputs['metadata']",
                  "inputs['images']", "inputs['image_bytes']", "outputs['probabilities']",
                  "outputs['top_k_classes']", "outputs['top_k_scores']"):
         assert text in proc.stdout, text
@@ -234,20 +251,22 @@ def _bytes_vs_keras(loaded, model, paths, transform):
 def test_serving_bytes_equals_keras_on_jpeg_and_png(exported, model, workdir):
     paths = _files(workdir, "*.jpg")[:-1] + _files(workdir, "*.png")  # not broken.jpg
     assert {os.path.splitext(p)[1] for p in paths} == {".jpg", ".png"}
-    # ResNet-20: the CIFAR protocol, the whole image resized (data.resize_to).
-    assert _bytes_vs_keras(exported[1], model, paths, data.resize_to) <= 1e-5
+    # Its metadata's test view: "single", the whole image resized (augment.resize_to).
+    assert _bytes_vs_keras(exported[1], model, paths, augment.resize_to) <= 1e-5
 
 
-def test_serving_bytes_imagenet_protocol_and_next_version(model, workdir, tmp_path):
+def test_serving_bytes_imagenet_protocol_and_next_version(model, info, workdir, tmp_path):
     for existing in ("1", "3", "tmp"):
         os.makedirs(tmp_path / "resnet20" / existing)
-    report = saved_model.export_saved_model(model, str(tmp_path), transform_name="imagenet")
+    report = saved_model.export_saved_model(model, str(tmp_path), info=info, eval_transform="center")
     # New version = highest existing + 1; non-numbers are not versions.
     assert report.path == str(tmp_path / "resnet20" / "4")
     paths = _files(workdir, "*.png")
     loaded = tf.saved_model.load(report.path)
-    # Shorter side to 32/0.875, centre crop (data.resize_center_crop).
-    assert _bytes_vs_keras(loaded, model, paths, data.resize_center_crop) <= 1e-5
+    # Shorter side to 32 * 256 / 224, centre crop (augment.resize_center_crop).
+    assert _bytes_vs_keras(loaded, model, paths, augment.resize_center_crop) <= 1e-5
+    # The metadata records the view it serves.
+    assert artefacts.saved_model_info(loaded, report.path) == _info(test_view="center")
 
 
 def test_top_k_is_at_most_the_number_of_classes():
@@ -255,23 +274,60 @@ def test_top_k_is_at_most_the_number_of_classes():
     model = keras_resnet.with_preprocessing(
         keras_resnet.ResNet20(classes=3), keras_resnet.caffe_preprocessing()
     )
-    serve, _ = saved_model.serving_functions(model)["serving_default"]
+    serve, _ = saved_model.serving_functions(model, "center")["serving_default"]
     outputs = serve(tf.constant(_images(2)))
     assert outputs["top_k_classes"].shape == (2, 3) and outputs["top_k_scores"].shape == (2, 3)
     np.testing.assert_array_equal(np.sort(outputs["top_k_classes"].numpy(), 1), [[0, 1, 2]] * 2)
 
 
-def test_eval_transform_follows_the_family():
+def test_the_test_view_is_the_metadata_s():
     # CIFAR (Sec. 4.2) evaluates the image itself, ImageNet (Sec. 3.4) a crop,
-    # whatever the size, as train.py does; the size decides for other names.
-    assert source.eval_transform("auto", 64, "resnet20") is data.resize_to
-    assert source.eval_transform("auto", 32, "resnet18") is data.resize_center_crop
-    assert source.eval_transform("auto", 48, "my_net") is data.resize_to
-    assert source.eval_transform("auto", 64, "my_net") is data.resize_center_crop
-    assert source.eval_transform("cifar", 224, "resnet50") is data.resize_to
-    assert source.eval_transform("imagenet", 32, "resnet20") is data.resize_center_crop
-    with pytest.raises(ValueError, match=r"'crop'. Accepted: auto, cifar, imagenet"):
-        source.eval_transform("crop", 32)
+    # whatever the size, as train.py does: the metadata says which.
+    assert source.test_view("auto", _info(image_size=64)) == "single"
+    assert source.test_view("auto", _info(test_view="center", family="imagenet")) == "center"
+    assert source.test_view("center", _info()) == "center"
+    assert source.test_view("single", None) == "single"
+    image = _photo(40, 52, 0)
+    np.testing.assert_array_equal(source.eval_transform("auto", _info())(image, 32), augment.resize_to(image, 32))
+    with pytest.raises(ArgumentError, match=r"eval_transform must be one of single, center for "
+                                            r"'mine.keras': it carries no keras_resnet metadata"):
+        source.test_view("auto", None, "'mine.keras'")
+    with pytest.raises(ArgumentError, match=r"Received: eval_transform='cifar'"):
+        source.test_view("cifar", _info())
+    # A named model's: its family's default recipe's view (keras_resnet.recipes).
+    assert artefacts.named_info("resnet50").test_view == "center"
+    assert artefacts.named_info("ResNet-20", 48).test_view == "single"
+
+
+def test_saved_model_metadata_asset_and_signature(exported, info, workdir, tmp_path):
+    report, loaded = exported
+    # The asset file travels with the SavedModel: a copy elsewhere reads its own.
+    asset = os.path.join(report.path, "assets", metadata.FILE_NAME)
+    assert metadata.ModelInfo.from_json(open(asset).read(), asset) == info
+    copy = str(tmp_path / "copy")
+    import shutil
+    shutil.copytree(report.path, copy)
+    os.rename(report.path, report.path + ".moved")
+    try:
+        reloaded = tf.saved_model.load(copy)
+        text = reloaded.signatures["metadata"]()["metadata"]
+        assert text.dtype == tf.string and text.shape == ()
+        assert metadata.ModelInfo.from_json(text.numpy(), copy) == info
+        assert artefacts.load(copy).info == info
+    finally:
+        os.rename(report.path + ".moved", report.path)
+    assert info.package_version == keras_resnet.__version__
+
+
+def test_an_export_without_metadata_is_refused_or_carries_none(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras_resnet.ResNet20(classes=3)  # a user's own model: no metadata
+    with pytest.raises(ArgumentError, match="eval_transform must be one of single, center for 'resnet20'"):
+        saved_model.export_saved_model(model, str(tmp_path))
+    report = saved_model.export_saved_model(model, str(tmp_path), eval_transform="single")
+    assert set(tf.saved_model.load(report.path).signatures) == {"serving_default", "serving_bytes"}
+    assert artefacts.load(report.path).info is None
+    assert artefacts.load(tflite.export_tflite(model, str(tmp_path)).path).info is None
 
 
 def test_bad_requests_fail_with_invalid_argument_and_serving_goes_on(exported, workdir):
@@ -414,15 +470,16 @@ def _staging(folder, stem, pid, ext=""):
     return folder / f".{stem}{files.STAGING_MARK}{pid}-0badf00d{ext}"
 
 
-def test_existing_version_is_refused_unless_overwrite(model, tmp_path):
+def test_existing_version_is_refused_unless_overwrite(model, info, tmp_path):
     version = tmp_path / "resnet20" / "2"
     os.makedirs(version)
     (version / "keep.txt").write_text("an old version")
-    with pytest.raises(ValueError, match=r"Version 2 of 'resnet20' exists.*--overwrite.*version 3"):
-        saved_model.export_saved_model(model, str(tmp_path), version=2)
+    with pytest.raises(ArgumentError, match=r"overwrite must be set to replace version 2 of 'resnet20', "
+                                            r"'.*2', which exists; or leave the version out to write version 3"):
+        saved_model.export_saved_model(model, str(tmp_path), info=info, version=2)
     assert os.listdir(version) == ["keep.txt"]
     assert sorted(os.listdir(tmp_path / "resnet20")) == ["2"]
-    report = saved_model.export_saved_model(model, str(tmp_path), version=2, overwrite=True)
+    report = saved_model.export_saved_model(model, str(tmp_path), info=info, version=2, overwrite=True)
     assert report.path == str(version) and not (version / "keep.txt").exists()
     assert os.path.isfile(version / "saved_model.pb")
     assert sorted(os.listdir(tmp_path / "resnet20")) == ["2"]  # nothing hidden left
@@ -439,7 +496,8 @@ def test_load_model_refuses_what_it_cannot_load(tmp_path):
         source.load_model(str(tmp_path / "model.h5"))
     with pytest.raises(ValueError, match=r"not both and not neither"):
         source.load_model()
-    with pytest.raises(ValueError, match=r"Weights file does not exist: 'nope.h5'"):
+    with pytest.raises(ArgumentError, match=r"weights must be 'imagenet' or an existing weights file. "
+                                            r"Received: weights='nope.h5'"):
         source.load_model(model_name="resnet20", weights="nope.h5")
 
 
@@ -473,32 +531,32 @@ def test_load_model_by_name_puts_caffe_preprocessing_in_front(tmp_path):
 
 
 def test_load_images_from_folders_with_or_without_classes(workdir, tmp_path):
-    nested = source.load_images(str(workdir / "images"), 32, data.resize_to, limit=100)
+    nested = source.load_images(str(workdir / "images"), 32, augment.resize_to, limit=100)
     # 7 readable images at any depth; the corrupt one is skipped.
     assert nested.pixels.shape == (7, 32, 32, 3) and nested.pixels.dtype == np.float32
     flat = tmp_path / "flat"
     os.makedirs(flat)
     for p in _files(workdir, "*.png"):
         os.link(p, flat / os.path.basename(p))
-    assert source.load_images(str(flat), 32, data.resize_to, limit=2).pixels.shape[0] == 2
+    assert source.load_images(str(flat), 32, augment.resize_to, limit=2).pixels.shape[0] == 2
     with pytest.raises(ValueError, match=r"Image source does not exist: 'nowhere'"):
-        source.load_images("nowhere", 32, data.resize_to)
+        source.load_images("nowhere", 32, augment.resize_to)
     os.makedirs(tmp_path / "empty" / "class0")
     with pytest.raises(ValueError, match=r"No JPEG/PNG images in '.*empty' or its subfolders"):
-        source.load_images(str(tmp_path / "empty"), 32, data.resize_to)
+        source.load_images(str(tmp_path / "empty"), 32, augment.resize_to)
 
 
 def test_load_images_from_a_tfds_split():
     with tfds.testing.mock_data(num_examples=5):
-        images = source.load_images("tfds:cifar10:test", 32, data.resize_to, limit=3)
+        images = source.load_images("tfds:cifar10:test", 32, augment.resize_to, limit=3)
     assert images.pixels.shape == (3, 32, 32, 3)
     assert images.source == "3 images of tfds:cifar10:test"
 
 
-def test_tflite_float32_equals_keras(model, workdir):
-    images = source.load_images(str(workdir / "images"), 32, data.resize_to)
+def test_tflite_float32_equals_keras(model, info, workdir):
+    images = source.load_images(str(workdir / "images"), 32, augment.resize_to)
     with _umask(0o022):
-        report = tflite.export_tflite(model, str(workdir / "tflite"), images=images)
+        report = tflite.export_tflite(model, str(workdir / "tflite"), info=info, images=images)
     assert report.path == str(workdir / "tflite" / "resnet20_float32.tflite")
     assert _wrong_modes(workdir / "tflite", 0o755, 0o644) == {}
     assert report.size_bytes == os.path.getsize(report.path)
@@ -506,7 +564,16 @@ def test_tflite_float32_equals_keras(model, workdir):
     diff = np.abs(tflite.run(report.path, images.pixels) - model.predict(images.pixels, verbose=0))
     assert diff.max() <= 1e-4 and report.max_abs_diff <= 1e-4
     assert report.top1_agreement == 1.0
-    with pytest.raises(ValueError, match=r"TFLite file exists: .*--overwrite"):
+    # The metadata entry: the runtime loads the file, and it reads back.
+    with open(report.path, "rb") as f:
+        content = f.read()
+    assert artefacts.tflite_info(content, report.path) == info
+    assert artefacts.load(report.path).info == info
+    np.testing.assert_array_equal(tflite.run(content, images.pixels),
+                                  tflite.run(tflite.convert(model), images.pixels))
+    twice = tflite.with_metadata(tflite.with_metadata(content, info), info)
+    assert twice.count(info.to_json().encode()) == 1 and artefacts.tflite_info(twice, "twice") == info
+    with pytest.raises(ArgumentError, match=r"overwrite must be set to replace the TFLite file '.*', which exists"):
         tflite.export_tflite(model, str(workdir / "tflite"), images=images)
 
 
@@ -517,7 +584,7 @@ def test_tflite_float32_equals_keras(model, workdir):
     [("float16", 2.4, 1e-2), ("dynamic", 1.4, 0.1), ("int8", 1.4, None)],
 )
 def test_tflite_quantized(model, workdir, quantize, bytes_per_param, max_diff):
-    images = source.load_images(str(workdir / "images"), 32, data.resize_to)
+    images = source.load_images(str(workdir / "images"), 32, augment.resize_to)
     report = tflite.export_tflite(model, str(workdir / "tflite"), quantize=quantize, images=images)
     assert report.size_bytes < bytes_per_param * keras_resnet.count_params(model)
     print(quantize, report)  # pytest -s shows the measured numbers.
@@ -561,6 +628,7 @@ def nan_keras_file(workdir):
     model.get_layer("predictions").set_weights([kernel, bias])
     path = str(workdir / "diverged.keras")
     model.save(path)
+    metadata.write_keras(path, _info(class_names=["a", "b", "c"]))
     return path
 
 
@@ -569,7 +637,12 @@ def test_cli_errors_are_one_line(tmp_path, keras_file, nan_keras_file):
     a_file.write_text("a file, not a folder")
     out = tmp_path / "out"
     os.makedirs(out / "resnet20" / "1")
+    plain = str(tmp_path / "plain.keras")
+    keras_resnet.ResNet20(classes=3).save(plain)  # a user's own file: no metadata
     runs = [  # (flags, start of the error line)
+        ([f"--model_path={plain}", f"--output_dir={out}"],
+         f"--eval_transform=auto: must be one of single, center for {plain}: it carries no "
+         "keras_resnet metadata to read its test view from"),
         ([f"--model_path={keras_file}", f"--output_dir={a_file}"],
          f"Output directory '{a_file}' is a file, not a folder"),
         ([f"--model_path={nan_keras_file}", f"--output_dir={out}"],

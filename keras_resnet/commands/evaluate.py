@@ -6,7 +6,8 @@
 
 --model_path: a .keras file (train.py's), a SavedModel folder (export/'s) or a
 .tflite file. Protocols: single, center, 10crop, multiscale (see
-keras_resnet/evaluation.py); the default follows the model family. Errors
+keras_resnet/evaluation.py); the protocol and image size default to the
+artefact's metadata (--protocol, --image_size for one without). Errors
 (bad flags, files or data, a model whose outputs are not finite) print one
 line and exit 2; Ctrl-C exits 130 (keras_resnet.cli). --output_json and
 --confusion_png are written whole or not at all (keras_resnet.files).
@@ -28,7 +29,11 @@ flags.DEFINE_string("split", None, "Split to evaluate (default: TFDS 'test', els
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 flags.DEFINE_string("manual_dir", None, "TFDS manual download directory (imagenet2012).")
 flags.DEFINE_enum("protocol", None, ["single", "center", "10crop", "multiscale"],
-                  "Test protocol (default: single for CIFAR models, center for ImageNet).")
+                  "Test protocol (default: the test view the artefact's metadata names; "
+                  "needed for an artefact without metadata).")
+flags.DEFINE_integer("image_size", None, "Square input size (default: the artefact's "
+                     "metadata, else its fixed input; with --model: the family's).",
+                     lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 flags.DEFINE_enum("strategy", "auto", ["auto", "one_device", "mirrored"],
                   "auto: MirroredStrategy when more than one GPU is visible.")
@@ -64,23 +69,33 @@ def run(argv_flags):
     from keras_resnet import distribute
     from keras_resnet import evaluation
     from keras_resnet import files
+    from keras_resnet import sources
 
     cli.require_tensorflow_backend(cli.program_name())
 
     f = argv_flags
     if (f.model_path is None) == (f.model is None):
         raise ValueError("Give exactly one of --model_path or --model")
+    named = f.model is not None
     artefact = evaluation.load(
-        f.model_path, f.model, f.weights, distribute.make_strategy(f.strategy),
-        any_size=f.protocol == "multiscale",
+        f.model_path, f.model, f.weights if named else None,
+        image_size=f.image_size if named else None,
+        strategy=distribute.make_strategy(f.strategy), any_size=f.protocol == "multiscale",
     )
-    protocol = f.protocol or evaluation.default_protocol(artefact.family)
-    examples, count, names = evaluation.eval_data(
-        f.dataset, f.split, f.data_dir, f.manual_dir,
-        image_size=artefact.image_size or 32, num_classes=artefact.num_classes,
-    )
+    protocol, size = evaluation.resolve(artefact, f.protocol, f.image_size)
+    try:
+        split = sources.eval_split(
+            f.dataset, f.split, image_size=size, num_classes=artefact.num_classes,
+            data_dir=f.data_dir, manual_dir=f.manual_dir,
+        )
+    except sources.DatasetUnavailableError as e:
+        raise ValueError(
+            f"{e.cause}. Point --data_dir at a TFDS data directory that holds it "
+            "(--manual_dir for manually downloaded archives), or pass "
+            "--dataset=/path/to/folder with train/ and val/ (or test/) subfolders of class folders."
+        ) from None
     result, confusion = evaluation.evaluate(
-        artefact, examples, count, names, protocol, f.batch_size
+        artefact, split, protocol, image_size=size, batch_size=f.batch_size
     )
     result.update(dataset=f.dataset, split=f.split)
     print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{protocol}"
@@ -92,7 +107,7 @@ def run(argv_flags):
     if f.output_json:
         files.write_text(f.output_json, json.dumps(result, indent=2))
     if f.confusion_png:
-        _plot_confusion(confusion, names, f.confusion_png)
+        _plot_confusion(confusion, split.class_names, f.confusion_png)
     return result
 
 

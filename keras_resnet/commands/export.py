@@ -48,13 +48,14 @@ flags.DEFINE_string(
     "int8 calibration, and the images the export is compared with Keras on "
     "(default: random images).",
 )
-flags.DEFINE_integer("num_images", 100, "How many images of --representative_dataset to use.")
+flags.DEFINE_integer("num_images", 100, "How many images of --representative_dataset to use.",
+                     lower_bound=1)
 flags.DEFINE_string("data_dir", None, "TFDS data directory for tfds: datasets.")
 flags.DEFINE_enum(
     "eval_transform", "auto", source.EVAL_TRANSFORMS,
-    "How images are resized (serving_bytes, representative images): cifar "
-    "resizes the whole image, imagenet the shorter side to size/0.875 then "
-    "centre-crops; auto: the model's family (by its name, else cifar under 64).",
+    "The test view (serving_bytes, representative images): single resizes the "
+    "whole image, center the shorter side to size * 256 / 224 then centre-crops; "
+    "auto: the one the model's metadata names (needed for a .keras file without).",
 )
 flags.DEFINE_string("name", None, "Model folder or file name (default: the model's name).")
 flags.DEFINE_integer("version", None, "SavedModel version (default: the highest existing + 1).")
@@ -74,24 +75,27 @@ def export_model():
     if FLAGS.format == "tflite" and FLAGS["max_pixels"].present:
         raise ValueError("--max_pixels is for --format=saved_model (its serving_bytes signature)")
     source.check_folder(FLAGS.output_dir)
-    model = source.load_model(FLAGS.model_path, FLAGS.model, FLAGS.weights, FLAGS.image_size)
-    size, _ = source.input_size(model)
-    transform = source.eval_transform(FLAGS.eval_transform, size, model.name)
+    artefact = source.load_artefact(FLAGS.model_path, FLAGS.model, FLAGS.weights, FLAGS.image_size)
+    model, size = artefact.model, source.input_size(artefact.model)[0]
+    view = source.test_view(FLAGS.eval_transform, artefact.info, FLAGS.model_path or FLAGS.model)
+    if artefact.info is None:
+        logging.warning("%s carries no keras_resnet metadata: the export carries none either.",
+                        FLAGS.model_path)
     images = None
     if FLAGS.representative_dataset:
         images = source.load_images(
-            FLAGS.representative_dataset, size, transform, FLAGS.num_images,
+            FLAGS.representative_dataset, size, source.eval_transform(view), FLAGS.num_images,
             data_dir=FLAGS.data_dir,
         )
     if FLAGS.format == "saved_model":
         return export.export_saved_model(
-            model, FLAGS.output_dir, name=FLAGS.name, version=FLAGS.version,
-            overwrite=FLAGS.overwrite, transform_name=FLAGS.eval_transform, images=images,
+            model, FLAGS.output_dir, info=artefact.info, eval_transform=view, name=FLAGS.name,
+            version=FLAGS.version, overwrite=FLAGS.overwrite, images=images,
             max_pixels=FLAGS.max_pixels,
         )
     return export.export_tflite(
-        model, FLAGS.output_dir, quantize=FLAGS.quantize, images=images,
-        name=FLAGS.name, overwrite=FLAGS.overwrite,
+        model, FLAGS.output_dir, info=source.exported_info(artefact.info, view),
+        quantize=FLAGS.quantize, images=images, name=FLAGS.name, overwrite=FLAGS.overwrite,
     )
 
 

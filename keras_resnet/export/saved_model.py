@@ -1,12 +1,16 @@
 """SavedModel for TF Serving: `output_dir/<model name>/<version>/`.
 
-Signatures (both with the model's preprocessing inside):
+Signatures (the first two with the model's preprocessing inside):
 - `serving_default`: `images`, float32 RGB in [0, 255], [None, H, W, 3];
 - `serving_bytes`: `image_bytes`, string [None] of encoded JPEG, PNG, GIF,
-  BMP or WebP, decoded to RGB and put through the model's evaluation
-  transform (export.source) inside the graph.
-Both return `probabilities` [None, classes], `top_k_classes` (int32) and
-`top_k_scores` [None, k], k = min(5, classes), best first.
+  BMP or WebP, decoded to RGB and put through the model's test view
+  (export.source) inside the graph;
+- `metadata`: no inputs; `metadata`, a string scalar: the JSON of the model's
+  ModelInfo (keras_resnet.metadata), read from the asset file
+  `assets/keras_resnet.json`, which travels with the SavedModel.
+The first two return `probabilities` [None, classes], `top_k_classes` (int32)
+and `top_k_scores` [None, k], k = min(5, classes), best first. A model
+without metadata (a user's own .keras file) is exported without the last.
 
 Inputs are checked inside the graph, so a bad request fails with
 InvalidArgument (TF Serving answers INVALID_ARGUMENT) and changes nothing: the
@@ -31,12 +35,18 @@ running as another user can read them.
 
 import numbers
 import os
+import tempfile
 
+import keras
 import tensorflow as tf
 
-from keras_resnet import data as data_lib
+from keras_resnet import artefacts
 from keras_resnet import files
+from keras_resnet import metadata
+from keras_resnet import sources
 from keras_resnet.export import source
+from keras_resnet.errors import ArgumentError
+from keras_resnet.metadata import ModelInfo
 
 TOP_K = 5
 MAX_PIXELS = 40_000_000  # width x height; 40 MP is a large phone photo.
@@ -65,11 +75,9 @@ def version_dir(output_dir, name, version=None, overwrite=False):
         raise ValueError(f"Version must be a positive integer. Received: version={version}")
     path = os.path.join(model_dir, str(int(version)))
     if os.path.exists(path) and not overwrite:
-        raise ValueError(
-            f"Version {version} of {name!r} exists: {path!r}. Pass overwrite "
-            f"(--overwrite) to replace it, or leave the version out to write "
-            f"version {next_version(model_dir)}."
-        )
+        raise ArgumentError("overwrite", overwrite, (
+            f"must be set to replace version {version} of {name!r}, {path!r}, which "
+            f"exists; or leave the version out to write version {next_version(model_dir)}"))
     return path
 
 
@@ -151,11 +159,12 @@ def check_header(image_bytes, index, max_pixels):
     ]
 
 
-def serving_functions(model, transform_name="auto", max_pixels=MAX_PIXELS):
-    """{signature name: (function, input signature)} for `model`."""
+def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXELS) -> dict:
+    """{signature name: (function, input signature)} for `model`, whose
+    `serving_bytes` applies the test view `view` ("single" or "center")."""
     check_max_pixels(max_pixels)
     height, width = source.input_size(model)
-    transform = source.eval_transform(transform_name, height, model.name)
+    transform = source.eval_transform(view)
     num_classes = model.output_shape[-1]
     k = min(TOP_K, num_classes)
 
@@ -185,7 +194,7 @@ def serving_functions(model, transform_name="auto", max_pixels=MAX_PIXELS):
     def view(args):
         image_bytes, index = args
         with tf.control_dependencies(check_header(image_bytes, index, max_pixels)):
-            image = data_lib.decode_bytes(image_bytes)
+            image = sources.decode_bytes(image_bytes)
         return transform(image, height)
 
     def serve_bytes(image_bytes):
@@ -209,18 +218,33 @@ def serving_functions(model, transform_name="auto", max_pixels=MAX_PIXELS):
     }
 
 
-def write(model, path, transform_name="auto", max_pixels=MAX_PIXELS):
-    """Writes the SavedModel of `model` to the folder `path`."""
+def write(model: keras.Model, path: str, view: str, info: ModelInfo | None = None,
+          max_pixels: int = MAX_PIXELS) -> None:
+    """Writes the SavedModel of `model` to the folder `path`, with `info` as
+    its asset file and `metadata` signature (none without `info`)."""
     module = tf.Module()
     # The tf.Variables under the Keras ones, tracked once: Keras 3.15's
     # ExportArchive (and model.export) writes every weight twice.
     module.model_weights = [v.value for v in model.variables]
-    signatures = {}
-    for name, (fn, signature) in serving_functions(model, transform_name, max_pixels).items():
-        function = tf.function(fn, input_signature=signature)
-        setattr(module, name, function)
-        signatures[name] = function.get_concrete_function()
-    tf.saved_model.save(module, path, signatures=signatures)
+    functions = {
+        name: tf.function(fn, input_signature=signature)
+        for name, (fn, signature) in serving_functions(model, view, max_pixels).items()
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        if info is not None:
+            asset_path = os.path.join(folder, metadata.FILE_NAME)
+            with open(asset_path, "w") as f:
+                f.write(info.to_json())
+            # Tracked on the module, the file is copied into assets/.
+            module.metadata_file = tf.saved_model.Asset(asset_path)
+            functions[artefacts.METADATA_SIGNATURE] = tf.function(
+                lambda: {artefacts.METADATA_SIGNATURE: tf.io.read_file(module.metadata_file)},
+                input_signature=[],
+            )
+        for name, function in functions.items():
+            setattr(module, name, function)
+        signatures = {name: f.get_concrete_function() for name, f in functions.items()}
+        tf.saved_model.save(module, path, signatures=signatures)
 
 
 def _write_error(path, error):
@@ -232,25 +256,28 @@ def _write_error(path, error):
 
 
 def export_saved_model(
-    model,
-    output_dir,
+    model: keras.Model,
+    output_dir: str,
     *,
-    name=None,
-    version=None,
-    overwrite=False,
-    transform_name="auto",
-    images=None,
-    max_pixels=MAX_PIXELS,
-):
+    info: ModelInfo | None = None,
+    eval_transform: str = "auto",
+    name: str | None = None,
+    version: int | None = None,
+    overwrite: bool = False,
+    images: source.Images | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> source.Report:
     """Exports `model` for TF Serving and checks the reloaded SavedModel.
 
     Args:
-        model: a Keras model taking float32 RGB in [0, 255] (source.load_model).
+        model: a Keras model taking float32 RGB in [0, 255] (source.load_artefact).
         output_dir: the TF Serving model base path's parent.
+        info: the model's ModelInfo, recorded in the SavedModel (None: none).
+        eval_transform: `serving_bytes`' test view: "single", "center", or
+            "auto", the one `info` names (source.test_view).
         name: the model's folder (default: `model.name`).
         version: a positive integer (default: the next free one).
         overwrite: replace an existing `version`.
-        transform_name: "auto", "cifar" or "imagenet" (source.eval_transform).
         images: `source.Images` to compare on (default: 8 random images).
         max_pixels: `serving_bytes` refuses larger images (width x height).
 
@@ -258,6 +285,7 @@ def export_saved_model(
         A `source.Report` of `serving_default` against the Keras model.
     """
     check_max_pixels(max_pixels)
+    view = source.test_view(eval_transform, info, repr(model.name))
     path = version_dir(output_dir, name or model.name, version, overwrite)
     height, _ = source.input_size(model)
     if images is None:
@@ -265,7 +293,7 @@ def export_saved_model(
     expected = source.keras_outputs(model, images)
     with files.atomic_path(path) as staging:
         try:
-            write(model, staging, transform_name, max_pixels)
+            write(model, staging, view, source.exported_info(info, view), max_pixels)
         except tf.errors.OpError as e:
             raise _write_error(path, e) from None
         # Checked before it is renamed into place: TF Serving never loads a

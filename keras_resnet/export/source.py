@@ -1,70 +1,61 @@
-"""What an export starts from: the model, its evaluation transform, images.
+"""What an export starts from: the model, its metadata, its test view, images.
 
 Every exported artefact takes raw RGB in [0, 255] and applies the model's own
 preprocessing, so the Keras model it is checked against must too:
 - a `.keras` file written by train.py already does (it carries its
-  `MeanSubtraction`) and is exported as it is;
-- `--model=NAME --weights=imagenet|FILE` builds a `keras_resnet` model, which
-  takes preprocessed input, and puts `caffe_preprocessing()` (the published
-  weights' preprocessing) in front of it.
+  `MeanSubtraction`) and is exported as it is, with its ModelInfo;
+- a model name with weights ("imagenet", a file, or None for He
+  initialisation) builds a `keras_resnet` model with `caffe_preprocessing()`
+  (the published weights') in front, and its ModelInfo (keras_resnet.artefacts).
 
-The evaluation transform (what `serving_bytes` does to a decoded image, and
-what calibration and verification images get) is the test view of
-keras_resnet.data for the model's family, as train.py evaluates it: CIFAR
-(paper Sec. 4.2) the image itself, resized to the input size if it is not
-already; ImageNet (Sec. 3.4, the centre of the 10 crops) the shorter side
-resized to size / 0.875 (256 for 224) and the centre crop. The family is the
-model name's (train.py's models keep their variant's name, e.g. "resnet20"),
-else the input size's: under 64 CIFAR, as keras_resnet.evaluation decides.
+The test view (what `serving_bytes` does to a decoded image, and what
+calibration and verification images get) is one of keras_resnet.augment's:
+by default the one the model's metadata names, as train.py evaluates it;
+"single" (CIFAR, Sec. 4.2) the image itself, resized to the input size if it
+is not already; "center" (ImageNet, Sec. 3.4, the centre of the 10 crops) the
+shorter side resized to size * 256 / 224 and the centre crop. A model without
+metadata (a user's own `.keras` file) needs the view given.
 """
 
 import dataclasses
 import os
+from collections.abc import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
-import keras_resnet
-from keras_resnet import data as data_lib
-from keras_resnet import evaluation
+from keras_resnet import artefacts
+from keras_resnet import augment
+from keras_resnet import sources
+from keras_resnet.errors import ArgumentError
+from keras_resnet.metadata import ModelInfo
 
-EVAL_TRANSFORMS = ("auto", "cifar", "imagenet")
+EVAL_TRANSFORMS = ("auto", *augment.SINGLE_VIEWS)
 TFDS_PREFIX = "tfds:"
 
 
-def load_model(model_path=None, model_name=None, weights=None, image_size=None):
-    """The Keras model to export; it takes float32 RGB in [0, 255].
+def load_artefact(model_path: str | None = None, model_name: str | None = None,
+                  weights: str | None = None, image_size: int | None = None) -> artefacts.Artefact:
+    """The Keras model to export, with its ModelInfo; it takes float32 RGB
+    in [0, 255].
 
     Give `model_path` (a `.keras` file that carries its preprocessing) or
     `model_name` (any name of `keras_resnet.list_models()`) with `weights`
     (None for He initialisation, "imagenet", or a weights file).
     """
-    if (model_path is None) == (model_name is None):
-        raise ValueError(
-            "Give a model path (--model_path, a .keras file) or a model name "
-            "(--model), not both and not neither. Received: "
-            f"model_path={model_path!r}, model={model_name!r}"
-        )
-    if model_path is not None:
-        if weights is not None or image_size is not None:
-            raise ValueError(
-                "weights and image_size go with a model name; a .keras file "
-                f"has its own. Received: weights={weights!r}, image_size={image_size!r}"
-            )
-        # A train.py model's learning-rate schedule class need not be
-        # importable here: the shared loader does not compile.
-        return evaluation.load_keras_model(model_path)
-    if weights is not None and weights != "imagenet" and not os.path.isfile(weights):
-        raise ValueError(
-            f"Weights file does not exist: {weights!r}. Accepted: 'imagenet' or a weights file"
-        )
-    shape = None if image_size is None else (image_size, image_size, 3)
-    model = keras_resnet.get_model(model_name, weights=weights, input_shape=shape)
-    return keras_resnet.with_preprocessing(model, keras_resnet.caffe_preprocessing())
+    if model_path is not None and not model_path.endswith(".keras"):
+        raise ValueError(f"Model file must be a .keras file (as train.py writes). Received: {model_path!r}")
+    return artefacts.load(model_path, model_name, weights, image_size=image_size)
 
 
-def input_size(model):
+def load_model(model_path: str | None = None, model_name: str | None = None,
+               weights: str | None = None, image_size: int | None = None) -> keras.Model:
+    """`load_artefact(...)`'s Keras model."""
+    return load_artefact(model_path, model_name, weights, image_size).model
+
+
+def input_size(model: keras.Model) -> tuple[int, int]:
     """(height, width) of the model's input; they must be fixed and equal."""
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[-1] != 3 or shape[1] is None or shape[1] != shape[2]:
@@ -75,65 +66,37 @@ def input_size(model):
     return shape[1], shape[2]
 
 
-def eval_transform(name, image_size, model_name=None):
-    """The test view of keras_resnet.data for `name`: "cifar", "imagenet", or
-    "auto" (the family of `model_name` if it is a variant's, else by size)."""
-    if name not in EVAL_TRANSFORMS:
-        raise ValueError(
-            f"Unknown eval_transform: {name!r}. Accepted: {', '.join(EVAL_TRANSFORMS)}"
-        )
-    if name == "auto":
-        name = keras_resnet.family_of(model_name, image_size)
-    return data_lib.check_augment(name)[1]
+def test_view(eval_transform: str, info: ModelInfo | None, what: str = "the model") -> str:
+    """The test view `eval_transform` names: "single" or "center", or "auto",
+    the view of `info` (the model's metadata, which `what` lacks if None)."""
+    if eval_transform not in EVAL_TRANSFORMS:
+        raise ArgumentError("eval_transform", eval_transform, f"must be one of {', '.join(EVAL_TRANSFORMS)}")
+    if eval_transform != "auto":
+        return eval_transform
+    if info is None:
+        raise ArgumentError("eval_transform", eval_transform, (
+            f"must be one of {', '.join(augment.SINGLE_VIEWS)} for {what}: it carries no "
+            "keras_resnet metadata to read its test view from"))
+    return info.test_view
 
 
-def _image_files(root):
-    """Every JPEG/PNG below `root` (class subfolders or not), sorted."""
-    paths = []
-    for folder, _, files in os.walk(root):
-        paths.extend(
-            os.path.join(folder, f)
-            for f in files
-            if f.lower().endswith(data_lib.IMAGE_EXTENSIONS)
-        )
-    return sorted(paths)
+def eval_transform(name: str, info: ModelInfo | None = None, what: str = "the model") -> Callable:
+    """The test view `name` (see `test_view`) as fn(image, size) -> float32 [size, size, 3]."""
+    return augment.one_view(test_view(name, info, what))
 
 
-def _folder_images(root, limit, seed):
-    paths = _image_files(root)
-    if not paths:
-        raise ValueError(f"No JPEG/PNG images in {root!r} or its subfolders")
-    # A seeded shuffle, so calibration sees every class, not the first one.
-    np.random.RandomState(seed).shuffle(paths)
-    images, skipped = [], []
-    for path in paths:
-        if len(images) == limit:
-            break
-        try:
-            images.append(data_lib.decode(path))
-        except tf.errors.InvalidArgumentError:
-            skipped.append(path)
-    if skipped:
-        logging.warning("Skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
-    if not images:
-        raise ValueError(f"None of the images in {root!r} can be decoded")
-    return images
+def exported_info(info: ModelInfo | None, view: str) -> ModelInfo | None:
+    """What an export records: the model's ModelInfo with the test view it serves."""
+    return None if info is None else dataclasses.replace(info, test_view=view)
 
 
-def _tfds_images(spec, limit, data_dir):
-    import tensorflow_datasets as tfds  # only TFDS sources pay for the import.
-
+def _tfds_images(spec: str, limit: int, data_dir: str | None) -> list:
     name, _, split = spec[len(TFDS_PREFIX):].partition(":")
     try:
-        ds = tfds.builder(name, data_dir=data_dir).as_dataset(split=split or "test")
-        return [example["image"] for example in ds.take(limit)]
-    except Exception as e:  # tfds raises many types; name the source instead.
-        reason = " ".join(str(e).split())[:200]
-        raise ValueError(
-            f"Cannot read TFDS split {spec!r} ({type(e).__name__}: {reason}). "
-            "It must be prepared in the TFDS data directory (train.py prepares "
-            "it), or give an image folder."
-        ) from None
+        examples = sources.tfds_split(name, split or None, data_dir).examples
+    except sources.DatasetUnavailableError as e:
+        raise ValueError(f"{e.cause}. Prepare it in the TFDS data directory data_dir, or give an image folder") from None
+    return [image for image, _ in examples.take(limit)]
 
 
 @dataclasses.dataclass
@@ -144,22 +107,24 @@ class Images:
     source: str  # where they came from, for the report
 
 
-def load_images(source, image_size, transform, limit=100, seed=0, data_dir=None):
+def load_images(source: str | None, image_size: int, transform: Callable | None, limit: int = 100,
+                seed: int = 0, data_dir: str | None = None) -> "Images":
     """Up to `limit` images of `source`, through the evaluation transform.
 
     `source` is a folder (images at any depth, e.g. class subfolders),
-    "tfds:NAME[:SPLIT]" (default split: test), or None for seeded uniform
+    "tfds:NAME[:SPLIT]" (default split: test, else validation), or None for seeded uniform
     noise (enough to compare float artefacts, not to calibrate int8).
     """
     if limit < 1:
-        raise ValueError(f"The number of images must be at least 1. Received: {limit}")
+        raise ArgumentError("limit", limit, "must be at least 1")
     if source is None:
         pixels = np.random.RandomState(seed).uniform(0, 255, (limit, image_size, image_size, 3))
         return Images(pixels.astype("float32"), f"{limit} random images")
     if source.startswith(TFDS_PREFIX):
         decoded = _tfds_images(source, limit, data_dir)
     elif os.path.isdir(source):
-        decoded = _folder_images(source, limit, seed)
+        split = sources.read_folder(source, limit=limit, seed=seed)
+        decoded = [image for image, _ in split.examples]
     else:
         raise ValueError(
             f"Image source does not exist: {source!r}. Accepted: an image folder "
@@ -171,15 +136,15 @@ def load_images(source, image_size, transform, limit=100, seed=0, data_dir=None)
     return Images(pixels, f"{len(pixels)} images of {source}")
 
 
-def keras_outputs(model, images):
+def keras_outputs(model: keras.Model, images: "Images") -> np.ndarray:
     """The Keras model's probabilities on `images` (`Images`); a model whose
     outputs are not finite is refused before anything is written."""
     outputs = model.predict(images.pixels, verbose=0)
-    evaluation.check_finite(outputs, f"The Keras model {model.name!r}")
+    artefacts.check_finite(outputs, f"The Keras model {model.name!r}")
     return outputs
 
 
-def compare(reference, outputs, exported="The export"):
+def compare(reference: np.ndarray, outputs: np.ndarray, exported: str = "The export") -> tuple[float, float]:
     """(max abs difference, top-1 agreement) of the Keras model's
     probabilities `reference` and the export's `outputs`.
 
@@ -187,8 +152,8 @@ def compare(reference, outputs, exported="The export"):
     inf): their difference would be NaN, and argmax of NaN rows agrees.
     """
     reference, outputs = np.asarray(reference), np.asarray(outputs)
-    evaluation.check_finite(reference, "The Keras model")
-    evaluation.check_finite(outputs, exported)
+    artefacts.check_finite(reference, "The Keras model")
+    artefacts.check_finite(outputs, exported)
     if reference.shape != outputs.shape:
         raise ValueError(f"Output shapes differ: {reference.shape} vs {outputs.shape}")
     diff = float(np.abs(reference - outputs).max())
@@ -214,13 +179,13 @@ class Report:
         )
 
 
-def check_folder(path, what="Output directory"):
+def check_folder(path: str, what: str = "Output directory") -> None:
     """Refuses a folder to write in that exists as a file (it is created if missing)."""
     if os.path.lexists(path) and not os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is a file, not a folder; give a folder to write in")
 
 
-def directory_size(path):
+def directory_size(path: str) -> int:
     return sum(
         os.path.getsize(os.path.join(folder, f))
         for folder, _, files in os.walk(path)

@@ -15,17 +15,27 @@ kept in memory (TensorFlow's ram:// file system), so a full disk or a killed
 export leaves no temporary folder. The result is run with LiteRT's
 interpreter and compared with the Keras model before it is written, whole or
 not at all, with the umask's modes (keras_resnet.files).
+
+The model's ModelInfo (keras_resnet.metadata) is the file's metadata entry
+"keras_resnet" (the flatbuffer's `metadata` table, as TFLite's own
+"min_runtime_version"): its JSON in a buffer of the file. Runtimes ignore it;
+keras_resnet.artefacts.tflite_info reads it back.
 """
 
 import os
 import uuid
 
+import flatbuffers
+import keras
 import numpy as np
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert import schema_py_generated as schema
 
+from keras_resnet import artefacts
 from keras_resnet import files
+from keras_resnet.errors import ArgumentError
 from keras_resnet.export import source
+from keras_resnet.metadata import ModelInfo
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
@@ -61,33 +71,45 @@ def convert(model, quantize="none", representative=None):
             tf.io.gfile.rmtree(workdir)
 
 
-def run(tflite_model, pixels):
+def with_metadata(content: bytes, info: ModelInfo) -> bytes:
+    """The .tflite bytes `content` with `info` as its "keras_resnet" metadata
+    entry (one already there is replaced)."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    name = artefacts.TFLITE_METADATA
+    entry = next((m for m in model.metadata or [] if m.name in (name, name.encode())), None)
+    if entry is None:
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers)
+        model.buffers.append(schema.BufferT())
+        model.metadata = (model.metadata or []) + [entry]
+    model.buffers[entry.buffer].data = np.frombuffer(info.to_json().encode(), np.uint8)
+    builder = flatbuffers.Builder(len(content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def run(tflite_model: bytes | str, pixels: np.ndarray) -> np.ndarray:
     """Runs a .tflite model (bytes or path) on float32 pixels [N, H, W, 3]."""
     if isinstance(tflite_model, bytes):
-        interpreter = Interpreter(model_content=tflite_model)
-    else:
-        interpreter = Interpreter(model_path=tflite_model)
-    (given,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()
-    interpreter.resize_tensor_input(given["index"], pixels.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(given["index"], np.asarray(pixels, given["dtype"]))
-    interpreter.invoke()
-    return interpreter.get_tensor(output["index"])
+        return artefacts.tflite_artefact(tflite_model, "bytes").predict(pixels)
+    return artefacts.load_tflite(tflite_model).predict(pixels)
 
 
 def export_tflite(
-    model,
-    output_dir,
+    model: keras.Model,
+    output_dir: str,
     *,
-    quantize="none",
-    images=None,
-    name=None,
-    overwrite=False,
-):
+    info: ModelInfo | None = None,
+    quantize: str = "none",
+    images: source.Images | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> source.Report:
     """Writes `output_dir/<name>_<quantize or float32>.tflite` and checks it.
 
     Args:
-        model: a Keras model taking float32 RGB in [0, 255] (source.load_model).
+        model: a Keras model taking float32 RGB in [0, 255] (source.load_artefact).
+        info: the model's ModelInfo, the file's metadata (None: none).
         quantize: one of QUANTIZATIONS.
         images: `source.Images`: calibration data for int8, and the images
             the file is compared with Keras on (default: 8 random images,
@@ -103,9 +125,7 @@ def export_tflite(
     source.check_folder(output_dir)
     path = os.path.join(output_dir, f"{name or model.name}_{suffix}.tflite")
     if os.path.exists(path) and not overwrite:
-        raise ValueError(
-            f"TFLite file exists: {path!r}. Pass overwrite (--overwrite) to replace it."
-        )
+        raise ArgumentError("overwrite", overwrite, f"must be set to replace the TFLite file {path!r}, which exists")
     if images is None:
         if quantize == "int8":
             raise ValueError(
@@ -116,6 +136,8 @@ def export_tflite(
         images = source.load_images(None, height, None, limit=8)
     expected = source.keras_outputs(model, images)
     content = convert(model, quantize, images.pixels)
+    if info is not None:
+        content = with_metadata(content, info)
     # Checked before it is written: no file whose outputs are not finite.
     diff, agree = source.compare(expected, run(content, images.pixels), f"The TFLite model {path!r}")
     files.write_bytes(path, content)
