@@ -1,0 +1,98 @@
+"""The package installs whole: a wheel, in fresh virtual environments, used
+from another directory (no checkout on the path).
+
+This is the one test that reaches the package registry: pip installs the
+wheel's dependencies into each environment, as a user's `pip install` would.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout's own artefacts and caches are not part of a source tree.
+NOT_SOURCE = shutil.ignore_patterns(".git", "runs", "build", "dist", "*.egg-info",
+                                    "__pycache__", ".pytest_cache")
+
+
+def _run(args, cwd, **env):
+    """Runs `args` in `cwd` with no checkout on PYTHONPATH; returns stdout."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KERAS_BACKEND")}
+    environ.update(TF_CPP_MIN_LOG_LEVEL="3", PIP_DISABLE_PIP_VERSION_CHECK="1", **env)
+    proc = subprocess.run(args, cwd=cwd, env=environ, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(map(str, args))}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def _venv(path, *requirements):
+    """A fresh virtual environment at `path` with `requirements` installed."""
+    _run([sys.executable, "-m", "venv", str(path)], cwd=path.parent)
+    python = str(path / "bin" / "python")
+    _run([python, "-m", "pip", "install", "-q", *requirements], cwd=path.parent)
+    return path / "bin"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel of a copy of the checkout (building leaves nothing in it)."""
+    tmp = tmp_path_factory.mktemp("package")
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(source)],
+         cwd=tmp)
+    (path,) = (tmp / "dist").glob("keras_resnet_paper-*.whl")
+    return path
+
+
+@pytest.mark.slow  # about 1 minute: pip installs keras and JAX.
+def test_base_install_builds_models_on_jax_without_tensorflow(wheel, tmp_path):
+    bin_dir = _venv(tmp_path / "venv", str(wheel), "jax[cpu]")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = _run([str(bin_dir / "python"), "-c", """if True:
+        import importlib.util, json
+        import keras, numpy as np
+        import keras_resnet
+        model = keras_resnet.ResNet20()
+        probabilities = model.predict(np.zeros((2, 32, 32, 3)), verbose=0)
+        print(json.dumps(dict(
+            backend=keras.backend.backend(), params=model.count_params(),
+            shape=list(probabilities.shape), total=float(probabilities.sum()),
+            module=keras_resnet.__file__,
+            tensorflow=importlib.util.find_spec("tensorflow") is not None)))
+        """], cwd=elsewhere, KERAS_BACKEND="jax")
+    facts = json.loads(out.strip().splitlines()[-1])
+    assert facts["backend"] == "jax"
+    assert not facts["tensorflow"]  # the base install does not pull it in.
+    assert facts["module"].startswith(str(tmp_path / "venv"))
+    # 0.27M parameters (paper Table 6), with BN's moving statistics.
+    assert facts["params"] == 271098
+    assert facts["shape"] == [2, 10] and facts["total"] == pytest.approx(2.0, abs=1e-4)
+
+
+@pytest.mark.slow  # about 4 minutes: pip installs TensorFlow, then three programs run.
+def test_tensorflow_extra_runs_the_three_console_scripts(wheel, tmp_path):
+    bin_dir = _venv(tmp_path / "venv", f"{wheel}[tensorflow]")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    out = _run([str(bin_dir / "keras-resnet-train"), "--dataset=synthetic", "--recipe=smoke",
+                "--model=resnet20", "--image_size=16", "--synthetic_examples=64",
+                "--batch_size=16", "--epochs=1", "--model_dir=run", "--verbose=0"], cwd=work)
+    assert "Done: val_accuracy" in out
+    model = work / "run" / "model.keras"
+    assert model.is_file() and (work / "run" / "history.csv").is_file()
+
+    _run([str(bin_dir / "keras-resnet-evaluate"), f"--model_path={model}", "--dataset=synthetic",
+          "--output_json=result.json"], cwd=work)
+    result = json.loads((work / "result.json").read_text())
+    assert result["protocol"] == "single" and result["image_size"] == 16
+    assert result["num_examples"] > 0 and 0.0 <= result["top1_accuracy"] <= 1.0
+
+    out = _run([str(bin_dir / "keras-resnet-export"), f"--model_path={model}",
+                "--output_dir=serving"], cwd=work)
+    assert (work / "serving" / "resnet20" / "1" / "saved_model.pb").is_file()
+    assert "top-1 agreement 100.0%" in out
