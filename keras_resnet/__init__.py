@@ -1,29 +1,29 @@
 """keras_resnet: the Deep Residual Networks of He et al. (2015) for Keras 3."""
 
+from keras_resnet.applications import Plain18
+from keras_resnet.applications import Plain20
+from keras_resnet.applications import Plain32
+from keras_resnet.applications import Plain34
+from keras_resnet.applications import Plain44
+from keras_resnet.applications import Plain56
+from keras_resnet.applications import Plain110
+from keras_resnet.applications import ResNet18
+from keras_resnet.applications import ResNet20
+from keras_resnet.applications import ResNet32
+from keras_resnet.applications import ResNet34
+from keras_resnet.applications import ResNet44
+from keras_resnet.applications import ResNet50
+from keras_resnet.applications import ResNet56
+from keras_resnet.applications import ResNet101
+from keras_resnet.applications import ResNet110
+from keras_resnet.applications import ResNet152
+from keras_resnet.applications import ResNet1202
 from keras_resnet.complexity import count_flops
 from keras_resnet.complexity import count_params
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.models import FAMILIES
 from keras_resnet.models import VARIANTS
-from keras_resnet.models import Plain18
-from keras_resnet.models import Plain20
-from keras_resnet.models import Plain32
-from keras_resnet.models import Plain34
-from keras_resnet.models import Plain44
-from keras_resnet.models import Plain56
-from keras_resnet.models import Plain110
 from keras_resnet.models import ResNet
-from keras_resnet.models import ResNet18
-from keras_resnet.models import ResNet20
-from keras_resnet.models import ResNet32
-from keras_resnet.models import ResNet34
-from keras_resnet.models import ResNet44
-from keras_resnet.models import ResNet50
-from keras_resnet.models import ResNet56
-from keras_resnet.models import ResNet101
-from keras_resnet.models import ResNet110
-from keras_resnet.models import ResNet152
-from keras_resnet.models import ResNet1202
 from keras_resnet.models import canonical_name
 from keras_resnet.models import family_of
 from keras_resnet.models import get_model
@@ -38,3 +38,43 @@ from keras_resnet.preprocessing import with_preprocessing
 from keras_resnet.recipes import RecipeSchedule
 
 __version__ = "0.1.0"
+
+# The public API; a static type checker re-exports only what this lists (PEP 561).
+__all__ = [
+    "Plain18",
+    "Plain20",
+    "Plain32",
+    "Plain34",
+    "Plain44",
+    "Plain56",
+    "Plain110",
+    "ResNet18",
+    "ResNet20",
+    "ResNet32",
+    "ResNet34",
+    "ResNet44",
+    "ResNet50",
+    "ResNet56",
+    "ResNet101",
+    "ResNet110",
+    "ResNet152",
+    "ResNet1202",
+    "count_flops",
+    "count_params",
+    "ZeroPadShortcut",
+    "FAMILIES",
+    "VARIANTS",
+    "ResNet",
+    "canonical_name",
+    "family_of",
+    "get_model",
+    "list_models",
+    "MeanSubtraction",
+    "caffe_preprocessing",
+    "compute_pixel_mean",
+    "decode_predictions",
+    "preprocess_input",
+    "with_preprocessing",
+    "RecipeSchedule",
+    "__version__",
+]

@@ -3,12 +3,16 @@
 ImageNet family: paper Table 1 (ResNet-18/34/50/101/152, 224x224 input).
 CIFAR family: paper Sec. 4.2 (depth 6n+2: ResNet-20/32/44/56/110/1202).
 Every residual net has a plain twin (Sec. 4.1, 4.2): the same stack, no shortcuts.
+The public per-variant builders (`ResNet50`, ...) are in `applications.py`.
 """
 
 import contextlib
 import dataclasses
-import inspect
+import os
 import sys
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -20,12 +24,12 @@ from keras_resnet.blocks import BlockSettings
 from keras_resnet.layers import channel_axis
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Family:
     """What the networks trained on one data set share (stem, widths, head)."""
 
     stem: str  # "imagenet": 7x7/2 conv + 3x3/2 max pool; "cifar": 3x3 conv.
-    widths: tuple  # filters of each stage's first conv (bottleneck width).
+    widths: tuple[int, ...]  # filters of each stage's first conv (bottleneck width).
     default_size: int
     min_size: int  # the network's total stride: smaller inputs vanish.
     classes: int
@@ -33,44 +37,53 @@ class Family:
 
 
 FAMILIES = {
-    "imagenet": Family("imagenet", (64, 128, 256, 512), 224, 32, 1000, "B"),
-    "cifar": Family("cifar", (16, 32, 64), 32, 4, 10, "A"),
+    "imagenet": Family(  # Table 1.
+        stem="imagenet", widths=(64, 128, 256, 512), default_size=224, min_size=32,
+        classes=1000, shortcut="B",
+    ),
+    "cifar": Family(  # Sec. 4.2.
+        stem="cifar", widths=(16, 32, 64), default_size=32, min_size=4, classes=10,
+        shortcut="A",
+    ),
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Variant:
+    """One row of the table: a network's family, block type and depth."""
+
     family: str
-    block: str
-    blocks_per_stage: tuple
-    residual: bool = True
+    block: str  # a key of `blocks.BLOCKS`.
+    blocks_per_stage: tuple[int, ...]
+    residual: bool = True  # False: the plain twin, without shortcuts.
 
 
-def _cifar(n):
-    return Variant("cifar", "basic", (n, n, n))
+def _cifar_variant(n: int) -> Variant:
+    """The CIFAR net of depth 6n+2: n basic blocks per stage (Sec. 4.2)."""
+    return Variant(family="cifar", block="basic", blocks_per_stage=(n, n, n))
 
 
 _RESIDUAL = {
-    "resnet18": Variant("imagenet", "basic", (2, 2, 2, 2)),
-    "resnet34": Variant("imagenet", "basic", (3, 4, 6, 3)),
-    "resnet50": Variant("imagenet", "bottleneck", (3, 4, 6, 3)),
-    "resnet101": Variant("imagenet", "bottleneck", (3, 4, 23, 3)),
-    "resnet152": Variant("imagenet", "bottleneck", (3, 8, 36, 3)),
-    "resnet20": _cifar(3),
-    "resnet32": _cifar(5),
-    "resnet44": _cifar(7),
-    "resnet56": _cifar(9),
-    "resnet110": _cifar(18),
-    "resnet1202": _cifar(200),
+    "resnet18": Variant(family="imagenet", block="basic", blocks_per_stage=(2, 2, 2, 2)),
+    "resnet34": Variant(family="imagenet", block="basic", blocks_per_stage=(3, 4, 6, 3)),
+    "resnet50": Variant(family="imagenet", block="bottleneck", blocks_per_stage=(3, 4, 6, 3)),
+    "resnet101": Variant(family="imagenet", block="bottleneck", blocks_per_stage=(3, 4, 23, 3)),
+    "resnet152": Variant(family="imagenet", block="bottleneck", blocks_per_stage=(3, 8, 36, 3)),
+    "resnet20": _cifar_variant(3),
+    "resnet32": _cifar_variant(5),
+    "resnet44": _cifar_variant(7),
+    "resnet56": _cifar_variant(9),
+    "resnet110": _cifar_variant(18),
+    "resnet1202": _cifar_variant(200),
 }
 VARIANTS = dict(_RESIDUAL)
 VARIANTS.update(
-    (name.replace("resnet", "plain"), dataclasses.replace(v, residual=False))
-    for name, v in _RESIDUAL.items()
+    (name.replace("resnet", "plain"), dataclasses.replace(spec, residual=False))
+    for name, spec in _RESIDUAL.items()
 )
 
 
-def list_models():
+def list_models() -> list[str]:
     """Every name `get_model` accepts, ImageNet family first, by depth."""
     return sorted(
         VARIANTS,
@@ -82,7 +95,7 @@ def list_models():
     )
 
 
-def canonical_name(name):
+def canonical_name(name: str) -> str:
     """The table's name for `name` ("ResNet-50" -> "resnet50"), or ValueError."""
     key = str(name).lower().replace("-", "").replace("_", "")
     if key not in VARIANTS:
@@ -92,7 +105,7 @@ def canonical_name(name):
     return key
 
 
-def family_of(name=None, image_size=None):
+def family_of(name: str | None = None, image_size: int | None = None) -> str:
     """"imagenet" or "cifar": the variant's family if `name` is a variant's,
     else by input size (under 64 pixels: CIFAR). Decides the test protocol."""
     if name in VARIANTS:
@@ -100,7 +113,7 @@ def family_of(name=None, image_size=None):
     return "cifar" if image_size is not None and image_size < 64 else "imagenet"
 
 
-def get_model(name, **kwargs):
+def get_model(name: str, **kwargs: Any) -> keras.Model:
     """Builds the model called `name` (see `list_models()`), e.g. "resnet50".
 
     Names are case-insensitive; "ResNet-50" works too. Keyword arguments are
@@ -109,8 +122,34 @@ def get_model(name, **kwargs):
     return ResNet(name, **kwargs)
 
 
-def _input_shape(input_shape, family, include_top):
-    """Validates `input_shape` (channels_last or channels_first, 3 entries)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Arguments:
+    """`ResNet`'s arguments that shape the network, family defaults filled in."""
+
+    include_top: bool
+    weights: str | None
+    pooling: str | None
+    classes: int
+    classifier_activation: str | None
+    shortcut: str
+    version: str
+    zero_init_residual: bool
+    weight_decay: float
+
+    def block_settings(self, residual: bool) -> BlockSettings:
+        """What every block shares; a plain net (not `residual`) has no shortcuts."""
+        return BlockSettings(
+            shortcut=self.shortcut if residual else None,
+            version=self.version,
+            zero_init_residual=self.zero_init_residual,
+            weight_decay=self.weight_decay,
+        )
+
+
+def _checked_input_shape(
+    input_shape: Sequence[int | None] | None, family: Family, include_top: bool
+) -> tuple[int | None, ...]:
+    """`input_shape` as a tuple (the family's size if None), or ValueError."""
     channels_first = keras.config.image_data_format() == "channels_first"
     if input_shape is None:
         size = family.default_size if include_top else None
@@ -130,69 +169,100 @@ def _input_shape(input_shape, family, include_top):
     return input_shape
 
 
-def _validate(name, variant, family, kw):
-    """Checks the arguments against each other, before anything is built."""
-    weights = kw["weights"]
-    if kw["shortcut"] not in SHORTCUT_OPTIONS:
+def _check_options(name: str, spec: Variant, args: _Arguments) -> None:
+    """Checks the options of the network itself (Sec. 3.3 shortcuts, head)."""
+    if args.shortcut not in SHORTCUT_OPTIONS:
         raise ValueError(
-            f"Unknown shortcut option: {kw['shortcut']!r}. "
+            f"Unknown shortcut option: {args.shortcut!r}. "
             f"Accepted: {', '.join(SHORTCUT_OPTIONS)} (paper Sec. 3.3)."
         )
-    if kw["version"] not in VERSIONS:
+    if args.version not in VERSIONS:
         raise ValueError(
-            f"Unknown version: {kw['version']!r}. Accepted: "
+            f"Unknown version: {args.version!r}. Accepted: "
             "'v1' (stride on the bottleneck's first 1x1, as in the paper) "
             "or 'v1.5' (stride on its 3x3)."
         )
-    if kw["pooling"] not in (None, "avg", "max"):
+    if args.pooling not in (None, "avg", "max"):
         raise ValueError(
             "`pooling` must be None, 'avg' or 'max'. "
-            f"Received: pooling={kw['pooling']!r}"
+            f"Received: pooling={args.pooling!r}"
         )
-    if kw["zero_init_residual"] and not variant.residual:
+    if args.zero_init_residual and not spec.residual:
         raise ValueError(
             f"zero_init_residual=True needs residual blocks; {name} is a plain "
             "net, whose blocks would then output zeros."
         )
-    if not kw["weight_decay"] >= 0:
+    if not args.weight_decay >= 0:
         raise ValueError(
-            f"`weight_decay` must be >= 0. Received: weight_decay={kw['weight_decay']}"
+            f"`weight_decay` must be >= 0. Received: weight_decay={args.weight_decay}"
         )
-    if weights is None:
+
+
+def _check_weights(name: str, args: _Arguments) -> None:
+    """Checks `weights` against the other arguments, before anything is built."""
+    if args.weights is None:
         return
-    if weights == "imagenet":
-        weights_lib.check_published(name, kw)
-    elif not isinstance(weights, str) or not weights_lib.exists(weights):
+    if args.weights == "imagenet":
+        weights_lib.check_published(
+            name, include_top=args.include_top, classes=args.classes,
+            shortcut=args.shortcut, version=args.version,
+        )
+    elif not isinstance(args.weights, str) or not os.path.exists(args.weights):
         raise ValueError(
             "The `weights` argument should be either None (random "
             "initialization), 'imagenet' (pre-training on ImageNet), or the "
-            f"path to an existing weights file. Received: weights={weights!r}"
+            f"path to an existing weights file. Received: weights={args.weights!r}"
         )
-    if kw["include_top"] and kw["classifier_activation"] not in (None, "softmax"):
+    if args.include_top and args.classifier_activation not in (None, "softmax"):
         raise ValueError(
             "Only None and 'softmax' activations are allowed for "
             "`classifier_activation` when loading weights with "
             "include_top=True. Received: "
-            f"classifier_activation={kw['classifier_activation']!r}"
+            f"classifier_activation={args.classifier_activation!r}"
         )
 
 
+def _model_input(
+    input_tensor: keras.KerasTensor | None,
+    input_shape: Sequence[int | None] | None,
+    family: Family,
+    args: _Arguments,
+) -> keras.KerasTensor:
+    """The tensor the network starts from: `input_tensor`, or a new Input."""
+    if input_tensor is None:
+        inputs = keras.Input(shape=_checked_input_shape(input_shape, family, args.include_top))
+    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs = input_tensor
+        _checked_input_shape(input_tensor.shape[1:], family, args.include_top)
+    else:
+        raise ValueError(
+            "`input_tensor` must be a Keras tensor (the output of "
+            f"`keras.Input()`). Received: input_tensor={input_tensor!r}"
+        )
+    if args.weights == "imagenet" and inputs.shape[channel_axis()] != 3:
+        raise ValueError(
+            "The published weights need 3 input channels (RGB). Received: "
+            f"input_shape={tuple(inputs.shape[1:])}"
+        )
+    return inputs
+
+
 def ResNet(
-    variant,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=None,
-    classifier_activation="softmax",
-    name=None,
+    variant: str,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int | None = None,
+    classifier_activation: str | None = "softmax",
+    name: str | None = None,
     *,
-    shortcut=None,
-    version="v1",
-    zero_init_residual=False,
-    weight_decay=0.0,
-):
+    shortcut: str | None = None,
+    version: str = "v1",
+    zero_init_residual: bool = False,
+    weight_decay: float = 0.0,
+) -> keras.Model:
     """Builds a ResNet (or plain net) of the paper as a Functional model.
 
     Args:
@@ -230,64 +300,33 @@ def ResNet(
         A `keras.Model`.
     """
     variant_name = canonical_name(variant)
-    variant = VARIANTS[variant_name]
-    family = FAMILIES[variant.family]
-    kw = dict(
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
+    spec = VARIANTS[variant_name]
+    family = FAMILIES[spec.family]
+    args = _Arguments(
+        include_top=include_top, weights=weights, pooling=pooling,
         classes=family.classes if classes is None else classes,
         classifier_activation=classifier_activation,
         shortcut=family.shortcut if shortcut is None else shortcut,
-        version=version,
-        zero_init_residual=zero_init_residual,
-        weight_decay=weight_decay,
+        version=version, zero_init_residual=zero_init_residual, weight_decay=weight_decay,
     )
-    _validate(variant_name, variant, family, kw)
-    settings = BlockSettings(
-        shortcut=kw["shortcut"] if variant.residual else None,
-        version=version,
-        zero_init_residual=zero_init_residual,
-        weight_decay=weight_decay,
-    )
-
-    if input_tensor is None:
-        inputs = keras.Input(shape=_input_shape(input_shape, family, include_top))
-    elif keras.backend.is_keras_tensor(input_tensor):
-        inputs = input_tensor
-        _input_shape(input_tensor.shape[1:], family, include_top)
-    else:
-        raise ValueError(
-            "`input_tensor` must be a Keras tensor (the output of "
-            f"`keras.Input()`). Received: input_tensor={input_tensor!r}"
-        )
-
-    if weights == "imagenet" and inputs.shape[channel_axis()] != 3:
-        raise ValueError(
-            "The published weights need 3 input channels (RGB). Received: "
-            f"input_shape={tuple(inputs.shape[1:])}"
-        )
+    _check_options(variant_name, spec, args)
+    _check_weights(variant_name, args)
+    inputs = _model_input(input_tensor, input_shape, family, args)
+    settings = args.block_settings(residual=spec.residual)
     x = _stem(inputs, family, settings)
-    block_fn = BLOCKS[variant.block]
-    for stage, (filters, blocks) in enumerate(
-        zip(family.widths, variant.blocks_per_stage), start=2
-    ):
-        for i in range(1, blocks + 1):
-            # conv2_x keeps the stem's resolution; later stages halve it.
-            strides = 2 if i == 1 and stage > 2 else 1
-            x = block_fn(x, filters, strides, settings, f"conv{stage}_block{i}")
-    x = _head(x, include_top, pooling, kw, settings)
-
-    inputs = keras.utils.get_source_inputs(inputs) if input_tensor is not None else inputs
-    with _recursion_limit(50 * sum(variant.blocks_per_stage) + 1000):
-        model = keras.Model(inputs, x, name=name or variant_name)
+    x = _stages(x, spec, family, settings)
+    outputs = _head(x, args)
+    # A model on a user's `input_tensor` starts from the Input(s) it comes from.
+    sources = inputs if input_tensor is None else keras.utils.get_source_inputs(inputs)
+    with _recursion_limit(50 * sum(spec.blocks_per_stage) + 1000):
+        model = keras.Model(sources, outputs, name=name or variant_name)
     if weights is not None:
         weights_lib.load(model, weights, variant_name, include_top)
     return model
 
 
 @contextlib.contextmanager
-def _recursion_limit(limit):
+def _recursion_limit(limit: int) -> Iterator[None]:
     """Keras walks the layer graph recursively; ResNet-1202 is 4,000 layers deep."""
     previous = sys.getrecursionlimit()
     sys.setrecursionlimit(max(previous, limit))
@@ -297,7 +336,9 @@ def _recursion_limit(limit):
         sys.setrecursionlimit(previous)
 
 
-def classifier(classes, activation="softmax", weight_decay=0.0):
+def classifier(
+    classes: int, activation: str | None = "softmax", weight_decay: float = 0.0
+) -> keras.layers.Dense:
     """The fully-connected `predictions` layer of the head (Table 1: "fc").
 
     Under a mixed-precision policy it computes in float32, softmax included.
@@ -313,7 +354,8 @@ def classifier(classes, activation="softmax", weight_decay=0.0):
     )
 
 
-def _stem(x, family, settings):
+def _stem(x: keras.KerasTensor, family: Family, settings: BlockSettings) -> keras.KerasTensor:
+    """conv1 (and pool1 for ImageNet) of Table 1; the 3x3 conv of Sec. 4.2."""
     if family.stem == "cifar":
         return settings.conv_bn_relu(x, family.widths[0], 3, 1, "conv1")
     x = settings.conv_bn_relu(x, family.widths[0], 7, 2, "conv1")
@@ -322,60 +364,28 @@ def _stem(x, family, settings):
     return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
-def _head(x, include_top, pooling, kw, settings):
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        return classifier(kw["classes"], kw["classifier_activation"], settings.weight_decay)(x)
-    if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+def _stages(
+    x: keras.KerasTensor, spec: Variant, family: Family, settings: BlockSettings
+) -> keras.KerasTensor:
+    """The stacked blocks, conv2_x to conv5_x (Table 1) or the 3 CIFAR stages."""
+    block_fn = BLOCKS[spec.block]
+    for stage, (filters, blocks) in enumerate(
+        zip(family.widths, spec.blocks_per_stage), start=2
+    ):
+        for i in range(1, blocks + 1):
+            # conv2_x keeps the stem's resolution; later stages halve it.
+            strides = 2 if i == 1 and stage > 2 else 1
+            x = block_fn(x, filters, strides, settings, f"conv{stage}_block{i}")
     return x
 
 
-def _public_builder(variant_name, description):
-    """A keras.applications-style builder for one variant of the table.
-
-    Its signature is `ResNet`'s without `variant`; `weights` defaults to
-    "imagenet" where published weights exist, as in keras.applications.
-    """
-    default_weights = "imagenet" if variant_name in weights_lib.PUBLISHED else None
-    params = list(inspect.signature(ResNet).parameters.values())[1:]
-    signature = inspect.Signature(
-        [p.replace(default=default_weights) if p.name == "weights" else p for p in params]
-    )
-
-    def builder(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return ResNet(variant_name, **bound.arguments)
-
-    builder.__signature__ = signature
-    builder.__name__ = builder.__qualname__ = (
-        variant_name.replace("resnet", "ResNet").replace("plain", "Plain")
-    )
-    builder.__doc__ = (
-        f"Instantiates {description} (weights={default_weights!r} by default).\n\n"
-        "Arguments are those of `keras_resnet.ResNet`, less `variant`."
-    )
-    return builder
-
-
-ResNet18 = _public_builder("resnet18", "ResNet-18 (paper Table 1)")
-ResNet34 = _public_builder("resnet34", "ResNet-34 (paper Table 1)")
-ResNet50 = _public_builder("resnet50", "ResNet-50 (paper Table 1)")
-ResNet101 = _public_builder("resnet101", "ResNet-101 (paper Table 1)")
-ResNet152 = _public_builder("resnet152", "ResNet-152 (paper Table 1)")
-Plain18 = _public_builder("plain18", "plain-18, ResNet-18 without shortcuts")
-Plain34 = _public_builder("plain34", "plain-34, ResNet-34 without shortcuts")
-ResNet20 = _public_builder("resnet20", "CIFAR ResNet-20 (paper Sec. 4.2)")
-ResNet32 = _public_builder("resnet32", "CIFAR ResNet-32 (paper Sec. 4.2)")
-ResNet44 = _public_builder("resnet44", "CIFAR ResNet-44 (paper Sec. 4.2)")
-ResNet56 = _public_builder("resnet56", "CIFAR ResNet-56 (paper Sec. 4.2)")
-ResNet110 = _public_builder("resnet110", "CIFAR ResNet-110 (paper Sec. 4.2)")
-ResNet1202 = _public_builder("resnet1202", "CIFAR ResNet-1202 (paper Sec. 4.2)")
-Plain20 = _public_builder("plain20", "CIFAR plain-20 (paper Sec. 4.2, Fig. 6)")
-Plain32 = _public_builder("plain32", "CIFAR plain-32 (paper Sec. 4.2, Fig. 6)")
-Plain44 = _public_builder("plain44", "CIFAR plain-44 (paper Sec. 4.2, Fig. 6)")
-Plain56 = _public_builder("plain56", "CIFAR plain-56 (paper Sec. 4.2, Fig. 6)")
-Plain110 = _public_builder("plain110", "CIFAR plain-110 (paper Sec. 4.2, Fig. 6)")
+def _head(x: keras.KerasTensor, args: _Arguments) -> keras.KerasTensor:
+    """Global average pooling and the fc classifier, or the pooling asked for."""
+    if args.include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return classifier(args.classes, args.classifier_activation, args.weight_decay)(x)
+    if args.pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if args.pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x

@@ -14,9 +14,11 @@ files (of keras.applications models or of ours).
 import dataclasses
 import io
 import json
-import os
 import re
 import zipfile
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
 
 import h5py
 import keras
@@ -42,26 +44,24 @@ class _NotWeights(Exception):
     """A readable file that is no weights file (the reason, without the path)."""
 
 
-def exists(path):
-    return os.path.exists(path)
-
-
-def check_published(name, kw):
-    """Raises ValueError unless `weights="imagenet"` fits the model `kw` builds."""
+def check_published(
+    name: str, *, include_top: bool, classes: int, shortcut: str, version: str
+) -> None:
+    """Raises ValueError unless `weights="imagenet"` fits the model these build."""
     if name not in PUBLISHED:
         raise ValueError(
             f"No published 'imagenet' weights for {name}; models that have them: "
             f"{', '.join(PUBLISHED)}. Use weights=None or the path to a weights file."
         )
-    if kw["include_top"] and kw["classes"] != 1000:
+    if include_top and classes != 1000:
         raise ValueError(
             "If using weights='imagenet' with include_top=True, `classes` "
-            f"should be 1000. Received: classes={kw['classes']}"
+            f"should be 1000. Received: classes={classes}"
         )
-    if kw["shortcut"] != "B" or kw["version"] != "v1":
+    if shortcut != "B" or version != "v1":
         raise ValueError(
             f"The published {name} weights are for shortcut='B', version='v1'. "
-            f"Received: shortcut={kw['shortcut']!r}, version={kw['version']!r}"
+            f"Received: shortcut={shortcut!r}, version={version!r}"
         )
 
 
@@ -77,7 +77,7 @@ def fetch(name: str, include_top: bool) -> str:
 # Weight files ----------------------------------------------------------------
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class StoredWeights:
     """What a weights file holds, by layer name.
 
@@ -87,17 +87,17 @@ class StoredWeights:
     the file, where the file says (`.keras` configs; legacy files).
     """
 
-    layers: dict
-    epsilons: dict
+    layers: Mapping[str, dict[str, np.ndarray] | list[np.ndarray]]
+    epsilons: dict[str, float]
 
 
-def load(model, weights, variant_name, include_top):
+def load(model: keras.Model, weights: str, variant_name: str, include_top: bool) -> None:
     """Loads `weights` ("imagenet" or a path) into `model`, all or nothing."""
     path = fetch(variant_name, include_top) if weights == "imagenet" else weights
     assign(model, path, read_weights(path, model))
 
 
-def read_weights(path: str, model=None) -> StoredWeights:
+def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
     """Reads any accepted weights file; ValueError naming it if it cannot.
 
     `model` maps the groups of Keras 3 files from before Keras stored layer
@@ -111,7 +111,7 @@ def read_weights(path: str, model=None) -> StoredWeights:
                 if "layer_names" in f.attrs or "model_weights" in f:
                     return _read_legacy(f)
                 if "layers" in f or "vars" in f:
-                    return StoredWeights(_read_keras_h5(f, model), {})
+                    return StoredWeights(layers=_read_keras_h5(f, model), epsilons={})
             raise _NotWeights("an HDF5 file with neither Keras layout")
         reason = "neither an HDF5 file nor a zip archive"
     except _NotWeights as e:
@@ -121,27 +121,28 @@ def read_weights(path: str, model=None) -> StoredWeights:
     raise ValueError(f"Weights file {path} is corrupt or unreadable: {reason}. {ACCEPTED_FILES}")
 
 
-def _decode(names):
+def _as_strings(names: Iterable[Any]) -> list[str]:
+    """HDF5 attributes as str: h5py gives bytes or numpy strings."""
     return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _read_legacy(f) -> StoredWeights:
+def _read_legacy(f: h5py.File) -> StoredWeights:
     """The legacy layout: root attribute `layer_names`; one group per layer
     whose attribute `weight_names` lists its datasets ("conv1_conv/kernel:0").
     Whole-model files keep the same under the group `model_weights`."""
     root = f if "layer_names" in f.attrs else f["model_weights"]
     layers = {}
-    for layer_name in _decode(root.attrs["layer_names"]):
+    for layer_name in _as_strings(root.attrs["layer_names"]):
         group = root[layer_name]
-        names = _decode(group.attrs.get("weight_names", []))
+        names = _as_strings(group.attrs.get("weight_names", []))
         if names:
             layers[layer_name] = {
                 n.split("/")[-1].split(":")[0]: np.asarray(group[n]) for n in names
             }
-    return StoredWeights(layers, dict.fromkeys(layers, LEGACY_BN_EPSILON))
+    return StoredWeights(layers=layers, epsilons=dict.fromkeys(layers, LEGACY_BN_EPSILON))
 
 
-def _read_keras_archive(path, model) -> StoredWeights:
+def _read_keras_archive(path: str, model: keras.Model | None) -> StoredWeights:
     """A `.keras` zip: `model.weights.h5`, and BN epsilons from `config.json`."""
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -151,7 +152,7 @@ def _read_keras_archive(path, model) -> StoredWeights:
         config = json.loads(archive.read("config.json")) if "config.json" in names else {}
     epsilons = {}
 
-    def walk(node):  # the config nests models in models
+    def walk(node: Any) -> None:  # the config nests models in models
         if isinstance(node, dict):
             if node.get("class_name") == "BatchNormalization":
                 epsilons[node["config"]["name"]] = node["config"]["epsilon"]
@@ -163,10 +164,10 @@ def _read_keras_archive(path, model) -> StoredWeights:
 
     walk(config)
     with h5py.File(data, "r") as f:
-        return StoredWeights(_read_keras_h5(f, model), epsilons)
+        return StoredWeights(layers=_read_keras_h5(f, model), epsilons=epsilons)
 
 
-def _read_keras_h5(f, model) -> dict:
+def _read_keras_h5(f: h5py.File, model: keras.Model | None) -> dict[str, list[np.ndarray]]:
     """{layer name: [arrays]} of a Keras 3 weights file.
 
     Keras 3 stores a layer's variables as `layers/<class>_<n>/vars/<i>`; since
@@ -177,7 +178,7 @@ def _read_keras_h5(f, model) -> dict:
     by_position = _keras_groups(model) if model is not None else {}
     layers = {}
 
-    def visit(key, item):  # returns None, or visititems would stop
+    def visit(key: str, item: Any) -> None:  # returns None, or visititems would stop
         if not (isinstance(item, h5py.Group) and key.startswith("layers/") and key.endswith("/vars")):
             return
         name = item.attrs.get("name")
@@ -194,16 +195,17 @@ def _read_keras_h5(f, model) -> dict:
     return layers
 
 
-def _snake_case(name):
+def _snake_case(name: str) -> str:
     """Keras' group name for a class: "Conv2D" -> "conv2d"."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras_groups(model) -> dict:
+def _keras_groups(model: keras.Model) -> dict[str, str]:
     """{group path: layer name} of what `model.save_weights` writes: Keras
     names a layer's group by its class and position (`layers/conv2d_3`)."""
-    groups, used = {}, {}
+    groups: dict[str, str] = {}
+    used: dict[str, int] = {}
     for layer in model.layers:
         base = _snake_case(type(layer).__name__)
         groups[base if base not in used else f"{base}_{used[base]}"] = layer.name
@@ -211,13 +213,13 @@ def _keras_groups(model) -> dict:
     return {f"layers/{group}": name for group, name in groups.items()}
 
 
-def _mismatch(path, message):
+def _mismatch_error(path: str, message: str) -> ValueError:
     return ValueError(f"Weights file {path} does not fit the model: {message}")
 
 
-def _blocks_per_stage(names) -> tuple:
+def _blocks_per_stage(names: Iterable[str]) -> tuple[int, ...]:
     """Blocks per stage, from keras.applications-style names `conv3_block4_...`."""
-    stages = {}
+    stages: dict[int, int] = {}
     for name in names:
         match = re.match(r"conv(\d+)_block(\d+)_", name)
         if match:
@@ -226,20 +228,20 @@ def _blocks_per_stage(names) -> tuple:
     return tuple(stages[s] for s in sorted(stages))
 
 
-def assign(model, path: str, stored: StoredWeights):
+def assign(model: keras.Model, path: str, stored: StoredWeights) -> None:
     """Assigns `stored` to `model` by layer name, folding conv biases and BN
     epsilon; refuses (assigning nothing) unless every weight fits."""
     weighted = [layer for layer in model.layers if layer.weights]
     ours, theirs = _blocks_per_stage(l.name for l in weighted), _blocks_per_stage(stored.layers)
     if theirs and ours != theirs:
-        raise _mismatch(
+        raise _mismatch_error(
             path, f"the file is for another depth: its stages have {theirs} "
             f"blocks, the model's have {ours}."
         )
     names = {layer.name for layer in weighted}
     extra = [n for n in stored.layers if n not in names and n not in HEAD_LAYERS]
     if extra:
-        raise _mismatch(
+        raise _mismatch_error(
             path, f"the file has layer {extra[0]!r}, which the model lacks "
             f"({len(extra)} such layers)."
         )
@@ -247,13 +249,13 @@ def assign(model, path: str, stored: StoredWeights):
     for layer in weighted:
         if layer.name not in stored.layers:
             hint = " (the file has no top: use include_top=False)" if layer.name in HEAD_LAYERS else ""
-            raise _mismatch(path, f"layer {layer.name!r} is missing from the file{hint}.")
-        values = _named(layer, stored.layers[layer.name], path)
+            raise _mismatch_error(path, f"layer {layer.name!r} is missing from the file{hint}.")
+        values = _weights_by_name(layer, stored.layers[layer.name], path)
         if isinstance(layer, keras.layers.BatchNormalization):
             _fold_into_bn(layer, values, stored)
         elif isinstance(layer, keras.layers.Conv2D) and not layer.use_bias and "bias" in values:
             if _bn_name(layer.name) not in names:
-                raise _mismatch(
+                raise _mismatch_error(
                     path, f"layer {layer.name!r} has a conv bias in the file, which "
                     "the model's bias-free conv cannot take (no BN follows to fold it into)."
                 )
@@ -261,20 +263,22 @@ def assign(model, path: str, stored: StoredWeights):
         for variable in layer.weights:
             value = values.pop(variable.name, None)
             if value is None:
-                raise _mismatch(path, f"layer {layer.name!r} weight {variable.name!r} is missing from the file.")
+                raise _mismatch_error(path, f"layer {layer.name!r} weight {variable.name!r} is missing from the file.")
             if tuple(value.shape) != tuple(variable.shape):
-                raise _mismatch(
+                raise _mismatch_error(
                     path, f"layer {layer.name!r} weight {variable.name!r} has shape "
                     f"{tuple(variable.shape)}, the file has {tuple(value.shape)}."
                 )
             assignments.append((variable, value))
         if values:
-            raise _mismatch(path, f"layer {layer.name!r} has no weight {sorted(values)[0]!r}, which the file has.")
+            raise _mismatch_error(path, f"layer {layer.name!r} has no weight {sorted(values)[0]!r}, which the file has.")
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
 
 
-def _named(layer, values, path) -> dict:
+def _weights_by_name(
+    layer: keras.layers.Layer, values: dict[str, np.ndarray] | list[np.ndarray], path: str
+) -> dict[str, np.ndarray]:
     """{weight name: array}; Keras 3 files list a layer's arrays in the order
     its build() creates them: a conv's kernel, then its bias."""
     if isinstance(values, dict):
@@ -283,25 +287,26 @@ def _named(layer, values, path) -> dict:
     if isinstance(layer, keras.layers.Conv2D) and len(values) == len(names) + 1:
         names.append("bias")
     if len(values) != len(names):
-        raise _mismatch(
+        raise _mismatch_error(
             path, f"layer {layer.name!r} has {len(names)} weights "
             f"({', '.join(names)}), the file has {len(values)}."
         )
     return dict(zip(names, values))
 
 
-def _bn_name(conv_name):
+def _bn_name(conv_name: str) -> str | None:
     return conv_name[: -len("_conv")] + "_bn" if conv_name.endswith("_conv") else None
 
 
-def _fold_into_bn(bn, values, stored):
+def _fold_into_bn(
+    bn: keras.layers.BatchNormalization, values: dict[str, np.ndarray], stored: StoredWeights
+) -> None:
     """Moves the preceding conv's bias and the file's epsilon into BN stats.
 
     The file's epsilon is what it says (legacy files, `.keras` configs); for
     a `.weights.h5` file, keras.applications' where the conv has a bias.
     """
-    conv_name = bn.name[: -len("_bn")] + "_conv" if bn.name.endswith("_bn") else None
-    conv = stored.layers.get(conv_name)
+    conv = stored.layers.get(bn.name[: -len("_bn")] + "_conv") if bn.name.endswith("_bn") else None
     bias = None
     if isinstance(conv, dict):
         bias = conv.get("bias")

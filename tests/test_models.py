@@ -26,21 +26,59 @@ def test_layer_names_equal_keras_applications(depth):
     assert names(ours) == names(theirs)
 
 
-def test_list_models_and_public_builders():
+# The 18 builders keras_resnet exports, as README lists them.
+BUILDERS = [
+    "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "Plain18", "Plain34",
+    "ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202",
+    "Plain20", "Plain32", "Plain44", "Plain56", "Plain110",
+]
+
+
+def test_list_models_and_get_model():
     names = keras_resnet.list_models()
     assert len(names) == len(set(names)) == 22
     assert names[:5] == ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
-    for public in ["ResNet18", "ResNet1202", "Plain34", "Plain110"]:
-        builder = getattr(keras_resnet, public)
-        assert builder.__name__ == public
-        assert public.lower() in names
-    # keras.applications defaults: "imagenet" weights where they are published.
-    default = lambda b: inspect.signature(b).parameters["weights"].default
-    assert default(keras_resnet.ResNet50) == "imagenet" and default(keras_resnet.ResNet18) is None
-    positional = keras_resnet.ResNet50(False, None, None, (64, 64, 3), "avg")
-    assert positional.output.shape == (None, 2048)
+    assert {b.lower() for b in BUILDERS} <= set(names)
     model = keras_resnet.get_model("ResNet-20")
     assert model.name == "resnet20" and model.output.shape == (None, 10)
+
+
+@pytest.mark.parametrize("public", BUILDERS)
+def test_public_builder_signature_is_resnets(public):
+    builder = getattr(keras_resnet, public)
+    assert builder.__name__ == public and builder.__module__ == "keras_resnet.applications"
+    assert "paper" in builder.__doc__
+    # keras.applications defaults: "imagenet" weights where they are published.
+    published = public in ("ResNet50", "ResNet101", "ResNet152")
+    params = list(inspect.signature(keras_resnet.ResNet).parameters.values())
+    assert params[0].name == "variant"
+    expected = [
+        p.replace(default="imagenet" if published else None) if p.name == "weights" else p
+        for p in params[1:]
+    ]
+    assert inspect.signature(builder) == inspect.signature(keras_resnet.ResNet).replace(
+        parameters=expected
+    )
+
+
+@pytest.mark.parametrize("public", BUILDERS)
+def test_public_builder_passes_every_argument_to_resnet(public, monkeypatch):
+    # Each builder builds its own variant, all arguments passed through
+    # (the variants' parameter counts are checked in test_complexity.py).
+    calls = []
+    monkeypatch.setattr(
+        keras_resnet.applications, "ResNet", lambda *args, **kwargs: calls.append((args, kwargs))
+    )
+    params = list(inspect.signature(keras_resnet.ResNet).parameters)[1:]
+    positional, keyword = params[:8], params[8:]
+    getattr(keras_resnet, public)(*positional, **{p: p for p in keyword})
+    arguments = inspect.signature(keras_resnet.ResNet).bind(*calls[0][0], **calls[0][1]).arguments
+    assert arguments == {"variant": public.lower(), **{p: p for p in params}}
+
+
+def test_public_builders_positional_arguments():
+    model = keras_resnet.ResNet50(False, None, None, (64, 64, 3), "avg")
+    assert model.output.shape == (None, 2048)
 
 
 @pytest.mark.parametrize("name", [n for n in models.VARIANTS if not n.endswith("1202")])
