@@ -34,7 +34,7 @@ _LEGEND = (
 )
 
 
-def _compare(ours, paper, scale, paper_spec):
+def _comparison_cells(ours: float, paper: float | None, scale: float, paper_spec: str) -> str:
     """Cells: our figure, the paper's (or "-"), and how far ours is from it."""
     if paper is None:
         return f"{ours / scale:>10.3f}{'-':>7}{'-':>8}"
@@ -42,18 +42,18 @@ def _compare(ours, paper, scale, paper_spec):
     return f"{ours / scale:>10.3f}{format(paper / scale, paper_spec):>7}{diff:>8}"
 
 
-def format_row(c):
+def format_row(measured: complexity.Complexity) -> str:
     """One line of the table for a `complexity.Complexity`."""
-    errors = [f"{e:.2f}" for e in (c.paper.top1, c.paper.top5) if e is not None]
+    errors = [f"{e:.2f}" for e in (measured.paper.top1, measured.paper.top5) if e is not None]
     return (
-        f"{c.name:<11}{c.family:<9}{c.input_size:>6}"
-        + _compare(c.params, c.paper.params, 1e6, ".2f")
-        + _compare(c.flops, c.paper.flops, 1e9, ".1f")
+        f"{measured.name:<11}{measured.family:<9}{measured.input_size:>6}"
+        + _comparison_cells(measured.params, measured.paper.params, 1e6, ".2f")
+        + _comparison_cells(measured.flops, measured.paper.flops, 1e9, ".1f")
         + f"  {'/'.join(errors) or '-'}"
     )
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:

@@ -7,6 +7,7 @@ shortcut, `..._add`, `..._out`), so weights and user code carry over.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import keras
 
@@ -23,7 +24,7 @@ SHORTCUT_OPTIONS = ("A", "B", "C")
 VERSIONS = ("v1", "v1.5")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class BlockSettings:
     """What every block of one model shares.
 
@@ -44,12 +45,21 @@ class BlockSettings:
     weight_decay: float = 0.0
 
     @property
-    def regularizer(self):
+    def regularizer(self) -> keras.regularizers.Regularizer | None:
+        """The kernels' L2 loss of `weight_decay`, or None without decay."""
         if not self.weight_decay:
             return None
         return keras.regularizers.L2(self.weight_decay / 2)
 
-    def conv_bn(self, x, filters, kernel_size, strides, name, zero_gamma=False):
+    def conv_bn(
+        self,
+        x: keras.KerasTensor,
+        filters: int,
+        kernel_size: int,
+        strides: int,
+        name: str,
+        zero_gamma: bool = False,
+    ) -> keras.KerasTensor:
         """Conv (no bias: BN follows) and BN, named `{name}_conv`/`{name}_bn`.
 
         A strided conv wider than 1x1 pads symmetrically (`{name}_pad`), as
@@ -81,11 +91,16 @@ class BlockSettings:
             name=f"{name}_bn",
         )(x)
 
-    def conv_bn_relu(self, x, filters, kernel_size, strides, name):
+    def conv_bn_relu(
+        self, x: keras.KerasTensor, filters: int, kernel_size: int, strides: int, name: str
+    ) -> keras.KerasTensor:
+        """`conv_bn`, then a ReLU named `{name}_relu`."""
         x = self.conv_bn(x, filters, kernel_size, strides, name)
         return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
-    def shortcut_and_add(self, x, residual, strides, name):
+    def shortcut_and_add(
+        self, x: keras.KerasTensor, residual: keras.KerasTensor, strides: int, name: str
+    ) -> keras.KerasTensor:
         """Adds the shortcut of `x` to `residual`; then the block's ReLU."""
         filters = residual.shape[channel_axis()]
         if self.shortcut is None:
@@ -100,7 +115,9 @@ class BlockSettings:
         return keras.layers.Activation("relu", name=f"{name}_out")(out)
 
 
-def basic_block(x, filters, strides, settings, name):
+def basic_block(
+    x: keras.KerasTensor, filters: int, strides: int, settings: BlockSettings, name: str
+) -> keras.KerasTensor:
     """Two 3x3 convs (Fig. 5 left); the stride sits on the first."""
     y = settings.conv_bn_relu(x, filters, 3, strides, f"{name}_1")
     y = settings.conv_bn(
@@ -109,7 +126,9 @@ def basic_block(x, filters, strides, settings, name):
     return settings.shortcut_and_add(x, y, strides, name)
 
 
-def bottleneck_block(x, filters, strides, settings, name):
+def bottleneck_block(
+    x: keras.KerasTensor, filters: int, strides: int, settings: BlockSettings, name: str
+) -> keras.KerasTensor:
     """1x1 reduce, 3x3, 1x1 expand to 4 * filters (Fig. 5 right)."""
     stride_1x1, stride_3x3 = (
         (strides, 1) if settings.version == "v1" else (1, strides)
@@ -122,4 +141,6 @@ def bottleneck_block(x, filters, strides, settings, name):
     return settings.shortcut_and_add(x, y, strides, name)
 
 
-BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+# A block: (input, filters, strides, settings, name) -> output.
+Block = Callable[[keras.KerasTensor, int, int, BlockSettings, str], keras.KerasTensor]
+BLOCKS: dict[str, Block] = {"basic": basic_block, "bottleneck": bottleneck_block}

@@ -14,7 +14,7 @@ import keras
 from keras_resnet import models
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PaperFigures:
     """One model's figures in the paper; None where the paper gives none.
 
@@ -61,7 +61,7 @@ _COUNTED = (
 )
 
 
-def count_params(model, trainable_only=True):
+def count_params(model: keras.Model, trainable_only: bool = True) -> int:
     """Number of parameters of `model`.
 
     By default only the trainable ones, which is what paper Table 6 counts:
@@ -71,7 +71,7 @@ def count_params(model, trainable_only=True):
     return sum(math.prod(w.shape) for w in weights)
 
 
-def count_flops(model):
+def count_flops(model: keras.Model) -> int:
     """Multiply-adds of one forward pass of one image, as the paper counts.
 
     Counts the conv layers (Conv1D/2D/3D, grouped and depthwise included)
@@ -88,11 +88,11 @@ def count_flops(model):
         if isinstance(layer, keras.Model):
             total += count_flops(layer)
         elif isinstance(layer, _COUNTED):
-            total += _positions(layer, model) * math.prod(layer.kernel.shape)
+            total += _kernel_positions(layer, model) * math.prod(layer.kernel.shape)
     return total
 
 
-def _positions(layer, model):
+def _kernel_positions(layer: keras.layers.Layer, model: keras.Model) -> int:
     """How many times `layer`'s kernel is applied to one image."""
     shape = list(layer.output.shape[1:])  # Without the batch axis.
     channels_first = getattr(layer, "data_format", None) == "channels_first"
@@ -107,7 +107,7 @@ def _positions(layer, model):
     return math.prod(shape)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Complexity:
     """One model's measured size and cost, and the paper's figures for it."""
 
@@ -119,7 +119,7 @@ class Complexity:
     paper: PaperFigures
 
 
-def measure(name, image_size=None):
+def measure(name: str, image_size: int | None = None) -> Complexity:
     """Builds model `name` (weights=None) and measures it.
 
     Args:
@@ -134,5 +134,10 @@ def measure(name, image_size=None):
     if size != models.FAMILIES[family].default_size:
         paper = dataclasses.replace(paper, flops=None)  # Given for 224x224.
     return Complexity(
-        model.name, family, size, count_params(model), count_flops(model), paper
+        name=model.name,
+        family=family,
+        input_size=size,
+        params=count_params(model),
+        flops=count_flops(model),
+        paper=paper,
     )

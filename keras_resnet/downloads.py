@@ -15,8 +15,13 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from typing import Any
+from typing import TypeVar
 
 from keras_resnet import files
+
+_Result = TypeVar("_Result")
 
 # A base URL (http, https or file) used instead of the published locations:
 # every file, weights and imagenet_class_index.json, is looked up there by name.
@@ -69,7 +74,8 @@ def base_url(default: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _timeout() -> float:
+def _timeout_seconds() -> float:
+    """`$KERAS_RESNET_DOWNLOAD_TIMEOUT`, else the default; ValueError unless > 0."""
     value = os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT_S
     try:
         seconds = float(value)
@@ -102,10 +108,10 @@ def download(fname: str, default_base: str, local_use: str) -> str:
         f"Download it where you can and pass its path: {local_use}; or set "
         f"{URL_VARIABLE} to a folder (http://, https:// or file://) that holds it."
     )
-    timeout = _timeout()
+    timeout = _timeout_seconds()
     try:
         with files.atomic_path(path) as staging:
-            got = _stream(url, staging, timeout)
+            got = _streamed_md5(url, staging, timeout)
             if got != expected:
                 raise ValueError(
                     f"The file downloaded from {url} has md5 {got}, not the "
@@ -117,6 +123,7 @@ def download(fname: str, default_base: str, local_use: str) -> str:
 
 
 def _md5(path: str) -> str:
+    """The md5 of the file at `path`, as a hex string."""
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -124,13 +131,13 @@ def _md5(path: str) -> str:
     return digest.hexdigest()
 
 
-def _stream(url: str, path: str, timeout: float) -> str:
-    """Copies `url` into `path` and returns its md5."""
-    response = _network(timeout, urllib.request.urlopen, url, timeout=timeout)
+def _streamed_md5(url: str, path: str, timeout: float) -> str:
+    """The md5 of the file at `url`, which it copies into `path`."""
+    response = _network_call(timeout, urllib.request.urlopen, url, timeout=timeout)
     digest, received = hashlib.md5(), 0
     with response, open(path, "wb") as out:
         length = response.headers.get("Content-Length")
-        while chunk := _network(timeout, response.read, 1 << 20):
+        while chunk := _network_call(timeout, response.read, 1 << 20):
             out.write(chunk)
             digest.update(chunk)
             received += len(chunk)
@@ -139,17 +146,20 @@ def _stream(url: str, path: str, timeout: float) -> str:
     return digest.hexdigest()
 
 
-def _network(seconds: float, call, *args, **kwargs):
+def _network_call(
+    seconds: float, call: Callable[..., _Result], *args: Any, **kwargs: Any
+) -> _Result:
     """`call(...)`, its network errors raised as `_Interrupted`; `seconds`
     is the timeout, for the message."""
     try:
         return call(*args, **kwargs)
     except (OSError, http.client.HTTPException) as e:
-        reason = _reason(e, seconds)
+        reason = _failure_reason(e, seconds)
     raise _Interrupted(reason)  # outside `except`: no OSError context
 
 
-def _reason(error: Exception, timeout: float) -> str:
+def _failure_reason(error: Exception, timeout: float) -> str:
+    """Why a download failed, in a few words."""
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP error {error.code} {error.reason}"
     if isinstance(error, urllib.error.URLError) and isinstance(error.reason, Exception):

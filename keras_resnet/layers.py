@@ -5,13 +5,16 @@
 for increasing dimensions", subsampled by striding when the feature map halves.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
 PACKAGE = "keras_resnet"
 
 
-def standardize_data_format(data_format=None):
+def standardize_data_format(data_format: str | None = None) -> str:
+    """`data_format`, or Keras' image data format if None; ValueError if unknown."""
     data_format = data_format or keras.config.image_data_format()
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(
@@ -21,7 +24,7 @@ def standardize_data_format(data_format=None):
     return data_format
 
 
-def channel_axis(data_format=None):
+def channel_axis(data_format: str | None = None) -> int:
     """The channel axis of a 4D image tensor for `data_format`."""
     return -1 if standardize_data_format(data_format) == "channels_last" else 1
 
@@ -34,7 +37,9 @@ class ZeroPadShortcut(keras.layers.Layer):
     that stride reads) and appends zero channels up to `filters`.
     """
 
-    def __init__(self, filters, strides=1, data_format=None, **kwargs):
+    def __init__(
+        self, filters: int, strides: int = 1, data_format: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if int(filters) < 1 or int(strides) < 1:
             raise ValueError(
@@ -45,10 +50,11 @@ class ZeroPadShortcut(keras.layers.Layer):
         self.strides = int(strides)
         self.data_format = standardize_data_format(data_format)
 
-    def _spatial_out(self, size):
+    def _output_size(self, size: int | None) -> int | None:
+        """The output's height (or width) for an input `size`: ceil(size / strides)."""
         return None if size is None else -(-size // self.strides)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         shape = list(input_shape)
         axis = channel_axis(self.data_format) % 4
         channels = shape[axis]
@@ -59,11 +65,11 @@ class ZeroPadShortcut(keras.layers.Layer):
             )
         spatial = (1, 2) if axis == 3 else (2, 3)
         for i in spatial:
-            shape[i] = self._spatial_out(shape[i])
+            shape[i] = self._output_size(shape[i])
         shape[axis] = self.filters
         return tuple(shape)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         s = self.strides
         if self.data_format == "channels_last":
             x = inputs[:, ::s, ::s, :] if s > 1 else inputs
@@ -75,7 +81,7 @@ class ZeroPadShortcut(keras.layers.Layer):
             paddings = [[0, 0], [0, extra], [0, 0], [0, 0]]
         return ops.pad(x, paddings) if extra else x
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             filters=self.filters,

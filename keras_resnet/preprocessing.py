@@ -10,10 +10,16 @@ preprocessing it was trained with and takes raw RGB images in [0, 255].
 """
 
 import json
+import os
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
+from numpy.typing import ArrayLike
 
 from keras_resnet.downloads import download
 from keras_resnet.layers import PACKAGE
@@ -27,7 +33,12 @@ CLASS_INDEX = "imagenet_class_index.json"
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
 
 
-def _caffe(x, data_format, to_array, flip):
+def _caffe_preprocessed(
+    x: Any,
+    data_format: str | None,
+    to_array: Callable[[Any], Any],
+    flip: Callable[[Any, int], Any],
+) -> Any:
     """RGB->BGR and mean subtraction, written once for NumPy and tensors."""
     axis = channel_axis(data_format)
     mean = np.asarray(IMAGENET_BGR_MEAN, dtype="float32")
@@ -36,7 +47,7 @@ def _caffe(x, data_format, to_array, flip):
     return flip(to_array(x), axis) - mean
 
 
-def preprocess_input(x, data_format=None):
+def preprocess_input(x: Any, data_format: str | None = None) -> Any:
     """Preprocesses RGB images in [0, 255] for the published ImageNet weights.
 
     Like keras.applications.resnet.preprocess_input ("caffe" mode): channels
@@ -45,10 +56,10 @@ def preprocess_input(x, data_format=None):
     tensor gives a tensor.
     """
     if isinstance(x, (np.ndarray, list, tuple)) or np.isscalar(x):
-        return _caffe(
+        return _caffe_preprocessed(
             x, data_format, lambda a: np.asarray(a, "float32"), np.flip
         )
-    return _caffe(
+    return _caffe_preprocessed(
         x,
         data_format,
         lambda t: ops.cast(t, "float32"),
@@ -56,7 +67,7 @@ def preprocess_input(x, data_format=None):
     )
 
 
-def compute_pixel_mean(images):
+def compute_pixel_mean(images: np.ndarray | Iterable[Any]) -> np.ndarray:
     """The per-pixel mean image (H, W, C), float32, of a training set.
 
     `images` is an array (N, H, W, C) or an iterable of such batches (e.g. a
@@ -64,19 +75,20 @@ def compute_pixel_mean(images):
     """
     if hasattr(images, "shape"):
         return np.asarray(images, "float64").mean(axis=0).astype("float32")
-    total, count = None, 0
+    total: np.ndarray | None = None
+    count = 0
     for batch in images:
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
         batch = np.asarray(batch, "float64")
         total = batch.sum(axis=0) if total is None else total + batch.sum(axis=0)
         count += batch.shape[0]
-    if not count:
+    if not count or total is None:
         raise ValueError("compute_pixel_mean received no images.")
     return (total / count).astype("float32")
 
 
-def preprocess_cifar(x, pixel_mean):
+def preprocess_cifar(x: ArrayLike, pixel_mean: ArrayLike) -> np.ndarray:
     """Subtracts the training set's per-pixel mean (paper Sec. 4.2)."""
     return np.asarray(x, "float32") - np.asarray(pixel_mean, "float32")
 
@@ -97,12 +109,20 @@ class MeanSubtraction(keras.layers.Layer):
         mean_shape: the shape of `mean`, when it comes from saved weights.
     """
 
-    def __init__(self, mean=None, reverse_channels=False, data_format=None, mean_shape=None, **kwargs):
+    def __init__(
+        self,
+        mean: ArrayLike | None = None,
+        reverse_channels: bool = False,
+        data_format: str | None = None,
+        mean_shape: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if mean is None and mean_shape is None:
             raise ValueError("MeanSubtraction needs `mean` (or `mean_shape` to load it). Received neither.")
         self._initial = None if mean is None else np.asarray(mean, dtype="float32")
-        self.mean_shape = tuple(self._initial.shape if mean is not None else mean_shape)
+        shape = mean_shape if self._initial is None else self._initial.shape
+        self.mean_shape = tuple(shape or ())
         if len(self.mean_shape) not in (1, 3):
             raise ValueError(
                 "`mean` must have shape (channels,) or (height, width, channels) "
@@ -111,7 +131,7 @@ class MeanSubtraction(keras.layers.Layer):
         self.reverse_channels = bool(reverse_channels)
         self.data_format = standardize_data_format(data_format)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         self._mean = self.add_weight(
             shape=self.mean_shape, initializer="zeros", trainable=False, name="mean"
         )
@@ -119,25 +139,25 @@ class MeanSubtraction(keras.layers.Layer):
             self._mean.assign(self._initial)
 
     @property
-    def mean(self):
+    def mean(self) -> np.ndarray | None:
         """The mean subtracted, as a NumPy array."""
         return ops.convert_to_numpy(self._mean) if self.built else self._initial
 
-    def load_own_variables(self, store):
+    def load_own_variables(self, store: Any) -> None:
         if not len(store.keys()) and self._initial is not None:
             return  # a file from before the mean was a weight: it is in the config
         super().load_own_variables(store)
 
-    def call(self, inputs):
+    def call(self, inputs: Any) -> Any:
         x = ops.cast(inputs, self.compute_dtype)
         if self.reverse_channels:
             x = ops.flip(x, axis=channel_axis(self.data_format))
         return x - ops.cast(self._mean, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             mean_shape=list(self.mean_shape),
@@ -147,7 +167,7 @@ class MeanSubtraction(keras.layers.Layer):
         return config
 
 
-def caffe_preprocessing(name="preprocessing"):
+def caffe_preprocessing(name: str = "preprocessing") -> MeanSubtraction:
     """The `MeanSubtraction` of the published ImageNet weights."""
     data_format = keras.config.image_data_format()
     mean = np.asarray(IMAGENET_BGR_MEAN, "float32")
@@ -156,13 +176,13 @@ def caffe_preprocessing(name="preprocessing"):
     return MeanSubtraction(mean, reverse_channels=True, name=name)
 
 
-def with_preprocessing(model, layer):
+def with_preprocessing(model: keras.Model, layer: keras.layers.Layer) -> keras.Model:
     """A model taking raw RGB images in [0, 255]: `layer`, then `model`."""
     inputs = keras.Input(shape=model.input_shape[1:], name="images")
     return keras.Model(inputs, model(layer(inputs)), name=model.name)
 
 
-def read_class_index(path: str) -> list:
+def read_class_index(path: str) -> list[tuple[str, str]]:
     """(wordnet_id, name) per class from a class index JSON file in the
     keras.applications layout: {"0": ["n01440764", "tench"], ...}."""
     try:
@@ -181,7 +201,12 @@ def read_class_index(path: str) -> list:
     )
 
 
-def decode_predictions(preds, top=5, class_names=None, class_index=None):
+def decode_predictions(
+    preds: Any,
+    top: int = 5,
+    class_names: Sequence[str] | None = None,
+    class_index: str | os.PathLike | None = None,
+) -> list[list[tuple[Any, str, float]]]:
     """The `top` classes of each prediction, best first.
 
     Args:
@@ -204,7 +229,7 @@ def decode_predictions(preds, top=5, class_names=None, class_index=None):
             f"class_names={class_names!r:.60}, class_index={class_index!r}"
         )
     if class_names is not None:
-        labels = [(i, str(n)) for i, n in enumerate(class_names)]
+        labels: list[tuple[Any, str]] = [(i, str(n)) for i, n in enumerate(class_names)]
     else:
         if class_index is None:
             class_index = download(
