@@ -25,7 +25,6 @@ from keras_resnet.models import FAMILIES
 from keras_resnet.models import VARIANTS
 from keras_resnet.models import ResNet
 from keras_resnet.models import canonical_name
-from keras_resnet.models import family_of
 from keras_resnet.models import get_model
 from keras_resnet.models import list_models
 from keras_resnet.preprocessing import MeanSubtraction
@@ -66,7 +65,6 @@ __all__ = [
     "VARIANTS",
     "ResNet",
     "canonical_name",
-    "family_of",
     "get_model",
     "list_models",
     "MeanSubtraction",

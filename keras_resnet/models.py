@@ -105,14 +105,6 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def family_of(name: str | None = None, image_size: int | None = None) -> str:
-    """"imagenet" or "cifar": the variant's family if `name` is a variant's,
-    else by input size (under 64 pixels: CIFAR). Decides the test protocol."""
-    if name in VARIANTS:
-        return VARIANTS[name].family
-    return "cifar" if image_size is not None and image_size < 64 else "imagenet"
-
-
 def get_model(name: str, **kwargs: Any) -> keras.Model:
     """Builds the model called `name` (see `list_models()`), e.g. "resnet50".
 
