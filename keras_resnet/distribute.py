@@ -16,17 +16,21 @@ Keras 3.15 / TF 2.21, as seen on this project's machines:
 
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import tensorflow as tf
 
+from keras_resnet.errors import ArgumentError
+
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 
 
-def make_strategy(name):
+def make_strategy(name: str) -> tf.distribute.Strategy:
     """auto: MultiWorkerMirrored with TF_CONFIG, Mirrored with >1 GPU, else one device."""
     if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy: {name!r}. Accepted: {', '.join(STRATEGIES)}")
+        raise ArgumentError("strategy", name, f"must be one of {', '.join(STRATEGIES)}")
     if name == "auto" and os.environ.get("TF_CONFIG"):
         name = "multi_worker"
     if name == "multi_worker":
@@ -50,7 +54,7 @@ def make_strategy(name):
     return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices("CPU"))[0].name)
 
 
-def task():
+def task() -> tuple[str, int] | None:
     """(task type, index) from TF_CONFIG, or None without one."""
     spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
     if "task" not in spec:
@@ -58,7 +62,7 @@ def task():
     return spec["task"].get("type"), int(spec["task"].get("index", 0))
 
 
-def is_chief():
+def is_chief() -> bool:
     """The chief writes outputs: task "chief", or worker 0 without a chief."""
     current = task()
     if current is None:
@@ -68,7 +72,7 @@ def is_chief():
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
 
 
-def worker_dir(model_dir):
+def worker_dir(model_dir: str) -> str:
     """Where this worker writes: model_dir for the chief, else its own
     scratch folder in it (two workers' BackupAndRestore must not share a
     folder, and each worker must find its own backup to resume)."""
@@ -90,9 +94,9 @@ class AverageBatchNormStatistics(keras.callbacks.Callback):
 
     def __init__(self):
         super().__init__()
-        self._sync = None
+        self._sync: Callable[[], Any] | None = None
 
-    def _average(self):
+    def _average(self) -> None:
         strategy = self.model.distribute_strategy
         if strategy.num_replicas_in_sync == 1:
             return
@@ -102,7 +106,7 @@ class AverageBatchNormStatistics(keras.callbacks.Callback):
                 if v.path.endswith(("moving_mean", "moving_variance"))
             ]
 
-            def average():
+            def average() -> None:
                 context = tf.distribute.get_replica_context()
                 for v in stats:
                     v.assign(context.all_reduce("mean", tf.identity(v.value)))
@@ -110,20 +114,20 @@ class AverageBatchNormStatistics(keras.callbacks.Callback):
             self._sync = tf.function(lambda: strategy.run(average))
         self._sync()
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict | None = None) -> None:
         self._average()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._average()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         self._average()
 
 
 _PATCHED_VERSION = "3.15."
 
 
-def patch_keras_for_multi_worker():
+def patch_keras_for_multi_worker() -> None:
     """Makes `model.fit` work under MultiWorkerMirroredStrategy (Keras 3.15)."""
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
@@ -133,13 +137,13 @@ def patch_keras_for_multi_worker():
         return
     original_reduce = tf_trainer.reduce_per_replica
 
-    def reduce_per_replica(values, strategy, reduction):
+    def reduce_per_replica(values: Any, strategy: tf.distribute.Strategy, reduction: str) -> Any:
         if reduction not in ("auto", "mean") or not isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy
         ):
             return original_reduce(values, strategy, reduction)
 
-        def reduce(v):
+        def reduce(v: Any) -> Any:
             if not isinstance(v, tf.distribute.DistributedValues):
                 return v
             local = strategy.experimental_local_results(v)[0]
@@ -148,7 +152,7 @@ def patch_keras_for_multi_worker():
 
         return tf.nest.map_structure(reduce, values)
 
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+    def maybe_symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
         strategy = self._distribute_strategy
         if strategy is None or not isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy

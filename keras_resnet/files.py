@@ -19,6 +19,7 @@ import fcntl
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 
 STAGING_MARK = ".partial-"
 
@@ -26,7 +27,7 @@ STAGING_MARK = ".partial-"
 class WriteError(OSError):
     """A file could not be written; nothing partial was left behind."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.strerror
 
 
@@ -34,7 +35,7 @@ class LockedError(RuntimeError):
     """Another live process holds the lock."""
 
 
-def staging_path(path):
+def staging_path(path: str) -> str:
     """A hidden sibling of `path` with the same extension (Keras checks it)."""
     folder, name = os.path.split(os.path.abspath(path))
     stem, ext = os.path.splitext(name)
@@ -44,7 +45,7 @@ def staging_path(path):
     return os.path.join(folder, f".{stem}{STAGING_MARK}{token}{ext}")
 
 
-def _staging_pid(name):
+def _staging_pid(name: str) -> int | None:
     """The process id in a staging name, or None if `name` is not one."""
     if not name.startswith(".") or STAGING_MARK not in name:
         return None
@@ -53,7 +54,7 @@ def _staging_pid(name):
     return int(pid) if pid.isdigit() else None
 
 
-def _alive(pid):
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,7 +64,7 @@ def _alive(pid):
     return True
 
 
-def remove_stale_staging(folder):
+def remove_stale_staging(folder: str) -> list[str]:
     """Removes staging files and folders of processes that no longer run."""
     if not os.path.isdir(folder):
         return []
@@ -77,7 +78,7 @@ def remove_stale_staging(folder):
     return removed
 
 
-def _remove(path):
+def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -85,7 +86,7 @@ def _remove(path):
             os.remove(path)
 
 
-def _free_space(folder):
+def _free_space(folder: str) -> str:
     try:
         free = float(shutil.disk_usage(folder).free)
     except OSError:
@@ -97,7 +98,7 @@ def _free_space(folder):
     return f"{free:.1f} GiB"
 
 
-def _oserror_in(error):
+def _oserror_in(error: BaseException | None) -> OSError | None:
     """The first OSError in `error`'s chain (libraries wrap them), or None."""
     seen = set()
     while error is not None and id(error) not in seen:
@@ -108,7 +109,7 @@ def _oserror_in(error):
     return None
 
 
-def write_error(path, error):
+def write_error(path: str, error: BaseException) -> WriteError:
     """A one-line `WriteError` for a failed write of `path`."""
     folder = os.path.dirname(os.path.abspath(path))
     cause = _oserror_in(error)
@@ -120,7 +121,7 @@ def write_error(path, error):
     )
 
 
-def _fsync(path):
+def _fsync(path: str) -> None:
     """Flushes a file (or each file of a folder) and its folder to disk."""
     paths = [path]
     if os.path.isdir(path):
@@ -139,7 +140,7 @@ def _fsync(path):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str) -> Iterator[str]:
     """Yields a staging path to write (a file or a folder); on success it
     replaces `path`. On any error the staging path is removed; OSErrors
     (full disk, ...) become one-line `WriteError`s."""
@@ -165,7 +166,7 @@ def atomic_path(path):
         raise
 
 
-def _replace(staging, path):
+def _replace(staging: str, path: str) -> None:
     """os.replace, also for a folder over an existing folder."""
     if os.path.isdir(staging) and os.path.isdir(path) and not os.path.islink(path):
         old = staging_path(path)
@@ -176,14 +177,14 @@ def _replace(staging, path):
         os.replace(staging, path)
 
 
-def write_bytes(path, content):
+def write_bytes(path: str, content: bytes) -> None:
     """Writes `content` to `path` atomically."""
     with atomic_path(path) as staging:
         with open(staging, "wb") as f:
             f.write(content)
 
 
-def write_text(path, text):
+def write_text(path: str, text: str) -> None:
     """Writes `text` to `path` atomically."""
     write_bytes(path, text.encode("utf8"))
 
@@ -192,15 +193,16 @@ class RunLock:
     """An exclusive lock on a folder: `flock` on `folder/.lock`.
 
     The kernel drops the lock when its process ends, killed or not, so a
-    leftover lock file never blocks a later run.
+    leftover lock file never blocks a later run. `what` names the folder in
+    the message (e.g. the argument it came from, "model_dir").
     """
 
-    def __init__(self, folder, what="folder"):
+    def __init__(self, folder: str, what: str = "folder"):
         self.path = os.path.join(folder, ".lock")
         self.what = what
         self._fd = None
 
-    def acquire(self):
+    def acquire(self) -> "RunLock":
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -216,14 +218,14 @@ class RunLock:
         self._fd = fd
         return self
 
-    def release(self):
+    def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self):
+    def __enter__(self) -> "RunLock":
         return self.acquire()
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.release()

@@ -25,6 +25,7 @@ the drop at 32000 applies to iteration 32000 itself.
 
 import dataclasses
 import math
+from typing import Any
 
 import keras
 from keras import ops
@@ -32,7 +33,7 @@ from keras import ops
 from keras_resnet.layers import PACKAGE
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Recipe:
     """One training recipe. Iteration counts are at `batch_size`."""
 
@@ -41,9 +42,11 @@ class Recipe:
     learning_rate: float
     train_steps: int
     decay: str  # "step": multiply by `decay_rate` at each boundary; "cosine".
-    augment: str  # a key of keras_resnet.data.AUGMENTATIONS.
-    mean: str  # "pixel": the training set's mean image; "caffe": ImageNet's.
-    boundaries: tuple = ()
+    augment: str  # a name of keras_resnet.augment's augmentations.
+    # "pixel_mean": the training set's mean image (Sec. 4.2); "caffe":
+    # ImageNet's channel means, as the published weights (Sec. 3.4).
+    mean: str
+    boundaries: tuple[int, ...] = ()
     decay_rate: float = 0.1
     warmup: str = "none"  # "none", "constant" (at warmup_learning_rate), "linear".
     warmup_steps: int = 0
@@ -51,9 +54,9 @@ class Recipe:
     label_smoothing: float = 0.0
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 1e-4  # Caffe convention, see BlockSettings.
+    weight_decay: float = 1e-4  # Caffe convention, see keras_resnet.blocks.BlockSettings.
     pca_lighting: float = 0.0  # AlexNet colour augmentation's alpha std.
-    per_model: dict = dataclasses.field(default_factory=dict)  # name -> changes.
+    per_model: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> changes.
 
 
 _IMAGENET_EPOCH_AT_1024 = 1251  # ceil(1281167 / 1024)
@@ -61,39 +64,40 @@ _CIFAR_EPOCH_AT_128 = 352  # ceil(45000 / 128)
 
 RECIPES = {
     "cifar_paper": Recipe(
-        "cifar_paper", 128, 0.1, 64000, "step", "cifar", "pixel",
-        boundaries=(32000, 48000),
+        name="cifar_paper", batch_size=128, learning_rate=0.1, train_steps=64000,
+        decay="step", boundaries=(32000, 48000), augment="cifar", mean="pixel_mean",
         per_model={
-            "resnet110": dict(
-                warmup="constant", warmup_steps=400, warmup_learning_rate=0.01
-            )
+            "resnet110": dict(warmup="constant", warmup_steps=400, warmup_learning_rate=0.01)
         },
     ),
     "imagenet_paper": Recipe(
-        "imagenet_paper", 256, 0.1, 600000, "step", "imagenet", "caffe",
-        boundaries=(150150, 300300, 450450), pca_lighting=0.1,
+        name="imagenet_paper", batch_size=256, learning_rate=0.1, train_steps=600000,
+        decay="step", boundaries=(150150, 300300, 450450), augment="imagenet", mean="caffe",
+        pca_lighting=0.1,
     ),
     "imagenet_modern": Recipe(
-        "imagenet_modern", 1024, 0.4, 90 * _IMAGENET_EPOCH_AT_1024, "cosine",
-        "inception", "caffe", warmup="linear",
-        warmup_steps=5 * _IMAGENET_EPOCH_AT_1024, label_smoothing=0.1,
+        name="imagenet_modern", batch_size=1024, learning_rate=0.4,
+        train_steps=90 * _IMAGENET_EPOCH_AT_1024, decay="cosine", augment="inception",
+        mean="caffe", warmup="linear", warmup_steps=5 * _IMAGENET_EPOCH_AT_1024,
+        label_smoothing=0.1,
     ),
     "cifar_modern": Recipe(
-        "cifar_modern", 128, 0.1, 200 * _CIFAR_EPOCH_AT_128, "cosine", "cifar",
-        "pixel", warmup="linear", warmup_steps=5 * _CIFAR_EPOCH_AT_128,
+        name="cifar_modern", batch_size=128, learning_rate=0.1,
+        train_steps=200 * _CIFAR_EPOCH_AT_128, decay="cosine", augment="cifar",
+        mean="pixel_mean", warmup="linear", warmup_steps=5 * _CIFAR_EPOCH_AT_128,
         label_smoothing=0.1,
     ),
     # big_vision's "runlocal": the same code path, shrunk for laptops and tests.
     "smoke": Recipe(
-        "smoke", 32, 0.02, 40, "cosine", "cifar", "pixel", warmup="linear",
-        warmup_steps=4,
+        name="smoke", batch_size=32, learning_rate=0.02, train_steps=40, decay="cosine",
+        augment="cifar", mean="pixel_mean", warmup="linear", warmup_steps=4,
     ),
 }
 
 DEFAULT_RECIPES = {"cifar": "cifar_paper", "imagenet": "imagenet_paper"}
 
 
-def get_recipe(name, model_name=None):
+def get_recipe(name: str, model_name: str | None = None) -> Recipe:
     """The recipe `name`, with the changes it makes for `model_name`."""
     if name not in RECIPES:
         raise ValueError(
@@ -104,19 +108,24 @@ def get_recipe(name, model_name=None):
     return dataclasses.replace(recipe, **changes) if changes else recipe
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Plan:
     """A recipe resolved for one run: global batch, steps, learning rates."""
 
     batch_size: int
     train_steps: int
     learning_rate: float
-    boundaries: tuple
+    boundaries: tuple[int, ...]
     warmup_steps: int
     warmup_learning_rate: float
 
 
-def plan(recipe, batch_size=None, train_steps=None, learning_rate=None):
+def plan(
+    recipe: Recipe,
+    batch_size: int | None = None,
+    train_steps: int | None = None,
+    learning_rate: float | None = None,
+) -> Plan:
     """Resolves `recipe` for a global batch and optional overrides.
 
     The learning rate scales linearly with the global batch; iteration counts
@@ -125,7 +134,7 @@ def plan(recipe, batch_size=None, train_steps=None, learning_rate=None):
     (the warm-up keeps its length, which is tied to the start of training, not
     to its end). `learning_rate` overrides the batch-scaled base rate and
     scales the warm-up rate with it. The values are those
-    keras_resnet.training.resolve has checked (batch and steps >= 1, rate > 0).
+    keras_resnet.run.resolve has checked (batch and steps >= 1, rate > 0).
     """
     batch_size = int(recipe.batch_size if batch_size is None else batch_size)
     ratio = recipe.batch_size / batch_size
@@ -149,7 +158,7 @@ def plan(recipe, batch_size=None, train_steps=None, learning_rate=None):
     )
 
 
-def schedule(recipe, run_plan):
+def schedule(recipe: Recipe, run_plan: Plan) -> "RecipeSchedule":
     """The `RecipeSchedule` of a recipe resolved by `plan`."""
     return RecipeSchedule(
         learning_rate=run_plan.learning_rate,
@@ -177,14 +186,14 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(
         self,
-        learning_rate,
-        decay="step",
-        boundaries=(),
-        decay_rate=0.1,
-        total_steps=1,
-        warmup="none",
-        warmup_steps=0,
-        warmup_learning_rate=0.0,
+        learning_rate: float,
+        decay: str = "step",
+        boundaries: tuple[int, ...] | list[int] = (),
+        decay_rate: float = 0.1,
+        total_steps: int = 1,
+        warmup: str = "none",
+        warmup_steps: int = 0,
+        warmup_learning_rate: float = 0.0,
     ):
         if decay not in ("step", "cosine"):
             raise ValueError(f"Unknown decay: {decay!r}. Accepted: 'step', 'cosine'")
@@ -201,7 +210,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = int(warmup_steps) if warmup != "none" else 0
         self.warmup_learning_rate = float(warmup_learning_rate)
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> Any:
         step = ops.cast(step, "float32")
         if self.decay == "step":
             # The rates are computed in Python so 0.1 / 10 is float32(0.01).
@@ -226,7 +235,7 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
             warm = self.learning_rate * (step + 1.0) / self.warmup_steps
         return ops.where(ops.less(step, self.warmup_steps), warm, lr)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return dict(
             learning_rate=self.learning_rate,
             decay=self.decay,

@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from keras_resnet import callbacks
+from keras_resnet import metadata
 from keras_resnet import recipes
+from keras_resnet import run as run_lib
 from keras_resnet import training
+from keras_resnet.errors import ArgumentError
 from keras_resnet.preprocessing import MeanSubtraction
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +28,7 @@ SMALL = dict(dataset="synthetic", recipe="smoke", batch_size=16, image_size=16,
 
 
 def _config(tmp_path, **kwargs):
-    return training.Config(**dict(SMALL, **dict(dict(model_dir=str(tmp_path / "run")), **kwargs)))
+    return run_lib.Config(**dict(SMALL, **dict(dict(model_dir=str(tmp_path / "run")), **kwargs)))
 
 
 def _check_outputs(model_dir, epochs, iterations):
@@ -33,10 +37,10 @@ def _check_outputs(model_dir, epochs, iterations):
         assert os.path.getsize(os.path.join(model_dir, name)) > 0, name
     with open(os.path.join(model_dir, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    rows = training.read_history(os.path.join(model_dir, "history.csv"))
+    rows = callbacks.read_history(os.path.join(model_dir, "history.csv"))
     assert [r["epoch"] for r in rows] == list(range(epochs))
     assert [r["iterations"] for r in rows] == iterations
-    assert all(set(training.HISTORY_COLUMNS) <= set(r) for r in rows)
+    assert all(set(callbacks.HISTORY_COLUMNS) <= set(r) for r in rows)
     return rows
 
 
@@ -55,7 +59,7 @@ def _check_model_file(model_dir, trained, image_size):
 
 @pytest.mark.parametrize("strategy,replicas", [("one_device", 1), ("mirrored", 2)])
 def test_short_run_on_mock_cifar10(tmp_path, strategy, replicas):
-    config = training.Config(dataset="cifar10", batch_size=8, train_steps=7, strategy=strategy,
+    config = run_lib.Config(dataset="cifar10", batch_size=8, train_steps=7, strategy=strategy,
                              model_dir=str(tmp_path / "run"), verbose=0)
     with tfds.testing.mock_data(num_examples=40):
         result = training.train(config)
@@ -80,6 +84,13 @@ def test_short_run_on_image_folder(tmp_path, image_folder, strategy, replicas):
         replicas, 15, 2)
     assert summary["class_names"] == ["class0", "class1", "class2"]
     _check_model_file(config.model_dir, result["model"], 16)
+    # What evaluation and serving read: resnet20 is of the CIFAR family, its
+    # recipe's augmentation (cifar) is tested on the image itself ("single").
+    expected = metadata.ModelInfo(model="resnet20", family="cifar", image_size=16,
+                                  test_view="single", class_names=summary["class_names"],
+                                  preprocessing="pixel_mean")
+    for name in ("model.keras", "checkpoints/best.keras", "checkpoints/last.keras"):
+        assert metadata.read_keras(os.path.join(config.model_dir, name)) == expected, name
 
 
 def test_learns_a_learnable_task(tmp_path):
@@ -93,13 +104,33 @@ def test_learns_a_learnable_task(tmp_path):
     assert last["lr"] < 1e-4
 
 
+def test_run_decides_each_value_once():
+    # cifar_paper (Sec. 4.2) at batch 8 on 40 images: 5 steps an epoch; 7
+    # steps are a full epoch and one of 2; lr 0.1 scaled by 8 / 128.
+    config = run_lib.Config(dataset="cifar10", batch_size=8, train_steps=7)
+    run = run_lib.resolve(config).with_data(["a", "b"], num_train=40)
+    assert (run.config.recipe, run.config.image_size, run.family) == ("cifar_paper", 32, "cifar")
+    assert (run.config.dataset, run.preprocessing, run.test_view) == ("cifar10", "pixel_mean", "single")
+    assert (run.steps_per_epoch, run.train_steps, run.epochs, run.last_epoch_steps) == (5, 7, 2, 2)
+    assert (run.num_classes, run.learning_rate) == (2, 0.1 * 8 / 128)
+    assert run.schedule is run.schedule  # one schedule for the optimizer and the history.
+    # epochs count whole epochs of the data; the recipe's batch by default.
+    run = run_lib.resolve(dataclasses.replace(config, batch_size=None, train_steps=None, epochs=3))
+    run = run.with_data(["a"], num_train=1000)
+    assert (run.batch_size, run.steps_per_epoch, run.train_steps, run.last_epoch_steps) == (
+        128, 7, 21, 7)
+    assert "verbose" not in config.identifying_fields()
+
+
 def test_history_is_rewritten_from_the_restored_epoch(tmp_path):
     path = str(tmp_path / "history.csv")
-    training.write_history(path, [dict(epoch=e, iterations=e + 1, lr=0.1, loss=1.0)
+    callbacks.write_history(path, [dict(epoch=e, iterations=e + 1, lr=0.1, loss=1.0)
                                   for e in range(3)])
-    callback = training.HistoryFile(path, recipes.RecipeSchedule(0.1))
+    callback = callbacks.HistoryFile(path, recipes.RecipeSchedule(0.1))
+    assert [r["epoch"] for r in callback.rows] == [0, 1, 2]  # a finished run's.
     callback.on_epoch_begin(1)  # the backup said: resume at epoch 1.
-    assert [r["epoch"] for r in training.read_history(path)] == [0]
+    assert [r["epoch"] for r in callbacks.read_history(path)] == [0]
+    assert callback.rows == callbacks.read_history(path)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -108,7 +139,7 @@ def test_history_is_rewritten_from_the_restored_epoch(tmp_path):
     (dict(dataset="/nonexistent/folder"), "does not exist: '/nonexistent/folder'"),
     (dict(recipe="fast"), "Unknown recipe: 'fast'"),
     (dict(strategy="mirrored", batch_size=5), "batch_size must be divisible by the 2 replicas"),
-    (dict(strategy="tpu"), "Unknown strategy: 'tpu'"),
+    (dict(strategy="tpu"), "strategy must be one of auto, .*Received: strategy='tpu'"),
     (dict(mixed_precision="int8"), "mixed_precision must be one of none, .*'int8'"),
 ])
 def test_clear_errors(tmp_path, change, message):
@@ -135,7 +166,7 @@ def test_clear_errors(tmp_path, change, message):
 ])
 def test_bad_values_are_refused_before_any_work(tmp_path, change, message):
     config = _config(tmp_path, **change)
-    with pytest.raises(training.ConfigError, match=message):
+    with pytest.raises(ArgumentError, match=message):
         training.train(config)
     assert not os.path.exists(config.model_dir)
 
@@ -149,7 +180,7 @@ def test_empty_folder_error(tmp_path):
 
 def test_unwritable_model_dir(tmp_path):
     (tmp_path / "file").write_text("a file, not a folder")
-    with pytest.raises(ValueError, match="--model_dir .*file/run.* is not writable"):
+    with pytest.raises(ArgumentError, match="model_dir is not writable: .*Received: model_dir='.*file/run'"):
         training.train(_config(tmp_path, model_dir=str(tmp_path / "file" / "run")))
 
 
@@ -157,10 +188,10 @@ def test_model_dir_of_another_run_is_refused(tmp_path):
     config = _config(tmp_path)
     os.makedirs(config.model_dir)
     with open(os.path.join(config.model_dir, "config.json"), "w") as f:
-        json.dump({"config": training._identity(_config(tmp_path, model="resnet32"))}, f)
+        json.dump({"config": _config(tmp_path, model="resnet32").identifying_fields()}, f)
     # A run that saved something (config.json alone is not in the way).
     (tmp_path / "run" / "model.keras").write_bytes(b"a finished run's model")
-    with pytest.raises(ValueError, match="holds another run \\(model: 'resnet32' there"):
+    with pytest.raises(ArgumentError, match="model_dir holds another run \\(model: 'resnet32' there"):
         training.train(config)
 
 
@@ -181,7 +212,7 @@ def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
                for name in ("config.json", "history.csv", "model.keras")}
     for split in ("train", "val"):
         os.rename(image_folder / split / "class2", image_folder / split / "class9")
-    with pytest.raises(ValueError, match="has other classes than the run in --model_dir .*"
+    with pytest.raises(ArgumentError, match="dataset has other classes than the run in model_dir .*"
                                          "3 there, 3 now, e.g. 'class2'"):
         training.train(config)
     for name, content in outputs.items():
@@ -191,7 +222,7 @@ def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
 def test_curves_mark_each_epoch(tmp_path):
     # A one-epoch run has one point per curve: without markers it is invisible.
     row = dict(epoch=0, iterations=4, accuracy=0.5, val_accuracy=0.25)
-    lines = training.curves_figure([row], "one epoch").axes[0].lines
+    lines = callbacks.curves_figure([row], "one epoch").axes[0].lines
     assert [line.get_label() for line in lines] == ["train", "val"]
     assert all(line.get_marker() not in (None, "", "None") for line in lines)
     assert [list(line.get_ydata()) for line in lines] == [[50.0], [75.0]]
@@ -279,7 +310,7 @@ def test_two_workers_train_in_lockstep(tmp_path):
     rows = _check_outputs(str(model_dir), 2, [4, 6])
     summary = json.load(open(model_dir / "config.json"))
     assert (summary["strategy"], summary["replicas"]) == ("CollectiveAllReduceStrategy", 2)
-    other = training.read_history(str(model_dir / "workers" / "worker1" / "history.csv"))
+    other = callbacks.read_history(str(model_dir / "workers" / "worker1" / "history.csv"))
     assert [r["loss"] for r in other] == [r["loss"] for r in rows]
     chief = keras.models.load_model(model_dir / "model.keras")
     worker = keras.models.load_model(model_dir / "workers" / "worker1" / "model.keras")
@@ -296,6 +327,10 @@ def test_imagenet_recipe_on_image_folder(tmp_path, image_folder):
     result = training.train(config)
     _check_outputs(config.model_dir, 1, [2])
     assert result["summary"]["recipe"]["augment"] == "imagenet"
+    info = metadata.read_keras(os.path.join(config.model_dir, "model.keras"))
+    assert (info.model, info.family, info.image_size, info.test_view, info.preprocessing) == (
+        "resnet18", "imagenet", 32, "center", "caffe")
+    assert info.class_names == ("class0", "class1", "class2")
     loaded = keras.models.load_model(os.path.join(config.model_dir, "model.keras"))
     (mean,) = [layer for layer in loaded.layers if isinstance(layer, MeanSubtraction)]
     assert mean.reverse_channels
@@ -306,7 +341,6 @@ def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
     # No network here: the published weights are replaced by He init, which
     # leaves what train.py builds around them to check.
     import keras_resnet
-    from keras_resnet import data as data_lib
 
     calls = []
     original = keras_resnet.get_model
@@ -316,10 +350,12 @@ def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
         return original(name, **dict(kwargs, weights=None))
 
     monkeypatch.setattr(keras_resnet, "get_model", get_model)
-    recipe = recipes.get_recipe("cifar_paper")
-    fake = data_lib.Data(None, None, 20, 20, 3, 32, ["a", "b", "c"], np.zeros((32, 32, 3)))
-    config = training.Config(model="resnet50", weights="imagenet", freeze_backbone=True)
-    model = training.build_model(config, recipe, 0.1, fake)
+    # The CIFAR recipe would subtract the pixel mean: the weights keep theirs.
+    run = run_lib.resolve(run_lib.Config(model="resnet50", weights="imagenet", recipe="cifar_paper",
+                                         image_size=32, freeze_backbone=True))
+    run = run.with_data(["a", "b", "c"], num_train=20)
+    assert (run.preprocessing, run.num_classes) == ("caffe", 3)
+    model = training.build_model(run, pixel_mean=None)
     assert calls[0]["weights"] == "imagenet" and calls[0]["include_top"] is False
     assert model.output_shape == (None, 3)
     (mean,) = [layer for layer in model.layers if isinstance(layer, MeanSubtraction)]

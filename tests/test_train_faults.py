@@ -20,8 +20,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import data as data_lib
+from keras_resnet import callbacks
 from keras_resnet import files
+from keras_resnet import metadata
+from keras_resnet import pipeline
+from keras_resnet import run as run_lib
 from keras_resnet import training
 from tests.helpers import file_size_limit
 
@@ -100,7 +103,7 @@ KILL_IN_FIRST_BEST_SAVE = """
 
 def _same_config(model_dir, **changes):
     """The Config that train.py makes of TINY, for a rerun in this process."""
-    return training.Config(**dict(
+    return run_lib.Config(**dict(
         dict(model="resnet20", dataset="synthetic", recipe="smoke", synthetic_examples=64,
              batch_size=16, image_size=16, strategy="one_device", model_dir=str(model_dir),
              verbose=0), **changes))
@@ -116,7 +119,7 @@ def test_kill_while_best_is_first_written_then_rerun(tmp_path, image_folder, rec
     # Killed at epoch 0's best.keras: no file, never a partial one; the row of
     # epoch 0 was logged, the backup not yet made.
     assert not (model_dir / "checkpoints" / "best.keras").exists()
-    assert [r["epoch"] for r in training.read_history(str(model_dir / "history.csv"))] == [0]
+    assert [r["epoch"] for r in callbacks.read_history(str(model_dir / "history.csv"))] == [0]
 
     # The same command again (in this process, to save the imports).
     training.train(_same_config(model_dir, dataset=str(image_folder), batch_size=4, epochs=2))
@@ -124,11 +127,13 @@ def test_kill_while_best_is_first_written_then_rerun(tmp_path, image_folder, rec
     # validation steps match the validation set).
     messages = [str(w.message) for w in recwarn]
     assert not [m for m in messages if "shuffle=True" in m or "ran out of data" in m], messages
-    rows = training.read_history(str(model_dir / "history.csv"))
+    rows = callbacks.read_history(str(model_dir / "history.csv"))
     assert [r["epoch"] for r in rows] == [0, 1]
     # best.keras was written again: it scores the best epoch's val_accuracy.
     best = keras.models.load_model(model_dir / "checkpoints" / "best.keras")
-    val = data_lib.load(str(image_folder), image_size=16, batch_size=4, augment="cifar").val
+    assert metadata.read_keras(str(model_dir / "checkpoints" / "best.keras")).class_names == (
+        "class0", "class1", "class2")
+    val = pipeline.load(str(image_folder), image_size=16, batch_size=4, augment="cifar").val
     hits = [np.argmax(best(x), -1) == np.argmax(y, -1) for x, y in val.as_numpy_iterator()]
     assert np.concatenate(hits).mean() == pytest.approx(max(r["val_accuracy"] for r in rows))
     _no_staging_files(model_dir)
@@ -174,7 +179,7 @@ def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
     with caplog.at_level("INFO", logger="absl"):
         training.train(config)  # the same command again, in this process.
     assert f"Resuming from the backup in {model_dir}/backup after epoch {backed_up}." in caplog.text
-    rows = training.read_history(str(model_dir / "history.csv"))
+    rows = callbacks.read_history(str(model_dir / "history.csv"))
     assert [r["epoch"] for r in rows] == [0, 1, 2]
 
 
@@ -212,9 +217,10 @@ def test_full_disk_says_which_file_and_leaves_nothing_partial(tmp_path):
 RUN_EACH_COMMAND = """
     import json, sys
     from absl import flags
-    import train
+    from keras_resnet.commands import train
+    argvs, sys.argv = json.loads(sys.argv[1]), ["train.py"]  # the program's name.
     codes = []
-    for argv in json.loads(sys.argv[1]):
+    for argv in argvs:
         flags.FLAGS.unparse_flags()
         try:
             train.main(flags.FLAGS(["train.py", *argv]))
@@ -228,6 +234,13 @@ RUN_EACH_COMMAND = """
 def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path, image_folder):
     (image_folder / "val" / "class7").mkdir()
     model_dir = tmp_path / "run"
+    # A folder holding another run (a finished resnet32's), and a file.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps(
+        {"config": _same_config(other, model="resnet32").identifying_fields()}))
+    (other / "model.keras").write_bytes(b"a finished run's model")
+    (tmp_path / "file").write_text("a file, not a folder")
     commands = {
         "--learning_rate=0": "--learning_rate=0.0: must be > 0",
         "--learning_rate=-4": "--learning_rate=-4.0: must be > 0",
@@ -238,12 +251,17 @@ def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path,
         "--model=resnet7": "Unknown model name: 'resnet7'",
         f"--dataset={image_folder}": f"'{image_folder}/val' has class folder 'class7', which "
                                      "the training split lacks",
+        f"--model_dir={other}": f"--model_dir={other}: holds another run (model: 'resnet32' "
+                                "there, 'resnet20' now); choose another folder",
+        f"--model_dir={tmp_path}/file/run": f"--model_dir={tmp_path}/file/run: is not writable: "
+                                            "Not a directory",
         # The published weights come from a mirror that lacks them (offline).
         "--model=resnet50 --image_size=32 --weights=imagenet": "Could not download "
             f"file://{tmp_path}/mirror/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
     }
-    argvs = [[*TINY, "--train_steps=1", f"--model_dir={model_dir}", *flags.split()]
-             for flags in commands]
+    argvs = [[*TINY, "--train_steps=1", *flags.split()] for flags in commands]
+    argvs = [argv if any(a.startswith("--model_dir=") for a in argv)
+             else [*argv, f"--model_dir={model_dir}"] for argv in argvs]
     (tmp_path / "mirror").mkdir()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, KERAS_HOME=str(tmp_path),
                KERAS_RESNET_WEIGHTS_URL=f"file://{tmp_path}/mirror/")
@@ -288,7 +306,8 @@ def test_offline_tfds_fails_fast_and_says_how_to_point_at_local_data(tmp_path):
     line = _one_line_error(stderr, "train.py: error: Cannot download or prepare TFDS dataset "
                                    f"'cifar10' into '{tmp_path}/tfds/cifar10/")
     assert "www.cs.toronto.edu" in line
-    assert "--data_dir" in line and "--dataset=/path/to/folder" in line
+    # The arguments that point at local data, as their flags are named.
+    assert "data_dir at a TFDS data directory" in line and "as dataset a folder" in line
     assert attempts, "TFDS never tried to download"
     assert not (tmp_path / "runs" / "resnet20_cifar10" / "config.json").exists()
 

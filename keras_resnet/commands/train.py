@@ -5,7 +5,8 @@
     python train.py --dataset=/data/flowers --weights=imagenet --freeze_backbone
 
 The work is done by keras_resnet.training.train; this file turns flags into
-its Config. See that module for the outputs written to --model_dir.
+its keras_resnet.run.Config (a library error about an argument is shown as
+its flag). See keras_resnet.training for the outputs written to --model_dir.
 
 Bad flags, data or files print one line and exit 2, a diverged run exits 1,
 Ctrl-C exits 130; running the same command again resumes.
@@ -22,8 +23,11 @@ from keras_resnet import cli  # noqa: E402
 from keras_resnet import distribute  # noqa: E402
 from keras_resnet import recipes  # noqa: E402
 from keras_resnet import training  # noqa: E402
+from keras_resnet.callbacks import DivergedError  # noqa: E402
+from keras_resnet.run import PRECISIONS  # noqa: E402
+from keras_resnet.run import Config  # noqa: E402
 
-_DEFAULTS = training.Config()
+_DEFAULTS = Config()
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", _DEFAULTS.model, "Any name of keras_resnet.list_models().")
 flags.DEFINE_string(
@@ -51,7 +55,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, distribute.STRATEGIES,
                   "auto: multi_worker if TF_CONFIG is set, mirrored with >1 GPU, else one_device.")
-flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, list(training.PRECISIONS),
+flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, list(PRECISIONS),
                   "Mixed precision compute type.")
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of initialisation, shuffling and augmentation.")
@@ -66,23 +70,16 @@ flags.DEFINE_integer("synthetic_examples", _DEFAULTS.synthetic_examples,
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: silent, 1: progress bars, 2: a line per epoch.")
 
 
-def run(argv):
+def run(argv: list[str]) -> None:
     cli.require_tensorflow_backend(cli.program_name())
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = training.Config(
-        **{
-            name: FLAGS[name].value
-            for name in training.Config.__dataclass_fields__
-            if name != "model_dir"
-        },
+    config = Config(
+        **{name: FLAGS[name].value for name in Config.__dataclass_fields__ if name != "model_dir"},
         model_dir=FLAGS.model_dir
         or os.path.join("runs", f"{FLAGS.model}_{os.path.basename(os.path.normpath(FLAGS.dataset))}"),
     )
-    try:
-        result = training.train(config)
-    except training.ConfigError as e:  # the library's argument is our flag.
-        raise ValueError(f"--{e.name}={e.value}: {e.requirement}") from None
+    result = training.train(config)
     last = result["history"][-1]
     print(
         f"Done: val_accuracy {last.get('val_accuracy', float('nan')):.4f} after "
@@ -90,10 +87,10 @@ def run(argv):
     )
 
 
-def main(argv):
-    cli.run_main(cli.program_name(), run, argv, failures=(training.DivergedError,), resume_hint=True)
+def main(argv: list[str]) -> None:
+    cli.run_main(cli.program_name(), run, argv, failures=(DivergedError,), resume_hint=True)
 
 
-def entry_point():
+def entry_point() -> None:
     """The console script `keras-resnet-train`; `python train.py` in a checkout."""
     app.run(main)

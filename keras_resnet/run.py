@@ -1,0 +1,191 @@
+"""One training run's values, each decided once: `Config` -> `resolve` -> `Run`.
+
+`Config` is what the caller asks for (None: the recipe's or the model family's
+value). `resolve` checks every value before any work and decides what the
+config decides; `Run.with_data` then adds what the data decides (its size and
+classes). Everything else, global batch, steps, epochs, learning rate, mean
+subtraction, test view, is read from the `Run`, never computed again.
+
+Learning rate and replicas: `batch_size` is global, split evenly across the
+replicas; the recipe's learning rate scales linearly with the global batch
+(keras_resnet.recipes), and the number of replicas does not enter it.
+"""
+
+import dataclasses
+import functools
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from keras_resnet import augment
+from keras_resnet import metadata
+from keras_resnet import recipes
+from keras_resnet import sources
+from keras_resnet import weights as weights_lib
+from keras_resnet.errors import ArgumentError
+from keras_resnet.models import FAMILIES
+from keras_resnet.models import VARIANTS
+from keras_resnet.models import canonical_name
+
+PRECISIONS = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """One training run as asked for. None means "the recipe's (or model family's) value"."""
+
+    model: str = "resnet20"
+    dataset: str = "cifar10"
+    recipe: str | None = None
+    batch_size: int | None = None  # global, split across the replicas
+    epochs: int | None = None
+    train_steps: int | None = None
+    learning_rate: float | None = None
+    model_dir: str = "runs/resnet20_cifar10"
+    strategy: str = "auto"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    seed: int = 0
+    image_size: int | None = None
+    weights: str | None = None
+    freeze_backbone: bool = False
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    synthetic_examples: int = 1024
+    verbose: int = 1  # Keras progress bars; not part of a run's identity.
+
+    def identifying_fields(self) -> dict[str, Any]:
+        """Every field but `verbose`: what makes two runs the same run
+        (config.json's "config"; a model_dir holds one run)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "verbose"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Run:
+    """Every value of one run. `resolve` fills the config's part, `with_data`
+    the data's; the properties derive the rest, in this one place."""
+
+    config: Config  # every default filled in: the run's identity
+    family: str  # "cifar" (paper Sec. 4.2) or "imagenet" (Sec. 3.4)
+    recipe: recipes.Recipe  # with its changes for config.model
+    # Inside the model: "pixel_mean" (the training set's, Sec. 4.2) or
+    # "caffe" (ImageNet's channel means, as the published weights).
+    preprocessing: str
+    test_view: str  # the recipe's augmentation's (keras_resnet.augment.VIEWS)
+    class_names: tuple[str, ...] = ()  # from the data
+    num_train: int = 0  # training images, from the data
+
+    def with_data(self, class_names: Sequence[str], num_train: int) -> "Run":
+        """This run with what its data decides: its classes and its size."""
+        return dataclasses.replace(self, class_names=tuple(class_names), num_train=num_train)
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch."""
+        return self.config.batch_size
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_train // self.batch_size
+
+    @functools.cached_property
+    def plan(self) -> recipes.Plan:
+        """The recipe at this run's batch and length: steps and learning rates."""
+        train_steps = self.config.train_steps
+        if self.config.epochs is not None:
+            train_steps = self.config.epochs * self.steps_per_epoch
+        return recipes.plan(self.recipe, self.batch_size, train_steps, self.config.learning_rate)
+
+    @functools.cached_property
+    def schedule(self) -> recipes.RecipeSchedule:
+        """The learning rate of each (0-based) iteration."""
+        return recipes.schedule(self.recipe, self.plan)
+
+    @property
+    def train_steps(self) -> int:
+        return self.plan.train_steps
+
+    @property
+    def learning_rate(self) -> float:
+        return self.plan.learning_rate
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.train_steps / self.steps_per_epoch)
+
+    @property
+    def last_epoch_steps(self) -> int:
+        """Steps of the last epoch, which may be short of a whole one."""
+        return self.train_steps - (self.epochs - 1) * self.steps_per_epoch
+
+    def model_info(self) -> metadata.ModelInfo:
+        """What the run's model files say about themselves."""
+        return metadata.ModelInfo(
+            model=self.config.model,
+            family=self.family,
+            image_size=self.image_size,
+            test_view=self.test_view,
+            class_names=self.class_names,
+            preprocessing=self.preprocessing,
+        )
+
+
+def _check_values(config: Config, model: str, min_size: int) -> None:
+    """ArgumentError for the first value of `config` it cannot take."""
+    if config.mixed_precision not in PRECISIONS:
+        raise ArgumentError("mixed_precision", config.mixed_precision,
+                            f"must be one of {', '.join(PRECISIONS)}")
+    if config.epochs is not None and config.train_steps is not None:
+        raise ArgumentError("epochs", config.epochs, "cannot be given with train_steps")
+    lowest = dict(batch_size=1, epochs=1, train_steps=1, synthetic_examples=1, seed=0,
+                  verbose=0, image_size=min_size)  # the total stride.
+    for name, low in lowest.items():
+        value = getattr(config, name)
+        if value is not None and not value >= low:
+            raise ArgumentError(name, value, f"must be >= {low}" + (
+                f" for {model}" if name == "image_size" else ""))
+    if config.verbose > 2:
+        raise ArgumentError("verbose", config.verbose, "must be 0, 1 or 2")
+    if config.learning_rate is not None and not 0 < config.learning_rate < math.inf:
+        raise ArgumentError("learning_rate", config.learning_rate, "must be > 0")
+    if config.weights == "imagenet" and model not in weights_lib.PUBLISHED:
+        raise ArgumentError("weights", config.weights,
+                            f"'imagenet' exists for {', '.join(weights_lib.PUBLISHED)} only")
+    if config.weights not in (None, "imagenet") and not os.path.isfile(config.weights):
+        raise ArgumentError("weights", config.weights, "must be 'imagenet' or an existing file")
+
+
+def resolve(config: Config) -> Run:
+    """Checks every value of `config` before any work is done; returns the
+    run without its data, the config's defaults filled in."""
+    model = canonical_name(config.model)
+    family_name = VARIANTS[model].family
+    family = FAMILIES[family_name]
+    recipe = recipes.get_recipe(config.recipe or recipes.DEFAULT_RECIPES[family_name], model)
+    test_view = augment.get_augmentation(recipe.augment).test_view
+    _check_values(config, model, family.min_size)
+    config = dataclasses.replace(
+        config,
+        model=model,
+        dataset=sources.normalize(config.dataset),
+        recipe=recipe.name,
+        batch_size=recipe.batch_size if config.batch_size is None else config.batch_size,
+        image_size=family.default_size if config.image_size is None else config.image_size,
+    )
+    return Run(
+        config=config,
+        family=family_name,
+        recipe=recipe,
+        # The published weights were trained on the caffe mean: they keep it.
+        preprocessing="caffe" if config.weights == "imagenet" else recipe.mean,
+        test_view=test_view,
+    )
