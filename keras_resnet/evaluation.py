@@ -35,20 +35,20 @@ SCALES = augment.SCALES
 class Metrics:
     """Top-1/top-5 accuracy, per-class accuracy and the confusion matrix."""
 
-    def __init__(self, num_classes, class_names=None):
+    def __init__(self, num_classes: int, class_names=None):
         self.num_classes = num_classes
         self.class_names = list(class_names or range(num_classes))
         self.k = min(5, num_classes)
         self.confusion = np.zeros((num_classes, num_classes), "int64")
         self.topk_correct = 0
 
-    def update(self, probabilities, labels):
+    def update(self, probabilities: np.ndarray, labels) -> None:
         labels = np.asarray(labels, "int64")
         ranked = np.argsort(-probabilities, axis=1, kind="stable")
         np.add.at(self.confusion, (labels, ranked[:, 0]), 1)
         self.topk_correct += int(np.sum(ranked[:, : self.k] == labels[:, None]))
 
-    def result(self):
+    def result(self) -> dict:
         n = int(self.confusion.sum())
         top1 = float(np.trace(self.confusion) / n) if n else 0.0
         topk = self.topk_correct / n if n else 0.0

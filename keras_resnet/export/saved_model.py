@@ -7,7 +7,10 @@ Signatures (the first two with the model's preprocessing inside):
   (export.source) inside the graph;
 - `metadata`: no inputs; `metadata`, a string scalar: the JSON of the model's
   ModelInfo (keras_resnet.metadata), read from the asset file
-  `assets/keras_resnet.json`, which travels with the SavedModel.
+  `assets/keras_resnet.json`, which travels with the SavedModel. TF Serving
+  answers it over gRPC (Predict with no inputs); its REST API refuses a
+  signature without inputs (tensorflow/serving#1676), so REST clients read
+  the asset file.
 The first two return `probabilities` [None, classes], `top_k_classes` (int32)
 and `top_k_scores` [None, k], k = min(5, classes), best first. A model
 without metadata (a user's own .keras file) is exported without the last.
@@ -44,15 +47,15 @@ from keras_resnet import artefacts
 from keras_resnet import files
 from keras_resnet import metadata
 from keras_resnet import sources
-from keras_resnet.export import source
 from keras_resnet.errors import ArgumentError
+from keras_resnet.export import source
 from keras_resnet.metadata import ModelInfo
 
 TOP_K = 5
 MAX_PIXELS = 40_000_000  # width x height; 40 MP is a large phone photo.
 
 
-def next_version(model_dir):
+def next_version(model_dir: str) -> int:
     """The highest numbered subfolder of `model_dir` + 1, or 1."""
     versions = [
         int(entry)
@@ -62,7 +65,7 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
-def version_dir(output_dir, name, version=None, overwrite=False):
+def version_dir(output_dir: str, name: str, version: int | None = None, overwrite: bool = False) -> str:
     """Where the export goes; refuses an existing version without overwrite."""
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"Model name must be a plain folder name. Received: {name!r}")
@@ -81,7 +84,7 @@ def version_dir(output_dir, name, version=None, overwrite=False):
     return path
 
 
-def check_max_pixels(max_pixels):
+def check_max_pixels(max_pixels: int) -> None:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
         raise ValueError(
             f"max_pixels must be a positive integer (width x height). Received: {max_pixels!r}"
@@ -91,7 +94,7 @@ def check_max_pixels(max_pixels):
 HEADER_BYTES = 30  # the last field read: WebP's, at bytes 24..30
 
 
-def header_size(image_bytes):
+def header_size(image_bytes: tf.Tensor) -> tf.Tensor:
     """(height, width), int64, that one encoded image declares in its header,
     read without decoding it.
 
@@ -144,7 +147,7 @@ def header_size(image_bytes):
     )
 
 
-def check_header(image_bytes, index, max_pixels):
+def check_header(image_bytes: tf.Tensor, index: tf.Tensor, max_pixels: int) -> list:
     """Assertions (InvalidArgument) that image `index` is of a known format
     and has at most `max_pixels` pixels by its header."""
     size = header_size(image_bytes)

@@ -40,14 +40,14 @@ from keras_resnet.metadata import ModelInfo
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
-def check_quantize(quantize):
+def check_quantize(quantize: str) -> None:
     if quantize not in QUANTIZATIONS:
         raise ValueError(
             f"Unknown quantize: {quantize!r}. Accepted: {', '.join(QUANTIZATIONS)}"
         )
 
 
-def convert(model, quantize="none", representative=None):
+def convert(model: keras.Model, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
     """The .tflite bytes of `model`; int8 needs `representative` pixels."""
     check_quantize(quantize)
     if quantize == "int8" and representative is None:
