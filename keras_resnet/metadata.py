@@ -5,17 +5,23 @@ SavedModels, `.tflite` files) carries a `ModelInfo`: the model, the input
 size, how a test image becomes an input (the test view of
 keras_resnet.augment), the class names and the preprocessing inside the
 model, and the package version that wrote it. In a `.keras` file it is the
-zip member `keras_resnet.json` (Keras loads the file as before and ignores
-it); keras_resnet.export stores the same JSON in SavedModels and `.tflite`
-files.
+"keras_resnet" entry of the archive's own `metadata.json`, which Keras writes
+(Keras version, date) and does not read back: the archive keeps Keras' three
+members, so Keras loads it as fast as any (a fourth member would make it
+unpack the whole archive to a temporary folder on every load).
+keras_resnet.export stores the same JSON in SavedModels (an asset file named
+FILE_NAME) and `.tflite` files (a metadata entry).
 """
 
 import dataclasses
+import io
 import json
 import zipfile
 from typing import Any
 
 FILE_NAME = "keras_resnet.json"
+KERAS_METADATA = "metadata.json"  # the member of a .keras archive that holds it
+KEY = "keras_resnet"
 FAMILIES = ("cifar", "imagenet")
 PREPROCESSINGS = ("pixel_mean", "caffe")
 
@@ -73,16 +79,32 @@ class ModelInfo:
 
 
 def write_keras(path: str, info: ModelInfo) -> None:
-    """Adds `info` to the `.keras` file at `path` (a zip archive Keras wrote).
-    Call it on the staging file, before it is renamed into place."""
-    with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(FILE_NAME, info.to_json())
+    """Records `info` in the `.keras` file at `path`, which Keras just wrote.
+
+    A zip member cannot be changed in place, so the archive is rewritten
+    whole, in memory, then over `path`: call it on the staging file, before
+    it is renamed into place (keras_resnet.files.atomic_path).
+    """
+    rewritten = io.BytesIO()
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w") as target:
+        for member in source.infolist():
+            content = source.read(member)
+            if member.filename == KERAS_METADATA:
+                fields = json.loads(content)
+                fields[KEY] = dataclasses.asdict(info)
+                content = json.dumps(fields, indent=2).encode()
+            target.writestr(member, content)
+    with open(path, "wb") as f:
+        f.write(rewritten.getbuffer())
 
 
 def read_keras(path: str) -> ModelInfo | None:
     """The `ModelInfo` of a `.keras` file, or None if it has none (a file
     keras_resnet did not write, e.g. a user's own `model.save`)."""
     with zipfile.ZipFile(path) as archive:
-        if FILE_NAME not in archive.namelist():
+        if KERAS_METADATA not in archive.namelist():
             return None
-        return ModelInfo.from_json(archive.read(FILE_NAME), path)
+        fields = json.loads(archive.read(KERAS_METADATA))
+    if KEY not in fields:
+        return None
+    return ModelInfo.from_json(json.dumps(fields[KEY]), path)

@@ -666,18 +666,16 @@ def test_cli_needs_the_tensorflow_backend(tmp_path, keras_file):
 @pytest.mark.parametrize("fmt, written", [
     ("saved_model", "resnet20/1"), ("tflite", "resnet20_float32.tflite"),
 ])
-def test_cli_full_disk_is_one_line_and_leaves_nothing(tmp_path, model, fmt, written):
+def test_cli_full_disk_is_one_line_and_leaves_nothing(tmp_path, keras_file, fmt, written):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     os.makedirs(tmp)
-    # Without keras_resnet.json: Keras 3 extracts a .keras archive of more
-    # than three members whole to a temporary folder (it takes the fourth
-    # for assets), which the limit below would refuse before any export.
-    plain = str(tmp_path / "resnet20.keras")
-    model.save(plain)
-    # The SavedModel's variables and graph, and the .tflite file, are
-    # larger: their writes fail as on a full disk (EFBIG, not ENOSPC).
-    proc = _cli(f"--model_path={plain}", f"--output_dir={out}", f"--format={fmt}",
-                "--eval_transform=single", preexec_fn=file_size_limit(64 << 10), TMPDIR=str(tmp))
+    # train.py's file, its metadata included: Keras loads it without
+    # unpacking it to a temporary folder (which the limit below would
+    # refuse before any export). The SavedModel's variables and graph, and
+    # the .tflite file, are larger: their writes fail as on a full disk
+    # (EFBIG, not ENOSPC).
+    proc = _cli(f"--model_path={keras_file}", f"--output_dir={out}", f"--format={fmt}",
+                preexec_fn=file_size_limit(64 << 10), TMPDIR=str(tmp))
     target = out / written
     assert re.fullmatch(
         rf"export: error: Cannot write {re.escape(str(target))}: File too large "
