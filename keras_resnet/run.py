@@ -95,6 +95,8 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
+        if self.num_train < self.batch_size:  # pipeline.load refuses less than a batch.
+            raise RuntimeError("The run's data is not known yet: call Run.with_data first")
         return self.num_train // self.batch_size
 
     @functools.cached_property
