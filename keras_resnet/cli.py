@@ -14,6 +14,7 @@ import sys
 import keras
 
 from keras_resnet.errors import ArgumentError
+from keras_resnet.errors import DatasetUnavailableError
 from keras_resnet.files import LockedError
 from keras_resnet.files import WriteError
 
@@ -50,6 +51,9 @@ def run_main(program, main, *args, failures=(), resume_hint=False):
         return main(*args)
     except ArgumentError as e:  # the library's argument is the program's flag.
         print(f"{program}: error: --{e.argument}={e.value}: {e.requirement}", file=sys.stderr)
+        sys.exit(2)
+    except DatasetUnavailableError as e:
+        print(f"{program}: error: {' '.join(e.cause.split())}. {e.hint('--')}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         hint = "; run the same command to resume" if resume_hint else ""

@@ -1,4 +1,4 @@
-"""The error the library raises for a bad argument, named as the caller wrote it.
+"""The errors the library raises about its arguments, named as the caller wrote them.
 
 Library code speaks of its arguments (`batch_size`); the command-line programs
 (keras_resnet.cli) show the same error as the flag they read it from
@@ -6,6 +6,25 @@ Library code speaks of its arguments (`batch_size`); the command-line programs
 """
 
 from typing import Any
+
+
+class DatasetUnavailableError(ValueError):
+    """A data set cannot be read or downloaded here: `cause` says why, in one
+    sentence; the message adds the arguments that point at local data."""
+
+    def __init__(self, cause: str):
+        super().__init__(f"{cause}. {self.hint('')}")
+        self.cause = cause
+
+    @staticmethod
+    def hint(prefix: str) -> str:
+        """Where to point instead; `prefix` "--" names the arguments as flags."""
+        return (
+            f"Point {prefix}data_dir at a TFDS data directory that holds it "
+            f"({prefix}manual_dir for manually downloaded archives), or give "
+            f"{prefix}dataset=/path/to/folder with train/ and val/ (or test/) "
+            "subfolders of class folders"
+        )
 
 
 class ArgumentError(ValueError):

@@ -22,7 +22,6 @@ from keras_resnet import augment
 from keras_resnet import sources
 from keras_resnet.artefacts import Artefact
 from keras_resnet.artefacts import check_finite
-from keras_resnet.artefacts import load  # noqa: F401 (evaluate's loader)
 from keras_resnet.errors import ArgumentError
 
 PROTOCOLS = (*augment.VIEWS, "multiscale")

@@ -20,27 +20,13 @@ import tensorflow as tf
 from absl import logging
 
 from keras_resnet.errors import ArgumentError
+from keras_resnet.errors import DatasetUnavailableError
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # Paper Sec. 4.2: hyper-parameters chosen on a 45k/5k split of the 50k images.
 TFDS_SPLITS = {"cifar10": ("train[:45000]", "train[45000:]")}
 DOWNLOAD_RETRIES = 2  # TFDS's are 10, with back-off.
-
-
-class DatasetUnavailableError(ValueError):
-    """The data set cannot be read or downloaded here. `cause` says why, in
-    one sentence; the message adds which arguments point at local data."""
-
-    def __init__(self, cause: str):
-        super().__init__(
-            f"{cause}. Point data_dir at a TFDS data directory that holds it "
-            "(manual_dir for manually downloaded archives), or give as dataset a "
-            "folder with train/ and val/ subfolders of class folders."
-        )
-        self.cause = cause
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Split:
     """One split of a data set."""

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
-from keras_resnet.export import source
+from keras_resnet import artefacts
 from keras_resnet import augment
 from keras_resnet import distribute
 from keras_resnet import evaluation
@@ -20,6 +20,7 @@ from keras_resnet import files
 from keras_resnet import metadata
 from keras_resnet import sources
 from keras_resnet.errors import ArgumentError
+from keras_resnet.export import source
 from tests.helpers import dead_pid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +75,7 @@ def _colour_examples(n=7, size=8, seed=0, names=("r", "g", "b")):
 def test_accuracy_is_known_for_any_batch_size(tmp_path, batch_size):
     path = str(tmp_path / "channels.keras")
     _channel_classifier().save(path)
-    artefact = evaluation.load(path)
+    artefact = artefacts.load(path)
     result, confusion = evaluation.evaluate(
         artefact, _colour_examples(), "single", batch_size=batch_size, verbose=0
     )
@@ -91,7 +92,7 @@ def test_mirrored_strategy_equals_one_device_with_a_short_last_batch(tmp_path):
     results = []
     for name in ("one_device", "mirrored"):
         strategy = distribute.make_strategy(name)
-        artefact = evaluation.load(path, strategy=strategy)
+        artefact = artefacts.load(path, strategy=strategy)
         # Batches of 3, 3 and 1: the last is smaller than the 2 replicas.
         results.append(evaluation.evaluate(artefact, examples, "single", batch_size=3, verbose=0))
     assert strategy.num_replicas_in_sync == 2
@@ -128,7 +129,7 @@ def test_classifier_at_every_position_equals_the_pooled_model():
 def test_multiscale_at_224_equals_center_without_the_crop(tmp_path):
     path = str(tmp_path / "r18.keras")
     keras_resnet.ResNet18(input_shape=(224, 224, 3), classes=3).save(path)
-    artefact = evaluation.load(path, any_size=True)
+    artefact = artefacts.load(path, any_size=True)
     assert artefact.image_size is None
     image = np.random.RandomState(1).uniform(0, 255, (224, 300, 3)).astype("uint8")
     examples = sources.Split(examples=tf.data.Dataset.from_tensors((image, np.int32(2))),
@@ -144,7 +145,7 @@ def test_multiscale_at_224_equals_center_without_the_crop(tmp_path):
     assert [tuple(v.shape) for v in views] == [(1, 224, 300, 3), (1, 448, 600, 3)]
     np.testing.assert_allclose(artefact.predict(views[0].numpy()), whole, atol=1e-6)
     with pytest.raises(ValueError, match="multiscale protocol needs a fully-convolutional"):
-        evaluation.evaluate(evaluation.load(path), examples, "multiscale")
+        evaluation.evaluate(artefacts.load(path), examples, "multiscale")
 
 
 def _cifar_info(size, class_names=("r", "g", "b")):
@@ -171,7 +172,7 @@ def test_every_artefact_is_evaluated_as_its_metadata_says(tmp_path):
     saved_model.export_saved_model(model, str(tmp_path / "serving"), info=info)
     tflite_path = tflite.export_tflite(model, str(tmp_path / "tflite"), info=info).path
     examples = _colour_examples(n=12, size=60, seed=3)
-    artefacts = [evaluation.load(p) for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)]
+    artefacts = [artefacts.load(p) for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)]
     assert [a.info for a in artefacts] == [info] * 3
     results = [evaluation.evaluate(a, examples, batch_size=5, verbose=0)[0] for a in artefacts]
     for other in results[1:]:
@@ -189,7 +190,7 @@ def test_every_artefact_is_evaluated_as_its_metadata_says(tmp_path):
 def test_an_artefact_without_metadata_needs_the_protocol(tmp_path):
     path = str(tmp_path / "channels.keras")
     _channel_classifier().save(path)  # a user's own file: no metadata
-    artefact = evaluation.load(path)
+    artefact = artefacts.load(path)
     assert artefact.info is None
     with pytest.raises(ArgumentError, match=r"protocol must be given \(single, center, 10crop, "
                                             r"multiscale\): .*channels.keras carries no keras_resnet metadata"):
@@ -197,20 +198,20 @@ def test_an_artefact_without_metadata_needs_the_protocol(tmp_path):
     with pytest.raises(ArgumentError, match="image_size must be 8, the input size of"):
         evaluation.evaluate(artefact, _colour_examples(), "single", image_size=16)
     # A named model's metadata: the family's size, its default recipe's view.
-    named = evaluation.load(model="resnet18", weights=None)
+    named = artefacts.load(model="resnet18", weights=None)
     assert evaluation.resolve(named) == ("center", 224)
     assert named.info.class_names == tuple(str(i) for i in range(1000))
-    assert evaluation.resolve(evaluation.load(model="resnet20", image_size=48)) == ("single", 48)
+    assert evaluation.resolve(artefacts.load(model="resnet20", image_size=48)) == ("single", 48)
 
 
 def test_errors_for_missing_files_and_mismatched_artefacts(tmp_path):
     with pytest.raises(ValueError, match="Model file does not exist: '/no/such.keras'"):
-        evaluation.load("/no/such.keras")
+        artefacts.load("/no/such.keras")
     with pytest.raises(ValueError, match="Model path does not exist: '/no/such'"):
-        evaluation.load("/no/such")
+        artefacts.load("/no/such")
     path = str(tmp_path / "channels.keras")
     _channel_classifier().save(path)
-    artefact = evaluation.load(path)
+    artefact = artefacts.load(path)
     with pytest.raises(ValueError, match="predicts 3 classes; the data set has 10"):
         evaluation.evaluate(artefact, _colour_examples(names=list("0123456789")), "single")
     with pytest.raises(ArgumentError, match=r"protocol must be one of single, center, 10crop, multiscale. Received: protocol='5crop'"):
@@ -233,7 +234,7 @@ def test_corrupt_or_truncated_keras_files_are_named(tmp_path):
     for name, message in cases.items():
         bad = str(tmp_path / f"{name}.keras")
         # evaluate.py and export share the loader.
-        for load in (evaluation.load, source.load_model):
+        for load in (artefacts.load, source.load_model):
             with pytest.raises(ValueError, match=re.escape(f"Model file {bad!r} {message}")):
                 load(bad)
 
@@ -249,7 +250,7 @@ def _diverged(path, size=8):
 
 
 def test_non_finite_outputs_are_refused(tmp_path):
-    artefact = evaluation.load(_diverged(tmp_path / "diverged.keras"))
+    artefact = artefacts.load(_diverged(tmp_path / "diverged.keras"))
     with pytest.raises(ValueError, match=r"diverged.keras gives non-finite outputs \(NaN or inf\) for 3 of 3 images"):
         evaluation.evaluate(artefact, _colour_examples(), "single", batch_size=3, verbose=0)
 

@@ -402,9 +402,9 @@ def test_imagenet_weights_in_train_evaluate_and_export(
     """train.py, evaluate.py and export take --weights=imagenet through the
     same download (the line that once broke all three): from a mirror on
     127.0.0.1 into $KERAS_HOME, each file fetched once."""
-    from keras_resnet.export import source
-    from keras_resnet import evaluation
+    from keras_resnet import artefacts
     from keras_resnet import training
+    from keras_resnet.export import source
 
     reference, top, notop = applications_files
     for path in (top, notop):
@@ -427,7 +427,7 @@ def test_imagenet_weights_in_train_evaluate_and_export(
         expected = keras.ops.convert_to_numpy(
             keras.ops.softmax(_run(reference, preprocessing.preprocess_input(x)))
         )
-        evaluated = evaluation.load(model="resnet50", weights="imagenet").predict(x)
+        evaluated = artefacts.load(model="resnet50", weights="imagenet").predict(x)
         exported = source.load_model(model_name="resnet50", weights="imagenet")
         np.testing.assert_allclose(evaluated, expected, atol=1e-5)
         np.testing.assert_allclose(_run(exported, x), expected, atol=1e-5)

@@ -65,6 +65,7 @@ def _plot_confusion(confusion, class_names, path):
 
 
 def run(argv_flags):
+    from keras_resnet import artefacts
     from keras_resnet import cli
     from keras_resnet import distribute
     from keras_resnet import evaluation
@@ -77,23 +78,16 @@ def run(argv_flags):
     if (f.model_path is None) == (f.model is None):
         raise ValueError("Give exactly one of --model_path or --model")
     named = f.model is not None
-    artefact = evaluation.load(
+    artefact = artefacts.load(
         f.model_path, f.model, f.weights if named else None,
         image_size=f.image_size if named else None,
         strategy=distribute.make_strategy(f.strategy), any_size=f.protocol == "multiscale",
     )
     protocol, size = evaluation.resolve(artefact, f.protocol, f.image_size)
-    try:
-        split = sources.eval_split(
-            f.dataset, f.split, image_size=size, num_classes=artefact.num_classes,
-            data_dir=f.data_dir, manual_dir=f.manual_dir,
-        )
-    except sources.DatasetUnavailableError as e:
-        raise ValueError(
-            f"{e.cause}. Point --data_dir at a TFDS data directory that holds it "
-            "(--manual_dir for manually downloaded archives), or pass "
-            "--dataset=/path/to/folder with train/ and val/ (or test/) subfolders of class folders."
-        ) from None
+    split = sources.eval_split(
+        f.dataset, f.split, image_size=size, num_classes=artefact.num_classes,
+        data_dir=f.data_dir, manual_dir=f.manual_dir,
+    )
     result, confusion = evaluation.evaluate(
         artefact, split, protocol, image_size=size, batch_size=f.batch_size
     )

@@ -15,3 +15,5 @@ from keras_resnet.export.source import load_artefact
 from keras_resnet.export.source import load_images
 from keras_resnet.export.source import load_model
 from keras_resnet.export.tflite import export_tflite
+
+__all__ = ["Report", "export_saved_model", "export_tflite", "load_artefact", "load_images", "load_model"]

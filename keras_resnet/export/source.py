@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_resnet import artefacts
 from keras_resnet import augment
 from keras_resnet import sources
 from keras_resnet.errors import ArgumentError
+from keras_resnet.errors import DatasetUnavailableError
 from keras_resnet.metadata import ModelInfo
 
 EVAL_TRANSFORMS = ("auto", *augment.SINGLE_VIEWS)
@@ -94,7 +94,7 @@ def _tfds_images(spec: str, limit: int, data_dir: str | None) -> list:
     name, _, split = spec[len(TFDS_PREFIX):].partition(":")
     try:
         examples = sources.tfds_split(name, split or None, data_dir).examples
-    except sources.DatasetUnavailableError as e:
+    except DatasetUnavailableError as e:
         raise ValueError(f"{e.cause}. Prepare it in the TFDS data directory data_dir, or give an image folder") from None
     return [image for image, _ in examples.take(limit)]
 
