@@ -172,19 +172,19 @@ def test_every_artefact_is_evaluated_as_its_metadata_says(tmp_path):
     saved_model.export_saved_model(model, str(tmp_path / "serving"), info=info)
     tflite_path = tflite.export_tflite(model, str(tmp_path / "tflite"), info=info).path
     examples = _colour_examples(n=12, size=60, seed=3)
-    artefacts = [artefacts.load(p) for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)]
-    assert [a.info for a in artefacts] == [info] * 3
-    results = [evaluation.evaluate(a, examples, batch_size=5, verbose=0)[0] for a in artefacts]
+    loaded = [artefacts.load(p) for p in (path, str(tmp_path / "serving" / "resnet20"), tflite_path)]
+    assert [a.info for a in loaded] == [info] * 3
+    results = [evaluation.evaluate(a, examples, batch_size=5, verbose=0)[0] for a in loaded]
     for other in results[1:]:
         assert other["top1_accuracy"] == results[0]["top1_accuracy"]
         assert other["top5_accuracy"] == results[0]["top5_accuracy"]
         assert other["per_class_accuracy"] == results[0]["per_class_accuracy"]
     assert [(r["protocol"], r["image_size"]) for r in results] == [("single", 48)] * 3
     # The metadata's classes are the data set's, or unnamed ("0", "1", ...).
-    evaluation.evaluate(artefacts[0], _colour_examples(size=48, names=("0", "1", "2")), verbose=0)
+    evaluation.evaluate(loaded[0], _colour_examples(size=48, names=("0", "1", "2")), verbose=0)
     with pytest.raises(ValueError, match=r"model.keras was trained on other classes than the data "
                                          r"set's: its class 1 is 'g', the data set's 'green'"):
-        evaluation.evaluate(artefacts[0], _colour_examples(size=48, names=("r", "green", "b")))
+        evaluation.evaluate(loaded[0], _colour_examples(size=48, names=("r", "green", "b")))
 
 
 def test_an_artefact_without_metadata_needs_the_protocol(tmp_path):
