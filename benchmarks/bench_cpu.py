@@ -1,0 +1,346 @@
+"""CPU speed of keras_resnet next to what a user would pick instead (issue 10).
+
+Rows (a fixed synthetic batch, float32 unless said; Keras on the TF backend):
+  resnet20_train   keras_resnet.ResNet20(weight_decay=1e-4) compiled as train.py
+                   compiles it (SGD momentum 0.9, categorical cross-entropy,
+                   accuracy), one training step, vs PyTorch eager CIFAR
+                   ResNet-20, option A, SGD momentum 0.9 weight_decay 1e-4
+                   (benchmarks/torch_models.py), torch.set_num_threads(cores).
+  resnet20_infer   the same two models' inference: `predict_on_batch` vs eager
+                   under `torch.inference_mode()`.
+  resnet50_train   keras_resnet.ResNet50(weights=None) vs
+  resnet50_infer   keras.applications.ResNet50(weights=None), compiled alike.
+Variant rows of ours, added by flags:
+  <case>+xla       ours compiled with jit_compile=True vs the case's reference
+                   (--jit_compile).
+  <case>+bfloat16  ours under the mixed_bfloat16 policy vs ours in float32
+                   (--mixed_precision=bfloat16).
+  <case>+folded    BN folded into the convolutions vs ours unfolded: TODO, see
+                   `_folded_side` (keras_resnet has no folding function yet).
+
+How: every side of a case is built and warmed up first (tracing, XLA compiles
+and first-call allocations stay out of the timings). Then each of `--rounds`
+rounds runs `--steps` steps of every side, one side after the other (never two
+at once), the order reversed every other round, with a pause before each side
+so no thread pool of the previous one is still spinning. Keras trains through
+`model.fit` over a repeated tf.data of the batch (steps_per_epoch = steps; or
+`--keras_loop=train_on_batch`) and infers through `predict_on_batch`.
+
+Reading: img/s are medians over rounds. ratio = ours / reference, the median
+of the per-round ratios (above 1: ours is faster), with their min-max over the
+rounds: a round's sides share the machine's state, so pairing cancels the slow
+spells of a shared host; a range that straddles 1 means "not distinguishable".
+`--rss` adds each side's peak resident memory, from a fresh process per side.
+Run from the repository root:
+
+  python benchmarks/bench_cpu.py                     # the four cases, ~6 min on 2 cores
+  python benchmarks/bench_cpu.py --quick             # smoke run, tiny batches
+  python benchmarks/bench_cpu.py --cases=resnet20_train --jit_compile \\
+      --mixed_precision=bfloat16 --output_json=cpu.json
+"""
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from absl import app
+from absl import flags
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.dirname(os.path.abspath(__file__))]
+
+LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
+SETTLE_S = 0.2  # Pause before each timed side: spinning OpenMP/Eigen threads go idle.
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    family: str  # "resnet20" (32x32, 10 classes) or "resnet50" (224x224, 1000 classes)
+    train: bool
+    steps: int  # default steps per side per round: about 1-2 s each on 2 cores
+
+
+CASES = {
+    "resnet20_train": Case("resnet20", train=True, steps=5),
+    "resnet20_infer": Case("resnet20", train=False, steps=10),
+    "resnet50_train": Case("resnet50", train=True, steps=2),
+    "resnet50_infer": Case("resnet50", train=False, steps=2),
+}
+LABELS = {"ours": "ours", "ours_xla": "ours XLA", "ours_bf16": "ours bf16", "folded": "ours folded"}
+
+flags.DEFINE_list("cases", list(CASES), f"Cases to run, of {', '.join(CASES)}.")
+flags.DEFINE_integer("resnet20_batch", 128, "ResNet-20 batch (32x32).", lower_bound=1)
+flags.DEFINE_integer("resnet50_batch", 16, "ResNet-50 batch (224x224).", lower_bound=1)
+flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds per case.", lower_bound=1)
+flags.DEFINE_integer("steps", None, "Steps per side per round (default: per case).",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup", 2, "Untimed steps per side before timing.", lower_bound=1)
+flags.DEFINE_enum("keras_loop", "fit", ["fit", "train_on_batch"], "Keras training path.")
+flags.DEFINE_bool("jit_compile", False, "Add a row per case: ours with XLA.")
+flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16"],
+                  "bfloat16: add a row per case, ours mixed_bfloat16 vs ours float32.")
+flags.DEFINE_bool("fold_bn", False, "Add a row per inference case: BN folded vs unfolded.")
+flags.DEFINE_bool("quick", False, "Smoke run: 2 rounds of 1 step, batches of 16 and 2.")
+flags.DEFINE_bool("rss", False, "Also measure each side's peak RSS in a fresh process.")
+flags.DEFINE_string("output_json", None, "Also write the environment and table here as JSON.")
+flags.DEFINE_string("rss_probe", None, "Internal: CASE:SIDE, print that side's peak RSS (MiB).")
+FLAGS = flags.FLAGS
+
+
+def _batch_size(case: Case) -> int:
+    return FLAGS.resnet20_batch if case.family == "resnet20" else FLAGS.resnet50_batch
+
+
+def _data(case: Case):
+    """The fixed batch: NHWC float32 images and integer labels."""
+    import numpy as np
+
+    size, classes = (32, 10) if case.family == "resnet20" else (224, 1000)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(_batch_size(case), size, size, 3)).astype("float32")
+    return images, rng.integers(0, classes, size=_batch_size(case)), classes
+
+
+def _repeat(step: Callable[[], object]) -> Callable[[int], None]:
+    """A side's runner: `run(n)` makes n calls of `step`."""
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            step()
+    return run
+
+
+def _torch_side(case: Case) -> Callable[[int], None]:
+    import torch
+
+    import torch_models
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    model = torch_models.CifarResNet(20)
+    images, labels, _ = _data(case)
+    if not case.train:
+        return _repeat(torch_models.inference_step(model, images))
+    return _repeat(torch_models.train_step(model, images, labels, learning_rate=LEARNING_RATE,
+                                           momentum=MOMENTUM, weight_decay=WEIGHT_DECAY))
+
+
+def _keras_model(case: Case, side: str):
+    """The uncompiled model of one Keras side, built under its dtype policy."""
+    import keras
+
+    import keras_resnet
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16" if side == "ours_bf16" else "float32")
+    try:
+        if side == "reference":
+            return keras.applications.ResNet50(weights=None)
+        if case.family == "resnet20":
+            return keras_resnet.ResNet20(weight_decay=WEIGHT_DECAY)
+        return keras_resnet.ResNet50(weights=None)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _keras_side(case: Case, side: str) -> Callable[[int], None]:
+    """One Keras side, compiled as train.py compiles its model."""
+    import keras
+
+    model = _keras_model(case, side)
+    model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                  jit_compile=side == "ours_xla")
+    images, labels, classes = _data(case)
+    if not case.train:
+        return _repeat(lambda: model.predict_on_batch(images))
+    targets = keras.utils.to_categorical(labels, classes)
+    if FLAGS.keras_loop == "train_on_batch":
+        return _repeat(lambda: model.train_on_batch(images, targets))
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat()
+    return lambda steps: model.fit(dataset, epochs=1, steps_per_epoch=steps,
+                                       shuffle=False, verbose=0)
+
+
+def _folded_side(case: Case) -> Callable[[int], None]:
+    """TODO(issue 10): once keras_resnet offers a BN-folding function (none yet:
+    `grep -rn "def fold" keras_resnet`), return the folded inference model's
+    runner here, `_repeat(lambda: folded.predict_on_batch(images))`, and add
+    remove the refusal of --fold_bn in `main`."""
+    raise NotImplementedError("keras_resnet has no BN-folding function yet (issue 10).")
+
+
+def _build_side(case: Case, side: str) -> Callable[[int], None]:
+    if side == "reference" and case.family == "resnet20":
+        return _torch_side(case)
+    if side == "folded":
+        return _folded_side(case)
+    return _keras_side(case, side)
+
+
+def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
+    """The rows of a case: (row name, ours side, reference side)."""
+    pairs = [(name, "ours", "reference")]
+    if FLAGS.jit_compile:
+        pairs.append((f"{name}+xla", "ours_xla", "reference"))
+    if FLAGS.mixed_precision == "bfloat16":
+        pairs.append((f"{name}+bfloat16", "ours_bf16", "ours"))
+    if FLAGS.fold_bn and not case.train:
+        pairs.append((f"{name}+folded", "folded", "ours"))
+    return pairs
+
+
+def _interleave(runs: dict[str, Callable[[int], None]], batch: int, steps: int):
+    """Images/s of every side in every round, the sides run one at a time."""
+    for run in runs.values():
+        run(FLAGS.warmup)
+    rates = {side: [] for side in runs}
+    order = list(runs)
+    for round_index in range(FLAGS.rounds):
+        for side in order if round_index % 2 == 0 else order[::-1]:
+            time.sleep(SETTLE_S)
+            start = time.perf_counter()
+            runs[side](steps)
+            rates[side].append(batch * steps / (time.perf_counter() - start))
+    return rates
+
+
+def _reference_label(case: Case, side: str) -> str:
+    if side == "ours":
+        return "ours float32"
+    return "PyTorch eager" if case.family == "resnet20" else "keras.applications"
+
+
+def _row(row: str, case: Case, ours: str, reference: str, rates) -> dict:
+    ratios = [o / r for o, r in zip(rates[ours], rates[reference])]
+    return {
+        "row": row, "ours": LABELS[ours], "reference": _reference_label(case, reference),
+        "batch": _batch_size(case),
+        "ours_img_s": round(statistics.median(rates[ours]), 2),
+        "reference_img_s": round(statistics.median(rates[reference]), 2),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+        "ours_rounds": [round(x, 2) for x in rates[ours]],
+        "reference_rounds": [round(x, 2) for x in rates[reference]],
+    }
+
+
+def _measure(name: str, case: Case) -> list[dict]:
+    """All rows of one case, its sides timed together in the same rounds."""
+    pairs = _pairs(name, case)
+    sides = list(dict.fromkeys(side for _, *both in pairs for side in both))
+    # Build every side before any warm-up: a later build (set_random_seed,
+    # graph building) would disturb an earlier side's warmed caches.
+    runs = {side: _build_side(case, side) for side in sides}
+    rates = _interleave(runs, _batch_size(case), FLAGS.steps or case.steps)
+    rows = [_row(row, case, ours, reference, rates) for row, ours, reference in pairs]
+    if FLAGS.rss:
+        mib = {side: _peak_rss_mib(name, side) for side in sides}
+        for row, (_, ours, reference) in zip(rows, pairs):
+            row["ours_rss_mib"], row["reference_rss_mib"] = mib[ours], mib[reference]
+    return rows
+
+
+def _vm_hwm_mib() -> float:
+    """This process's peak RSS. Not getrusage's ru_maxrss: on Linux a child
+    inherits the parent's high-water mark at fork, and exec keeps it."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # kB
+
+
+def _peak_rss_mib(name: str, side: str) -> float:
+    """Peak RSS of a fresh process that builds one side and runs its warm-up."""
+    argv = [sys.executable, os.path.abspath(__file__), f"--rss_probe={name}:{side}"]
+    for flag in ("resnet20_batch", "resnet50_batch", "warmup", "keras_loop"):
+        argv.append(f"--{flag}={getattr(FLAGS, flag)}")
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return round(float(out.strip().splitlines()[-1]), 1)
+
+
+def _environment() -> dict:
+    """What RESULTS.md quotes: machine, versions, date and command."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+    versions = {}
+    for package in ("tensorflow", "keras", "torch"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "cpu": fields.get("Model name", platform.processor()).strip(),
+        "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in fields.get("Flags", ""),
+        "load_average_1min": round(os.getloadavg()[0], 2),  # above `cores`: a busy host.
+        "python": platform.python_version(), **versions,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(["python", *sys.argv]),
+    }
+
+
+def _print_table(rows: list[dict]) -> None:
+    rss = any("ours_rss_mib" in row for row in rows)
+    print(f"{'row':<24} {'ours':<9} {'reference':<18} {'batch':>5} {'ours img/s':>10} "
+          f"{'ref img/s':>10} {'ratio':>6} {'range':>11}" + (" ours MiB  ref MiB" if rss else ""))
+    for row in rows:
+        line = (f"{row['row']:<24} {row['ours']:<9} {row['reference']:<18} {row['batch']:>5} "
+                f"{row['ours_img_s']:>10.2f} {row['reference_img_s']:>10.2f} "
+                f"{row['ratio']:>6.3f} {row['ratio_min']:>5.2f}-{row['ratio_max']:<5.2f}")
+        if rss:
+            line += f" {row['ours_rss_mib']:>8.0f} {row['reference_rss_mib']:>8.0f}"
+        print(line)
+
+
+def _settings() -> dict:
+    if FLAGS.quick:
+        FLAGS.rounds, FLAGS.steps, FLAGS.warmup = 2, 1, 1
+        FLAGS.resnet20_batch, FLAGS.resnet50_batch = 16, 2
+    names = ("cases", "resnet20_batch", "resnet50_batch", "rounds", "steps", "warmup",
+             "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "quick")
+    return {name: getattr(FLAGS, name) for name in names}
+
+
+def main(argv):
+    del argv
+    if FLAGS.rss_probe:
+        name, side = FLAGS.rss_probe.split(":")
+        _build_side(CASES[name], side)(FLAGS.warmup)
+        print(_vm_hwm_mib())
+        return
+    if FLAGS.fold_bn:  # TODO(issue 10): drop once `_folded_side` is written.
+        raise app.UsageError("--fold_bn: keras_resnet has no BN-folding function yet.")
+    unknown = sorted(set(FLAGS.cases) - set(CASES))
+    if unknown:
+        raise app.UsageError(f"Unknown --cases {unknown}; accepted: {', '.join(CASES)}.")
+    settings, environment = _settings(), _environment()
+    for key, value in {**environment, **settings}.items():
+        print(f"{key}: {value}")
+    rows = []
+    for name in [name for name in CASES if name in FLAGS.cases]:
+        start = time.perf_counter()
+        rows += _measure(name, CASES[name])
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+    print("\nratio = ours / reference img/s, median of per-round ratios (above 1: ours "
+          "faster); range: min-max over rounds.\n")
+    _print_table(rows)
+    if FLAGS.output_json:
+        from keras_resnet import files
+
+        report = {"environment": environment, "settings": settings, "rows": rows}
+        files.write_text(FLAGS.output_json, json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    app.run(main)
