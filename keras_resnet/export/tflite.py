@@ -47,8 +47,11 @@ def check_quantize(quantize: str) -> None:
         )
 
 
-def convert(model: keras.Model, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
-    """The .tflite bytes of `model`; int8 needs `representative` pixels."""
+def convert(model: keras.Model, quantize: str = "none", representative: np.ndarray | None = None,
+            converter_options: dict | None = None) -> bytes:
+    """The .tflite bytes of `model`; int8 needs `representative` pixels.
+    `converter_options`: TFLiteConverter attributes to set (benchmarks/
+    bench_tflite.py measures them)."""
     check_quantize(quantize)
     if quantize == "int8" and representative is None:
         raise ValueError("quantize='int8' needs representative images to calibrate on")
@@ -65,6 +68,10 @@ def convert(model: keras.Model, quantize: str = "none", representative: np.ndarr
             converter.representative_dataset = lambda: (
                 [image[None]] for image in representative
             )
+        for name, value in (converter_options or {}).items():
+            if not hasattr(converter, name):
+                raise ValueError(f"Unknown TFLiteConverter option: {name!r}")
+            setattr(converter, name, value)
         return converter.convert()
     finally:
         if tf.io.gfile.exists(workdir):
