@@ -1,5 +1,14 @@
 """keras_resnet: the Deep Residual Networks of He et al. (2015) for Keras 3."""
 
+import os
+
+# TensorFlow runs its CPU convolutions through oneDNN by default only on CPUs
+# with AVX-512 VNNI/BF16 or AMX; on others (AVX2 hosts) its own kernels train
+# a ResNet about 2x slower (benchmarks/RESULTS.md). Asking for oneDNN changes
+# nothing where it is on already, and nothing once TensorFlow is imported; a
+# user's own TF_ENABLE_ONEDNN_OPTS wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 from keras_resnet.applications import Plain18
 from keras_resnet.applications import Plain20
 from keras_resnet.applications import Plain32
