@@ -148,17 +148,24 @@ def measure_pipeline(case, root, uncached=False):
                              pixel_mean=aug == "cifar")
     finally:
         pipeline.CACHE_LIMIT_BYTES = limit
-    batches_it = iter(data.train)
-    # Warm-up: fills the cache (one pass) and the shuffle buffer.
-    for _ in range(data.num_train // batch + 2):
-        next(batches_it)
+    fill = data.num_train // batch + 2  # batches that fill the shuffle buffer
+
+    def pipeline_rate():
+        # A new iterator each round: one kept across rounds would fill its
+        # prefetch buffer while the step is timed, and time only that buffer.
+        batches_it = iter(data.train)
+        for _ in range(fill):
+            next(batches_it)
+        return batch * batches / _time(lambda: next(batches_it), batches)
+
+    pipeline_rate()  # fills the cache (a first pass)
     step = _bare_step(model_name, batch, size, data.num_classes)
     _time(step, 2)
     fed, used = [], []
     for r in range(FLAGS.rounds):
         for which in (("pipe", "step") if r % 2 == 0 else ("step", "pipe")):
             if which == "pipe":
-                fed.append(batch * batches / _time(lambda: next(batches_it), batches))
+                fed.append(pipeline_rate())
             else:
                 used.append(batch * steps / _time(step, steps))
     name = case + ("_uncached" if uncached else "")
