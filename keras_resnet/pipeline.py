@@ -18,7 +18,7 @@ from keras_resnet.errors import ArgumentError
 from keras_resnet.preprocessing import compute_pixel_mean
 
 AUTOTUNE = tf.data.AUTOTUNE
-CACHE_LIMIT_BYTES = 4 << 30  # decoded training sets (and viewed val sets) up to this size are cached.
+CACHE_LIMIT_BYTES = 4 << 30  # decoded training sets up to this size are cached.
 SHUFFLE_BUFFER_BYTES = 1 << 30
 
 
@@ -93,12 +93,8 @@ def load(
         buffer, batch_size, num_classes, seed,
     )
     val, num_val = _val_examples(source.val, batch_size, replicas)
-    val = val.map(lambda x, y: (view(x, image_size), y), num_parallel_calls=AUTOTUNE)
-    if num_val * image_size * image_size * 3 * 4 <= CACHE_LIMIT_BYTES:
-        # The test view is not random: each epoch's validation reads the
-        # viewed images from memory instead of decoding and resizing again.
-        val = val.cache()
-    val = _batches(val, batch_size, num_classes)
+    val = _batches(val.map(lambda x, y: (view(x, image_size), y), num_parallel_calls=AUTOTUNE),
+                   batch_size, num_classes)
     return Data(train_batches, val, train.count, num_val, num_classes, image_size,
                 list(train.class_names), mean, train.skipped + source.val.skipped)
 

@@ -225,23 +225,6 @@ def test_validation_images_get_the_test_view(image_folder):
         pipeline.load(str(image_folder), image_size=8, batch_size=16, augment="cifar")
 
 
-def test_validation_views_are_cached_after_the_first_pass(image_folder):
-    # A small validation set is decoded and viewed once: later epochs read
-    # memory, so files gone after the first pass are still validated on.
-    d = pipeline.load(str(image_folder), image_size=8, batch_size=4, augment="imagenet",
-                      pixel_mean=False)
-    val = d.val.repeat()
-    first = np.concatenate([x for x, _ in val.take(4).as_numpy_iterator()])
-    passes = val.take(8).as_numpy_iterator()
-    second = np.concatenate([next(passes)[0] for _ in range(4)])
-    for path in (image_folder / "val").rglob("*.*"):
-        path.unlink()
-    third = np.concatenate([next(passes)[0] for _ in range(4)])
-    assert first.shape == (15, 8, 8, 3)
-    np.testing.assert_array_equal(first, second)
-    np.testing.assert_array_equal(second, third)
-
-
 def test_one_folder_reader_for_training_evaluation_and_export(image_folder):
     source = sources.folder_source(str(image_folder))
     assert (source.train.count, source.train.skipped, source.val.count) == (15, 2, 15)
