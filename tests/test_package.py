@@ -96,3 +96,15 @@ def test_tensorflow_extra_runs_the_three_console_scripts(wheel, tmp_path):
                 "--output_dir=serving"], cwd=work)
     assert (work / "serving" / "resnet20" / "1" / "saved_model.pb").is_file()
     assert "top-1 agreement 100.0%" in out
+
+
+@pytest.mark.parametrize("setting, on", [(None, True), ("0", False)])
+def test_import_asks_tensorflow_for_onednn_unless_the_user_said_otherwise(setting, on):
+    # Off by default on CPUs without AVX-512 VNNI/BF16, where TensorFlow's own
+    # conv kernels train ResNet-20 2.6x slower (benchmarks/RESULTS.md).
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="0", **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {}))
+    proc = subprocess.run([sys.executable, "-c", "import keras_resnet, tensorflow"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("oneDNN custom operations are on" in proc.stderr) == on, proc.stderr[-2000:]
