@@ -29,6 +29,7 @@ from keras_resnet.applications import ResNet152
 from keras_resnet.applications import ResNet1202
 from keras_resnet.complexity import count_flops
 from keras_resnet.complexity import count_params
+from keras_resnet.folding import fold_batch_norm
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.models import FAMILIES
 from keras_resnet.models import VARIANTS
@@ -69,6 +70,7 @@ __all__ = [
     "ResNet1202",
     "count_flops",
     "count_params",
+    "fold_batch_norm",
     "ZeroPadShortcut",
     "FAMILIES",
     "VARIANTS",
