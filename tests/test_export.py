@@ -235,6 +235,31 @@ def test_serving_default_equals_keras(exported, model):
     )
 
 
+def _batch_norms(model):
+    """The BatchNormalization layers of `model` and of the models nested in it."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += _batch_norms(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+    return found
+
+
+def test_served_graph_has_bn_folded_unless_asked_not_to(exported, model, info, tmp_path):
+    report, loaded = exported
+    kept = saved_model.export_saved_model(model, str(tmp_path), info=info, fold_bn=False)
+    unfolded = tf.saved_model.load(kept.path)
+    # Each BN's 4 variables gave way to 1 bias of its conv.
+    assert len(loaded.model_weights) == len(model.variables) - 3 * len(_batch_norms(model))
+    assert len(unfolded.model_weights) == len(model.variables)
+    images = _images(6)
+    outputs = [m.signatures["serving_default"](images=tf.constant(images))["probabilities"]
+               for m in (loaded, unfolded)]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
+    assert kept.max_abs_diff <= 1e-5 and kept.top1_agreement == 1.0
+
+
 def _bytes_vs_keras(loaded, model, paths, transform):
     contents = [tf.io.read_file(p) for p in paths]
     served = loaded.signatures["serving_bytes"](image_bytes=tf.stack(contents))
@@ -656,6 +681,8 @@ def test_cli_errors_are_one_line(tmp_path, keras_file, nan_keras_file):
          f"Output directory '{a_file}' is a file, not a folder"),
         ([f"--model_path={nan_keras_file}", f"--output_dir={out}"],
          "The Keras model 'resnet20' gives non-finite outputs (NaN or inf) for 8 of 8 images"),
+        ([f"--model_path={keras_file}", f"--output_dir={out}", "--format=tflite", "--nofold_bn"],
+         "--fold_bn is for --format=saved_model: the TFLite converter folds BN itself"),
     ]
     for args, message in runs:
         assert _error_line(_cli(*args)).startswith(f"export: error: {message}")

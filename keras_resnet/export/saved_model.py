@@ -34,6 +34,10 @@ there, and renamed into place: the server never sees a half-written or
 unchecked one, and a killed export's staging is removed by the next one.
 Files and folders get the umask's modes (0644/0755 by default), so a server
 running as another user can read them.
+
+The served graph has BatchNormalization folded into the convolutions
+(keras_resnet.folding; `fold_bn=False` keeps it), which serves ResNets faster
+on CPU (benchmarks/RESULTS.md); the check against the Keras model covers it.
 """
 
 import numbers
@@ -42,9 +46,11 @@ import tempfile
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from keras_resnet import artefacts
 from keras_resnet import files
+from keras_resnet import folding
 from keras_resnet import metadata
 from keras_resnet import sources
 from keras_resnet.errors import ArgumentError
@@ -269,6 +275,7 @@ def export_saved_model(
     overwrite: bool = False,
     images: source.Images | None = None,
     max_pixels: int = MAX_PIXELS,
+    fold_bn: bool = True,
 ) -> source.Report:
     """Exports `model` for TF Serving and checks the reloaded SavedModel.
 
@@ -283,6 +290,8 @@ def export_saved_model(
         overwrite: replace an existing `version`.
         images: `source.Images` to compare on (default: 8 random images).
         max_pixels: `serving_bytes` refuses larger images (width x height).
+        fold_bn: serve a graph with BN folded into the convolutions
+            (folding.fold_batch_norm; a non-functional model is served as it is).
 
     Returns:
         A `source.Report` of `serving_default` against the Keras model.
@@ -294,9 +303,15 @@ def export_saved_model(
     if images is None:
         images = source.load_images(None, height, None, limit=8)
     expected = source.keras_outputs(model, images)
+    served = model
+    if fold_bn:
+        try:
+            served = folding.fold_batch_norm(model)
+        except TypeError as e:
+            logging.info("Serving %s with its BN unfolded: %s", model.name, e)
     with files.atomic_path(path) as staging:
         try:
-            write(model, staging, view, source.exported_info(info, view), max_pixels)
+            write(served, staging, view, source.exported_info(info, view), max_pixels)
         except tf.errors.OpError as e:
             raise _write_error(path, e) from None
         # Checked before it is renamed into place: TF Serving never loads a
