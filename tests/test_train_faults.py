@@ -88,16 +88,17 @@ def _all_weights_finite(model_dir):
 
 # SIGKILL in the middle of writing best.keras the first time: the file has its
 # first bytes, as when a process dies mid-write. The hook wraps the real save.
+# best.keras is written as a copy of the epoch's last.keras.
 KILL_IN_FIRST_BEST_SAVE = """
-    import os, signal, keras
-    save = keras.Model.save
-    def killed_mid_write(self, path, *args, **kwargs):
+    import os, shutil, signal
+    copy = shutil.copyfile
+    def killed_mid_write(source, path, *args, **kwargs):
         if "best" in os.path.basename(str(path)):
             with open(path, "wb") as f:
                 f.write(b"PK\\x03\\x04 partial")
             os.kill(os.getpid(), signal.SIGKILL)
-        return save(self, path, *args, **kwargs)
-    keras.Model.save = killed_mid_write
+        return copy(source, path, *args, **kwargs)
+    shutil.copyfile = killed_mid_write
 """
 
 
