@@ -15,8 +15,10 @@ Variant rows of ours, added by flags:
                    (--jit_compile).
   <case>+bfloat16  ours under the mixed_bfloat16 policy vs ours in float32
                    (--mixed_precision=bfloat16).
-  <case>+folded    BN folded into the convolutions vs ours unfolded: TODO, see
-                   `_folded_side` (keras_resnet has no folding function yet).
+  <case>+folded    ours with BN folded into the convolutions
+                   (keras_resnet.fold_batch_norm) vs ours unfolded, and
+  <case>+folded/ref  the same folded model vs the case's reference, for the
+                   inference cases (--fold_bn).
 
 How: every side of a case is built and warmed up first (tracing, XLA compiles
 and first-call allocations stay out of the timings). Then each of `--rounds`
@@ -41,6 +43,7 @@ Run from the repository root:
 
 import dataclasses
 import datetime
+import importlib
 import importlib.metadata
 import json
 import os
@@ -153,6 +156,9 @@ def _keras_model(case: Case, side: str):
 
 def _keras_side(case: Case, side: str) -> Callable[[int], None]:
     """One Keras side, compiled as train.py compiles its model."""
+    # keras_resnet first, as a user's script imports it: it asks TensorFlow
+    # for oneDNN, which only counts before TensorFlow is loaded.
+    importlib.import_module("keras_resnet")
     import keras
 
     model = _keras_model(case, side)
@@ -168,17 +174,25 @@ def _keras_side(case: Case, side: str) -> Callable[[int], None]:
         return _repeat(lambda: model.train_on_batch(images, targets))
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat()
+    # Without tf.data's autotuner: at the end of a fit call, the teardown of
+    # its iterator waits out the autotuner's sleep, which stretched 5 steps
+    # (3.4-3.9 s) to exactly 5.11 s in one run of three. A training run pays
+    # that once; a call per round would pay it every round. One repeated batch
+    # has nothing to tune.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat().with_options(options)
     return lambda steps: model.fit(dataset, epochs=1, steps_per_epoch=steps,
-                                       shuffle=False, verbose=0)
+                                   shuffle=False, verbose=0)
 
 
 def _folded_side(case: Case) -> Callable[[int], None]:
-    """TODO(issue 10): once keras_resnet offers a BN-folding function (none yet:
-    `grep -rn "def fold" keras_resnet`), return the folded inference model's
-    runner here, `_repeat(lambda: folded.predict_on_batch(images))`, and add
-    remove the refusal of --fold_bn in `main`."""
-    raise NotImplementedError("keras_resnet has no BN-folding function yet (issue 10).")
+    """Our model with BN folded into its convolutions, inferring."""
+    import keras_resnet  # first: see _keras_side
+
+    folded = keras_resnet.fold_batch_norm(_keras_model(case, "ours"))
+    images, _, _ = _data(case)
+    return _repeat(lambda: folded.predict_on_batch(images))
 
 
 def _build_side(case: Case, side: str) -> Callable[[int], None]:
@@ -198,6 +212,7 @@ def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
         pairs.append((f"{name}+bfloat16", "ours_bf16", "ours"))
     if FLAGS.fold_bn and not case.train:
         pairs.append((f"{name}+folded", "folded", "ours"))
+        pairs.append((f"{name}+folded/ref", "folded", "reference"))
     return pairs
 
 
@@ -291,10 +306,10 @@ def _environment() -> dict:
 
 def _print_table(rows: list[dict]) -> None:
     rss = any("ours_rss_mib" in row for row in rows)
-    print(f"{'row':<24} {'ours':<9} {'reference':<18} {'batch':>5} {'ours img/s':>10} "
+    print(f"{'row':<24} {'ours':<11} {'reference':<18} {'batch':>5} {'ours img/s':>10} "
           f"{'ref img/s':>10} {'ratio':>6} {'range':>11}" + (" ours MiB  ref MiB" if rss else ""))
     for row in rows:
-        line = (f"{row['row']:<24} {row['ours']:<9} {row['reference']:<18} {row['batch']:>5} "
+        line = (f"{row['row']:<24} {row['ours']:<11} {row['reference']:<18} {row['batch']:>5} "
                 f"{row['ours_img_s']:>10.2f} {row['reference_img_s']:>10.2f} "
                 f"{row['ratio']:>6.3f} {row['ratio_min']:>5.2f}-{row['ratio_max']:<5.2f}")
         if rss:
@@ -318,8 +333,6 @@ def main(argv):
         _build_side(CASES[name], side)(FLAGS.warmup)
         print(_vm_hwm_mib())
         return
-    if FLAGS.fold_bn:  # TODO(issue 10): drop once `_folded_side` is written.
-        raise app.UsageError("--fold_bn: keras_resnet has no BN-folding function yet.")
     unknown = sorted(set(FLAGS.cases) - set(CASES))
     if unknown:
         raise app.UsageError(f"Unknown --cases {unknown}; accepted: {', '.join(CASES)}.")
