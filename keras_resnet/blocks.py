@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import keras
 
+from keras_resnet.layers import BatchNormalization
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.layers import channel_axis
 
@@ -83,7 +84,7 @@ class BlockSettings:
             kernel_regularizer=self.regularizer,
             name=f"{name}_conv",
         )(x)
-        return keras.layers.BatchNormalization(
+        return BatchNormalization(
             axis=channel_axis(),
             momentum=BN_MOMENTUM,
             epsilon=BN_EPSILON,

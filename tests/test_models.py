@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
+from keras_resnet import layers
 from keras_resnet import models
 
 
@@ -95,7 +96,7 @@ def test_bn_after_every_conv_and_relu_after_add(name):
     model = keras_resnet.get_model(name)
     for conv in _layers_of(model, keras.layers.Conv2D):
         consumers = [n.operation for n in conv._outbound_nodes]
-        assert [type(c) for c in consumers] == [keras.layers.BatchNormalization], conv.name
+        assert [type(c) for c in consumers] == [layers.BatchNormalization], conv.name
         assert not conv.use_bias
     adds = _layers_of(model, keras.layers.Add)
     for add in adds:
@@ -116,6 +117,47 @@ def test_shortcut_options_parameters():
     assert cifar_a.count_params() == keras_resnet.Plain20().count_params()
     assert _layers_of(cifar_a, keras_resnet.ZeroPadShortcut)
     assert not _layers_of(keras_resnet.ResNet20(shortcut="B"), keras_resnet.ZeroPadShortcut)
+
+
+@pytest.mark.parametrize("axis, shape", [(-1, (4, 6, 6, 5)), (1, (4, 5, 6, 6))])
+def test_fused_batch_norm_trains_as_keras_batch_norm_does(axis, shape):
+    # keras_resnet's BN runs TensorFlow's fused kernel in training; Keras'
+    # own is the reference: outputs, gradients and moving averages.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(3.0, 2.0, shape), tf.float32)
+    upstream = tf.constant(rng.normal(size=shape), tf.float32)
+    results = []
+    for cls in (keras.layers.BatchNormalization, layers.BatchNormalization):
+        bn = cls(axis=axis, momentum=0.9, epsilon=1e-5)
+        bn.build(shape)
+        bn.gamma.assign(np.linspace(0.5, 1.5, shape[axis]))
+        bn.beta.assign(np.linspace(-1, 1, shape[axis]))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = bn(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, bn.gamma.value, bn.beta.value])
+        results.append([y, *grads, bn.moving_mean, bn.moving_variance])
+        inference = bn(x, training=False)
+    for keras_value, fused_value in zip(*results):
+        np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value),
+                                   rtol=1e-4, atol=1e-5)
+    # Moving statistics moved, and inference uses them.
+    assert not np.allclose(np.asarray(results[1][-2]), 0.0)
+    assert not np.allclose(np.asarray(inference), np.asarray(results[1][0]), atol=1e-3)
+    # The fused kernel is what ran.
+    graph = tf.function(lambda x: bn(x, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+
+
+def test_fused_batch_norm_is_keras_own_where_it_cannot_fuse():
+    # Masked or renormalised BN, and other ranks, take Keras' code path.
+    bn = layers.BatchNormalization(renorm=True)
+    assert not bn._fusable(keras.ops.zeros((2, 3, 3, 4)), None)
+    assert not layers.BatchNormalization()._fusable(keras.ops.zeros((2, 4)), None)
+    assert layers.BatchNormalization()._fusable(keras.ops.zeros((2, 3, 3, 4)), None)
 
 
 def test_option_a_shortcut_subsamples_and_pads():

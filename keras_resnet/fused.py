@@ -1,0 +1,36 @@
+"""TensorFlow's fused batch normalization, for the training steps of
+keras_resnet.layers.BatchNormalization on the TensorFlow backend.
+
+The only TensorFlow in the model code, imported by that layer only when Keras
+runs on TensorFlow: the models stay backend-neutral.
+"""
+
+from typing import Any
+
+import tensorflow as tf
+
+
+def batch_norm_training(layer: Any, inputs: tf.Tensor) -> tf.Tensor:
+    """`layer` (a BatchNormalization) on a training batch: normalised by the
+    batch's statistics, moving averages updated as Keras updates them."""
+    x = tf.cast(inputs, tf.float32)  # as Keras: statistics in float32
+    axis = layer.axis % 4
+    channels = x.shape[axis]
+    scale = tf.convert_to_tensor(layer.gamma) if layer.scale else tf.ones([channels])
+    offset = tf.convert_to_tensor(layer.beta) if layer.center else tf.zeros([channels])
+    empty = tf.constant([], tf.float32)
+    # The raw op keeps Keras' epsilon (1e-5 in keras_resnet); the Python
+    # wrapper raises anything under 1.001e-5 to 1.001e-5 for cuDNN.
+    outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=scale, offset=offset, mean=empty, variance=empty,
+        epsilon=layer.epsilon, exponential_avg_factor=1.0,
+        data_format="NHWC" if axis == 3 else "NCHW", is_training=True,
+    )
+    # The op returns the unbiased variance (n / (n - 1) times the one it
+    # normalised by); Keras averages the biased one.
+    count = tf.cast(tf.size(x) // channels, tf.float32)
+    variance = variance * (count - 1) / count
+    momentum = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1 - momentum))
+    return tf.cast(outputs, layer.compute_dtype)
