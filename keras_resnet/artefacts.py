@@ -132,7 +132,13 @@ def keras_artefact(model: keras.Model, path: str, info: ModelInfo | None, strate
         pad = -n % replicas
         if pad:
             images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
-        out = model.predict(images, batch_size=len(images), verbose=0)[:n]
+        if replicas == 1:
+            # A call of the compiled predict step: `predict` would also build
+            # a tf.data pipeline for the batch and tear it down, which took
+            # ResNet-20 twice as long on 100 CIFAR images (benchmarks/RESULTS.md).
+            out = model.predict_on_batch(images)
+        else:  # `predict` splits the batch across the replicas.
+            out = model.predict(images, batch_size=len(images), verbose=0)[:n]
         return out if softmax else keras.ops.convert_to_numpy(keras.ops.softmax(out))
 
     return Artefact(path=path, predict=predict, image_size=model.input_shape[1],
