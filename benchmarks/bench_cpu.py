@@ -10,6 +10,9 @@ Rows (a fixed synthetic batch, float32 unless said; Keras on the TF backend):
                    under `torch.inference_mode()`.
   resnet50_train   keras_resnet.ResNet50(weights=None) vs
   resnet50_infer   keras.applications.ResNet50(weights=None), compiled alike.
+  resnet20_evaluate  what evaluate.py runs per batch of a Keras model
+                   (artefacts.keras_artefact(...).predict) vs `model.predict`
+                   on the batch, as a user's evaluation loop would call it.
 Variant rows of ours, added by flags:
   <case>+xla       ours compiled with jit_compile=True vs the case's reference
                    (--jit_compile).
@@ -35,7 +38,7 @@ spells of a shared host; a range that straddles 1 means "not distinguishable".
 `--rss` adds each side's peak resident memory, from a fresh process per side.
 Run from the repository root:
 
-  python benchmarks/bench_cpu.py                     # the four cases, ~6 min on 2 cores
+  python benchmarks/bench_cpu.py                     # the five cases, ~7 min on 2 cores
   python benchmarks/bench_cpu.py --quick             # smoke run, tiny batches
   python benchmarks/bench_cpu.py --cases=resnet20_train --jit_compile \\
       --mixed_precision=bfloat16 --output_json=cpu.json
@@ -70,6 +73,7 @@ class Case:
     family: str  # "resnet20" (32x32, 10 classes) or "resnet50" (224x224, 1000 classes)
     train: bool
     steps: int  # default steps per side per round: about 1-2 s each on 2 cores
+    evaluate: bool = False  # evaluation's call per batch vs Keras' `predict`
 
 
 CASES = {
@@ -77,6 +81,7 @@ CASES = {
     "resnet20_infer": Case("resnet20", train=False, steps=10),
     "resnet50_train": Case("resnet50", train=True, steps=2),
     "resnet50_infer": Case("resnet50", train=False, steps=2),
+    "resnet20_evaluate": Case("resnet20", train=False, steps=10, evaluate=True),
 }
 LABELS = {"ours": "ours", "ours_xla": "ours XLA", "ours_bf16": "ours bf16", "folded": "ours folded"}
 
@@ -145,7 +150,7 @@ def _keras_model(case: Case, side: str):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16" if side == "ours_bf16" else "float32")
     try:
-        if side == "reference":
+        if side == "reference" and not case.evaluate:
             return keras.applications.ResNet50(weights=None)
         if case.family == "resnet20":
             return keras_resnet.ResNet20(weight_decay=WEIGHT_DECAY)
@@ -167,6 +172,13 @@ def _keras_side(case: Case, side: str) -> Callable[[int], None]:
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                   jit_compile=side == "ours_xla")
     images, labels, classes = _data(case)
+    if case.evaluate and side == "ours":
+        from keras_resnet import artefacts
+
+        predict = artefacts.keras_artefact(model, "bench", None).predict
+        return _repeat(lambda: predict(images))
+    if case.evaluate:
+        return _repeat(lambda: model.predict(images, batch_size=len(images), verbose=0))
     if not case.train:
         return _repeat(lambda: model.predict_on_batch(images))
     targets = keras.utils.to_categorical(labels, classes)
@@ -196,7 +208,7 @@ def _folded_side(case: Case) -> Callable[[int], None]:
 
 
 def _build_side(case: Case, side: str) -> Callable[[int], None]:
-    if side == "reference" and case.family == "resnet20":
+    if side == "reference" and case.family == "resnet20" and not case.evaluate:
         return _torch_side(case)
     if side == "folded":
         return _folded_side(case)
@@ -210,7 +222,7 @@ def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
         pairs.append((f"{name}+xla", "ours_xla", "reference"))
     if FLAGS.mixed_precision == "bfloat16":
         pairs.append((f"{name}+bfloat16", "ours_bf16", "ours"))
-    if FLAGS.fold_bn and not case.train:
+    if FLAGS.fold_bn and not case.train and not case.evaluate:
         pairs.append((f"{name}+folded", "folded", "ours"))
         pairs.append((f"{name}+folded/ref", "folded", "reference"))
     return pairs
@@ -234,6 +246,8 @@ def _interleave(runs: dict[str, Callable[[int], None]], batch: int, steps: int):
 def _reference_label(case: Case, side: str) -> str:
     if side == "ours":
         return "ours float32"
+    if case.evaluate:
+        return "Keras predict"
     return "PyTorch eager" if case.family == "resnet20" else "keras.applications"
 
 

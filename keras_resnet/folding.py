@@ -9,9 +9,8 @@ is one conv with a bias:
     bias'   = (bias - moving_mean) * scale + beta  (bias = 0 without one)
 
 The folded model computes the same function up to float rounding with one pass
-over each activation instead of three, and its conv, bias and ReLU (and the
-residual addition) become one fused kernel on TensorFlow's CPU
-(benchmarks/RESULTS.md gives the gain). It is for inference only: a folded
+over each activation instead of three: TensorFlow runs each conv, its bias and
+its ReLU as one fused kernel on CPU (benchmarks/RESULTS.md gives the gain). It is for inference only: a folded
 model has no batch statistics to train with.
 """
 

@@ -6,6 +6,7 @@ wheel's dependencies into each environment, as a user's `pip install` would.
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -59,7 +60,13 @@ def test_base_install_builds_models_on_jax_without_tensorflow(wheel, tmp_path):
         import keras_resnet
         model = keras_resnet.ResNet20()
         probabilities = model.predict(np.zeros((2, 32, 32, 3)), verbose=0)
+        # A training step: keras_resnet's BN runs Keras' own code off TensorFlow.
+        model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3))
+        loss = model.train_on_batch(images, np.eye(10)[:4])
+        bn = model.get_layer("conv1_bn")
         print(json.dumps(dict(
+            loss=float(loss), moving_mean=float(np.abs(np.asarray(bn.moving_mean)).sum()),
             backend=keras.backend.backend(), params=model.count_params(),
             shape=list(probabilities.shape), total=float(probabilities.sum()),
             module=keras_resnet.__file__,
@@ -72,6 +79,7 @@ def test_base_install_builds_models_on_jax_without_tensorflow(wheel, tmp_path):
     # 0.27M parameters (paper Table 6), with BN's moving statistics.
     assert facts["params"] == 271098
     assert facts["shape"] == [2, 10] and facts["total"] == pytest.approx(2.0, abs=1e-4)
+    assert math.isfinite(facts["loss"]) and facts["moving_mean"] > 0  # BN's statistics moved.
 
 
 @pytest.mark.slow  # about 4 minutes: pip installs TensorFlow, then three programs run.
