@@ -102,8 +102,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
     Keras 3 normalises a training batch with separate ops (moments, then a
     scale and shift) and differentiates them one by one; the fused kernel does
     each direction in one op. It computes the same statistics and moving
-    averages, up to float rounding, and made ResNet-20 training 14% faster on
-    CPU (benchmarks/RESULTS.md). Other backends, inference, masks, renorm and
+    averages, up to float rounding (and an epsilon of at least 1.001e-5,
+    TensorFlow's floor), and made ResNet-20 training 14% faster on CPU
+    (benchmarks/RESULTS.md). Other backends, inference, masks, renorm and
     synchronized BN run Keras' own code.
     """
 
