@@ -160,12 +160,30 @@ def test_fused_batch_norm_is_keras_own_where_it_cannot_fuse():
     assert layers.BatchNormalization()._fusable(keras.ops.zeros((2, 3, 3, 4)), None)
 
 
-def test_option_a_shortcut_subsamples_and_pads():
-    x = np.arange(2 * 5 * 5 * 3, dtype="float32").reshape(2, 5, 5, 3)
-    y = keras.ops.convert_to_numpy(keras_resnet.ZeroPadShortcut(8, strides=2)(x))
-    assert y.shape == (2, 3, 3, 8)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_option_a_shortcut_subsamples_and_pads(data_format):
+    import tensorflow as tf
+
+    x = np.arange(2 * 5 * 7 * 3, dtype="float32").reshape(2, 5, 7, 3)  # odd sides
+    upstream = np.random.default_rng(0).normal(size=(2, 3, 4, 8)).astype("float32")
+    to_layout = (lambda a: a) if data_format == "channels_last" else (
+        lambda a: np.transpose(a, (0, 3, 1, 2)))
+    layer = keras_resnet.ZeroPadShortcut(8, strides=2, data_format=data_format)
+    inputs = tf.constant(to_layout(x))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        y = layer(inputs)
+        loss = tf.reduce_sum(y * to_layout(upstream))
+    y = np.asarray(y)
+    if data_format == "channels_first":
+        y = np.transpose(y, (0, 2, 3, 1))
+    assert y.shape == (2, 3, 4, 8)
     np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
     assert not y[..., 3:].any()
+    # The gradient goes to the kept pixels only, unchanged.
+    expected = np.zeros_like(x)
+    expected[:, ::2, ::2, :] = upstream[..., :3]
+    np.testing.assert_array_equal(np.asarray(tape.gradient(loss, inputs)), to_layout(expected))
 
 
 @pytest.mark.parametrize("version,strided", [("v1", "conv3_block1_1_conv"), ("v1.5", "conv3_block1_2_conv")])
