@@ -19,7 +19,7 @@ the same process, in interleaved rounds (medians; ratio range over rounds):
 (b) train_end_to_end: keras_resnet.training.train (what `python train.py`
     runs: validation each epoch, history, checkpoints, backup, TensorBoard),
     ResNet-20, batch 128, vs ResNet-20's bare step, on synthetic data shaped
-    as the paper's CIFAR-10 run: 45,000 training images (352 steps an epoch)
+    as the paper's CIFAR-10 run: 45,000 training images (351 steps an epoch)
     and 5,625 validation images (CIFAR's: 5,000). The rate counts the epochs
     after the first (startup, tracing and the first pass are left out):
     images trained from the first epoch's end to the last's, over that time.

@@ -31,20 +31,21 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     the conv's output is used elsewhere too (another layer or a model output),
     or where the BN normalises another axis than the conv's channels.
     """
-    if not isinstance(model, keras.Model) or not _is_functional(model):
+    if not isinstance(model, keras.Model) or not is_functional(model):
         raise TypeError(
             "fold_batch_norm expects a functional keras.Model (as keras_resnet's "
             f"builders return). Received: {type(model).__name__}"
         )
-    folds = _foldable(model)  # BN name -> its conv
-    by_conv = {id(conv): bn for bn, conv in ((model.get_layer(b), c) for b, c in folds.items())}
+    pairs = _foldable(model)
+    folded_bns = {id(bn) for _, bn in pairs}
+    bn_of = {id(conv): bn for conv, bn in pairs}
 
     def clone(layer):
-        if layer.name in folds:
+        if id(layer) in folded_bns:
             return layer  # skipped by `call`; never called
-        if id(layer) in by_conv:
+        if id(layer) in bn_of:
             return _conv_with_bias(layer)
-        if isinstance(layer, keras.Model) and _is_functional(layer):
+        if isinstance(layer, keras.Model) and is_functional(layer):
             return fold_batch_norm(layer)
         return layer.__class__.from_config(layer.get_config())
 
@@ -57,12 +58,12 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
 
     def call(new, *args, **kwargs):
         old = sources[id(new)]
-        if old.name in folds:
+        if id(old) in folded_bns:
             return args[0]
         outputs = new(*args, **kwargs)
-        if id(old) in by_conv:
-            new.set_weights(_folded_weights(old, by_conv[id(old)]))
-        elif not (isinstance(old, keras.Model) and _is_functional(old)):
+        if id(old) in bn_of:
+            new.set_weights(_folded_weights(old, bn_of[id(old)]))
+        elif not (isinstance(old, keras.Model) and is_functional(old)):
             new.set_weights(old.get_weights())  # a folded model has its own
         return outputs
 
@@ -78,21 +79,25 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
     )
 
 
-def _is_functional(model: keras.Model) -> bool:
-    # A graph of layers `clone_model` can run through with `call_function`;
-    # Sequential models are cloned another way, without it.
+def is_functional(model: keras.Model) -> bool:
+    """Whether `fold_batch_norm` takes `model`: a graph of layers that
+    `clone_model` runs through with `call_function` (it clones Sequential
+    models another way, without it)."""
     return hasattr(model, "_nodes_by_depth") and not isinstance(model, keras.Sequential)
 
 
-def _foldable(model: keras.Model) -> dict[str, keras.layers.Conv2D]:
-    """BN layer name -> the Conv2D whose output only that BN reads."""
+Pair = tuple[keras.layers.Conv2D, keras.layers.BatchNormalization]
+
+
+def _foldable(model: keras.Model) -> list[Pair]:
+    """(conv, BN) pairs of `model` where only the BN reads the conv's output."""
     readers = collections.Counter()
     for layer in model.layers:
         for node in layer._inbound_nodes:
             readers.update(id(t) for t in node.input_tensors)
     readers.update(id(t) for t in model.outputs)
 
-    folds = {}
+    pairs = []
     for layer in model.layers:
         if not isinstance(layer, keras.layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
             continue
@@ -105,8 +110,8 @@ def _foldable(model: keras.Model) -> dict[str, keras.layers.Conv2D]:
             and conv.activation is keras.activations.linear
             and layer.axis % 4 == channel_axis(conv.data_format) % 4
         ):
-            folds[layer.name] = conv
-    return folds
+            pairs.append((conv, layer))
+    return pairs
 
 
 def _conv_with_bias(conv: keras.layers.Conv2D) -> keras.layers.Conv2D:

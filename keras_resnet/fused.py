@@ -26,7 +26,7 @@ def batch_norm_training(layer: Any, inputs: tf.Tensor) -> tf.Tensor:
     )
     # The op returns the unbiased variance (n / (n - 1) times the one it
     # normalised by); Keras averages the biased one.
-    count = tf.cast(tf.size(x) // channels, tf.float32)
+    count = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)
     variance = variance * (count - 1) / count
     momentum = layer.momentum
     layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1 - momentum))

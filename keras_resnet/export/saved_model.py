@@ -304,11 +304,11 @@ def export_saved_model(
         images = source.load_images(None, height, None, limit=8)
     expected = source.keras_outputs(model, images)
     served = model
-    if fold_bn:
-        try:
-            served = folding.fold_batch_norm(model)
-        except TypeError as e:
-            logging.info("Serving %s with its BN unfolded: %s", model.name, e)
+    if fold_bn and folding.is_functional(model):
+        served = folding.fold_batch_norm(model)
+    elif fold_bn:
+        logging.info("Serving %s with its BN unfolded: a %s model is not functional.",
+                     model.name, type(model).__name__)
     with files.atomic_path(path) as staging:
         try:
             write(served, staging, view, source.exported_info(info, view), max_pixels)
