@@ -10,8 +10,8 @@ is one conv with a bias:
 
 The folded model computes the same function up to float rounding with one pass
 over each activation instead of three: TensorFlow runs each conv, its bias and
-its ReLU as one fused kernel on CPU (benchmarks/RESULTS.md gives the gain). It is for inference only: a folded
-model has no batch statistics to train with.
+its ReLU as one fused kernel on CPU (benchmarks/RESULTS.md gives the gain). It
+is for inference only: a folded model has no batch statistics to train with.
 """
 
 import collections
