@@ -52,7 +52,6 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -63,6 +62,8 @@ from absl import flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.dirname(os.path.abspath(__file__))]
+
+import timing  # noqa: E402  (benchmarks/, put on the path above)
 
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 1e-4
 SETTLE_S = 0.2  # Pause before each timed side: spinning OpenMP/Eigen threads go idle.
@@ -228,21 +229,6 @@ def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def _interleave(runs: dict[str, Callable[[int], None]], batch: int, steps: int):
-    """Images/s of every side in every round, the sides run one at a time."""
-    for run in runs.values():
-        run(FLAGS.warmup)
-    rates = {side: [] for side in runs}
-    order = list(runs)
-    for round_index in range(FLAGS.rounds):
-        for side in order if round_index % 2 == 0 else order[::-1]:
-            time.sleep(SETTLE_S)
-            start = time.perf_counter()
-            runs[side](steps)
-            rates[side].append(batch * steps / (time.perf_counter() - start))
-    return rates
-
-
 def _reference_label(case: Case, side: str) -> str:
     if side == "ours":
         return "ours float32"
@@ -252,17 +238,8 @@ def _reference_label(case: Case, side: str) -> str:
 
 
 def _row(row: str, case: Case, ours: str, reference: str, rates) -> dict:
-    ratios = [o / r for o, r in zip(rates[ours], rates[reference])]
-    return {
-        "row": row, "ours": LABELS[ours], "reference": _reference_label(case, reference),
-        "batch": _batch_size(case),
-        "ours_img_s": round(statistics.median(rates[ours]), 2),
-        "reference_img_s": round(statistics.median(rates[reference]), 2),
-        "ratio": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
-        "ours_rounds": [round(x, 2) for x in rates[ours]],
-        "reference_rounds": [round(x, 2) for x in rates[reference]],
-    }
+    return {"row": row, "ours": LABELS[ours], "reference": _reference_label(case, reference),
+            "batch": _batch_size(case), **timing.compare(rates[ours], rates[reference])}
 
 
 def _measure(name: str, case: Case) -> list[dict]:
@@ -272,7 +249,8 @@ def _measure(name: str, case: Case) -> list[dict]:
     # Build every side before any warm-up: a later build (set_random_seed,
     # graph building) would disturb an earlier side's warmed caches.
     runs = {side: _build_side(case, side) for side in sides}
-    rates = _interleave(runs, _batch_size(case), FLAGS.steps or case.steps)
+    rates = timing.interleave(runs, _batch_size(case), FLAGS.steps or case.steps,
+                              rounds=FLAGS.rounds, warmup=FLAGS.warmup, settle_s=SETTLE_S)
     rows = [_row(row, case, ours, reference, rates) for row, ours, reference in pairs]
     if FLAGS.rss:
         mib = {side: _peak_rss_mib(name, side) for side in sides}

@@ -1,15 +1,20 @@
-"""PyTorch references for `bench_cpu.py`: the CIFAR ResNets of He et al. (Sec. 4.2).
+"""PyTorch references for `bench_cpu.py` and `bench_gpu.py`.
+
+The CIFAR ResNets of He et al. (Sec. 4.2), written out, and torchvision's ResNet-50.
 
 What a user would write instead of keras_resnet: eager PyTorch, NCHW, a 3x3
 16-filter stem, three stages of 2n 3x3 layers (16, 32, 64 filters, the first
 layer of stages 2 and 3 strided), global average pooling and a 10-way linear
 layer. Shortcuts are option A (Sec. 3.3): identity, or on a change of size a
 strided subsample with the new channels zero-padded at the end, as
-keras_resnet's `ZeroPadShortcut` does; no parameters.
+keras_resnet's `ZeroPadShortcut` does; no parameters. `Placement` puts a step
+on a GPU as a PyTorch user would there: channels_last, bfloat16 autocast and,
+for the torch.compile rows, the compiled model.
 
 torch is never a dependency of keras_resnet: only the benchmarks import this.
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -65,35 +70,67 @@ class CifarResNet(nn.Module):
         return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
 
-def _nchw(images: np.ndarray) -> torch.Tensor:
-    """NHWC numpy images (the Keras side's batch) as an NCHW float tensor."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+def resnet50(classes: int = 1000) -> nn.Module:
+    """torchvision's ResNet-50 (v1.5: the stride on the bottleneck's 3x3 conv)."""
+    import torchvision
+
+    return torchvision.models.resnet50(num_classes=classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where and how a step runs: the CPU benchmark's defaults, or the GPU's
+    channels_last, bfloat16 autocast and torch.compile."""
+    device: str = "cpu"
+    channels_last: bool = False
+    bfloat16: bool = False
+    compile: bool = False
+
+    def model(self, model: nn.Module) -> nn.Module:
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        return model.to(self.device, memory_format=memory_format)
+
+    def images(self, images: np.ndarray) -> torch.Tensor:
+        """NHWC numpy images (the Keras side's batch) as an NCHW tensor on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.to(self.device, memory_format=memory_format)
+
+    def autocast(self):
+        return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bfloat16)
 
 
 def train_step(model: nn.Module, images: np.ndarray, labels: np.ndarray, *,
-               learning_rate: float, momentum: float,
-               weight_decay: float) -> Callable[[], None]:
-    """One SGD step of cross-entropy on the fixed batch, per call of the result."""
-    model.train()
+               learning_rate: float, momentum: float, weight_decay: float,
+               placement: Placement = Placement()) -> Callable[[], None]:
+    """One SGD step of cross-entropy on the fixed batch, per call of the result. On a
+    GPU the call returns once the step is queued, as a PyTorch training loop runs."""
+    model = placement.model(model).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum,
                                 weight_decay=weight_decay)
-    x, y = _nchw(images), torch.from_numpy(labels.astype(np.int64))
+    forward = torch.compile(model) if placement.compile else model
+    x = placement.images(images)
+    y = torch.from_numpy(labels.astype(np.int64)).to(placement.device)
 
     def step() -> None:
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
+        optimizer.zero_grad(set_to_none=True)
+        with placement.autocast():
+            loss = F.cross_entropy(forward(x), y)
+        loss.backward()
         optimizer.step()
 
     return step
 
 
-def inference_step(model: nn.Module, images: np.ndarray) -> Callable[[], None]:
-    """One forward pass in inference mode on the fixed batch, per call of the result."""
-    model.eval()
-    x = _nchw(images)
+def inference_step(model: nn.Module, images: np.ndarray, *,
+                   placement: Placement = Placement()) -> Callable[[], torch.Tensor]:
+    """One forward pass in inference mode on the fixed batch, per call of the result,
+    which returns the logits on the host (as Keras' `predict_on_batch` does)."""
+    model = placement.model(model).eval()
+    x = placement.images(images)
 
-    def step() -> None:
-        with torch.inference_mode():
-            model(x)
+    def step() -> torch.Tensor:
+        with torch.inference_mode(), placement.autocast():
+            return model(x).float().cpu()
 
     return step
