@@ -32,7 +32,8 @@ that fails to build (out of memory, no torchvision) is reported and left out;
 once --budget_s is spent, no new round or case starts.
 
   KERAS_BACKEND=jax python benchmarks/bench_gpu.py --output_json=$OUT/gpu.json
-  python benchmarks/bench_gpu.py --small        # CPU smoke run, tiny sizes (~3 min)
+  python benchmarks/bench_gpu.py --small        # CPU smoke run, tiny sizes (~5 min)
+  python benchmarks/bench_gpu.py --xla_cost --r50_batches=8   # the graphs' cost, on a CPU
 """
 
 import dataclasses
@@ -68,6 +69,10 @@ flags.DEFINE_integer("infer_batch", 256, "ResNet-50 inference batch.", lower_bou
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds per case.", lower_bound=1)
 flags.DEFINE_integer("warmup", 3, "Untimed steps per side (the first compiles).", lower_bound=1)
 flags.DEFINE_float("budget_s", 420, "No round or case starts after this many seconds.")
+flags.DEFINE_bool("xla_cost", False,
+                  "Instead of timing: XLA's cost analysis (FLOPs, bytes accessed) of one "
+                  "ResNet-50 training step of ours, keras.applications and Flax, at the first "
+                  "--r50_batches; on whatever device JAX has.")
 flags.DEFINE_bool("small", False, "CPU smoke run: 64x64 ResNet-50 at batch 2, 2 rounds.")
 flags.DEFINE_string("output_json", None, "Also write the environment and table here as JSON.")
 FLAGS = flags.FLAGS
@@ -224,6 +229,41 @@ def _build(case: Case, side: str) -> Callable[[int], object]:
     return _keras_side(case, side)
 
 
+def _xla_cost(case: Case) -> list[dict]:
+    """FLOPs and bytes accessed of one training step of each JAX side, as XLA compiled it."""
+    import jax
+    import keras
+
+    import flax_models
+
+    images, labels = _data(case)
+    x, y = jax.device_put(images), jax.device_put(labels)
+    compiled = {}
+    for side in ("ours", "kapps"):
+        model = _keras_model(case, side)
+        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM),
+                      loss="sparse_categorical_crossentropy", jit_compile=True)
+        model.train_on_batch(x[:1], y[:1])  # builds the optimizer's and metrics' variables
+        # The state of Keras' JAX train step, in the order `fit` passes it.
+        state = tuple([v.value for v in variables] for variables in (
+            model.trainable_variables, model.non_trainable_variables,
+            model.optimizer.variables, model.metrics_variables))
+        compiled[side] = jax.jit(model.train_step).lower(state, (x, y)).compile()
+    step, state = flax_models.init_step(x, case.classes, learning_rate=LEARNING_RATE,
+                                        momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    compiled["flax"] = step.lower(state, x, y).compile()
+    rows = []
+    for side, executable in compiled.items():
+        cost = executable.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        rows.append({"case": case.name, "batch": case.batch, "side": side,
+                     "gflop": round(cost["flops"] / 1e9, 1),
+                     "gb_accessed": round(cost["bytes accessed"] / 1e9, 2)})
+        print(f"{side:<6} batch {case.batch}: {rows[-1]['gflop']:8.1f} GFLOP "
+              f"{rows[-1]['gb_accessed']:7.2f} GB accessed", flush=True)
+    return rows
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc) else ''}"
 
@@ -313,6 +353,14 @@ def main(argv):
     environment = _environment()
     for key, value in environment.items():
         print(f"{key}: {value}", flush=True)
+    if FLAGS.xla_cost:
+        rows = _xla_cost(next(case for case in _cases() if case.family == "resnet50"))
+        if FLAGS.output_json:
+            from keras_resnet import files
+
+            files.write_text(FLAGS.output_json, json.dumps(
+                {"environment": environment, "xla_cost": rows}, indent=2) + "\n")
+        return
     rows, failures, skipped = [], {}, []
     for case in _cases():
         if time.monotonic() > deadline:

@@ -59,10 +59,10 @@ class ResNet50(nn.Module):
         return nn.Dense(self.classes, dtype=self.dtype)(jnp.mean(x, axis=(1, 2)))
 
 
-def train_step(images: jax.Array, labels: jax.Array, classes: int, *, learning_rate: float,
-               momentum: float, weight_decay: float) -> Callable[[], jax.Array]:
-    """One SGD step on the fixed batch per call of the result, which returns the loss
-    without waiting for it (JAX dispatches asynchronously)."""
+def init_step(images: jax.Array, classes: int, *, learning_rate: float, momentum: float,
+              weight_decay: float) -> tuple[Callable, tuple]:
+    """The jitted training step, `step(state, images, labels) -> (state, loss)`, which
+    donates its state, and the initial state."""
     model = ResNet50(classes)
     variables = model.init(jax.random.key(0), images[:1], train=False)
     optimizer = optax.chain(optax.add_decayed_weights(weight_decay),
@@ -84,6 +84,15 @@ def train_step(images: jax.Array, labels: jax.Array, classes: int, *, learning_r
         (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, optimizer_state = optimizer.update(grads, optimizer_state, params)
         return (optax.apply_updates(params, updates), batch_stats, optimizer_state), loss
+
+    return step, state
+
+
+def train_step(images: jax.Array, labels: jax.Array, classes: int,
+               **optimizer_settings: float) -> Callable[[], jax.Array]:
+    """One SGD step on the fixed batch per call of the result, which returns the loss
+    without waiting for it (JAX dispatches asynchronously)."""
+    step, state = init_step(images, classes, **optimizer_settings)
 
     def run() -> jax.Array:
         nonlocal state
