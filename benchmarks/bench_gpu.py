@@ -265,7 +265,8 @@ def _xla_cost(case: Case) -> list[dict]:
 
 
 def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc) else ''}"
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line[:200]}"
 
 
 def _measure(case: Case, deadline: float) -> tuple[list[dict], dict]:
@@ -281,8 +282,12 @@ def _measure(case: Case, deadline: float) -> tuple[list[dict], dict]:
             runs.pop(side, None)
     if "ours" not in runs:
         return [], failed
-    rates = timing.interleave(runs, case.batch, case.steps, rounds=FLAGS.rounds, warmup=1,
-                              deadline=deadline)
+    try:
+        rates = timing.interleave(runs, case.batch, case.steps, rounds=FLAGS.rounds, warmup=1,
+                                  deadline=deadline)
+    except Exception as exc:  # out of memory in a round: the later cases still run
+        traceback.print_exc()
+        return [], {**failed, "rounds": _error(exc)}
     rows = []
     for reference, target in case.rows:
         if reference in runs:

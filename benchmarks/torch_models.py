@@ -86,15 +86,17 @@ class Placement:
     bfloat16: bool = False
     compile: bool = False
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
     def model(self, model: nn.Module) -> nn.Module:
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        return model.to(self.device, memory_format=memory_format)
+        return model.to(self.device, memory_format=self.memory_format)
 
     def images(self, images: np.ndarray) -> torch.Tensor:
         """NHWC numpy images (the Keras side's batch) as an NCHW tensor on the device."""
         x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.to(self.device, memory_format=memory_format)
+        return x.to(self.device, memory_format=self.memory_format)
 
     def autocast(self):
         return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bfloat16)
