@@ -359,38 +359,37 @@ def main(argv):
     for key, value in environment.items():
         print(f"{key}: {value}", flush=True)
     if FLAGS.xla_cost:
-        rows = _xla_cost(next(case for case in _cases() if case.family == "resnet50"))
-        if FLAGS.output_json:
-            from keras_resnet import files
-
-            files.write_text(FLAGS.output_json, json.dumps(
-                {"environment": environment, "xla_cost": rows}, indent=2) + "\n")
+        _write_report({"environment": environment,
+                       "xla_cost": _xla_cost(next(c for c in _cases() if c.family == "resnet50"))})
         return
-    rows, failures, skipped = [], {}, []
+    report = {"environment": environment, "rows": [], "failed": {}, "skipped": []}
     for case in _cases():
         if time.monotonic() > deadline:
-            skipped.append(case.name)
+            report["skipped"].append(case.name)
             continue
         case_start = time.monotonic()
-        case_rows, failed = _measure(case, deadline)
-        rows += case_rows
-        failures.update({f"{case.name}:{side}": error for side, error in failed.items()})
+        rows, failed = _measure(case, deadline)
+        report["rows"] += rows
+        report["failed"].update({f"{case.name}:{side}": error for side, error in failed.items()})
+        report["seconds"] = round(time.monotonic() - start)
         print(f"{case.name}: {time.monotonic() - case_start:.0f} s", flush=True)
+        _print_table(rows)
+        _write_report(report)  # after every case: a run cut short by its timeout keeps them
         _release()
     print("\nratio = ours / reference img/s, median of per-round ratios (above 1: ours "
           "faster); range: min-max over rounds.\n")
-    _print_table(rows)
-    for side, error in failures.items():
+    _print_table(report["rows"])
+    for side, error in report["failed"].items():
         print(f"failed: {side}: {error}")
-    if skipped:
-        print(f"skipped (--budget_s={FLAGS.budget_s:g} spent): {', '.join(skipped)}")
+    if report["skipped"]:
+        print(f"skipped (--budget_s={FLAGS.budget_s:g} spent): {', '.join(report['skipped'])}")
+
+
+def _write_report(report: dict) -> None:
     if FLAGS.output_json:
         from keras_resnet import files
 
-        report = {"environment": environment, "rows": rows, "failed": failures,
-                  "skipped": skipped, "seconds": round(time.monotonic() - start)}
         files.write_text(FLAGS.output_json, json.dumps(report, indent=2) + "\n")
-
 
 if __name__ == "__main__":
     app.run(main)
