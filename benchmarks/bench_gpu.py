@@ -7,9 +7,9 @@ on the card; the sides of a case are timed in the same interleaved rounds
 (`timing.py`). Cases, in the order they run:
 
   r50_train_<B>  ResNet-50, bfloat16 mixed precision, batch B (--r50_batches):
-    ours           keras_resnet.ResNet50(weight_decay=1e-4), compiled with XLA
-                   as train.py compiles it (SGD momentum 0.9), trained by
-                   `model.fit`, which queues steps without waiting for them
+    ours           keras_resnet.ResNet50(weight_decay=1e-4), SGD momentum 0.9,
+                   the step jitted by XLA, trained by `model.fit`, which
+                   queues steps without waiting for them
     ours_tob       the same model through `train_on_batch`, which returns each
                    step's loss to Python and so waits for every step (first
                    batch only)
