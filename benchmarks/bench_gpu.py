@@ -106,7 +106,9 @@ class Case:
 
 
 def _cases() -> list[Case]:
-    steps = (lambda n: 2) if FLAGS.small else (lambda n: n)
+    def steps(n: int) -> int:
+        return 2 if FLAGS.small else n
+
     cases = []
     if "r50_train" in FLAGS.cases:
         for index, batch in enumerate(FLAGS.r50_batches):
