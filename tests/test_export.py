@@ -1,5 +1,6 @@
 """export/: the SavedModel and TFLite files equal the Keras model they come from."""
 
+import collections
 import contextlib
 import io
 import json
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from tensorflow.core.protobuf import saved_model_pb2
 
 import keras_resnet
 from keras_resnet.export import saved_model
@@ -154,7 +156,7 @@ def _files(workdir, pattern):
 # ------------------------------------------------------------------ SavedModel
 
 
-def test_saved_model_has_tf_serving_layout_and_signatures(exported, workdir):
+def test_saved_model_has_tf_serving_layout_and_signatures(exported, model, workdir):
     report, loaded = exported
     # TF Serving: <base path>/<model name>/<version>/saved_model.pb
     assert report.path == str(workdir / "serving" / "resnet20" / "1")
@@ -163,10 +165,12 @@ def test_saved_model_has_tf_serving_layout_and_signatures(exported, workdir):
     # Readable by TF Serving running as another user (umask 022).
     assert len(_modes(workdir / "serving")) >= 8
     assert _wrong_modes(workdir / "serving", 0o755, 0o644) == {}
-    # Each weight stored once (float32): Keras' own export stores them twice.
-    weights = sum(int(np.prod(v.shape)) for v in loaded.model_weights)
-    data_file = os.path.join(report.path, "variables", "variables.data-00000-of-00001")
-    assert 4 * weights <= os.path.getsize(data_file) < 1.1 * 4 * weights
+    # The weights (BN folded) are constants of the graph, stored once: a
+    # second copy would double saved_model.pb. No variables are left.
+    weight_bytes = saved_model.weight_bytes(keras_resnet.fold_batch_norm(model))
+    assert weight_bytes <= os.path.getsize(os.path.join(report.path, "saved_model.pb")) < 1.25 * weight_bytes
+    assert not hasattr(loaded, "model_weights")
+    assert os.path.getsize(os.path.join(report.path, "variables", "variables.data-00000-of-00001")) < 1024
     assert set(loaded.signatures) == {"serving_default", "serving_bytes", "metadata"}
     inputs = {
         name: fn.structured_input_signature[1] for name, fn in loaded.signatures.items()
@@ -246,18 +250,52 @@ def _batch_norms(model):
     return found
 
 
+def _graph_ops(path):
+    """{op type: count} over the functions of the SavedModel at `path`."""
+    proto = saved_model_pb2.SavedModel.FromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    return collections.Counter(
+        node.op for function in proto.meta_graphs[0].graph_def.library.function
+        for node in function.node_def
+    )
+
+
 def test_served_graph_has_bn_folded_unless_asked_not_to(exported, model, info, tmp_path):
     report, loaded = exported
     kept = saved_model.export_saved_model(model, str(tmp_path), info=info, fold_bn=False)
     unfolded = tf.saved_model.load(kept.path)
-    # Each BN's 4 variables gave way to 1 bias of its conv.
-    assert len(loaded.model_weights) == len(model.variables) - 3 * len(_batch_norms(model))
-    assert len(unfolded.model_weights) == len(model.variables)
+    # Keras' inference BN takes one Rsqrt; a folded BN is in its conv's kernel and bias.
+    assert _graph_ops(kept.path)["Rsqrt"] == len(_batch_norms(model)) > 0
+    assert _graph_ops(report.path)["Rsqrt"] == 0
     images = _images(6)
     outputs = [m.signatures["serving_default"](images=tf.constant(images))["probabilities"]
                for m in (loaded, unfolded)]
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
     assert kept.max_abs_diff <= 1e-5 and kept.top1_agreement == 1.0
+
+
+def test_unfrozen_graph_reads_variables_stored_once(exported, model, info, tmp_path):
+    report, loaded = exported
+    kept = saved_model.export_saved_model(model, str(tmp_path), info=info, fold_bn=False, freeze=False)
+    unfrozen = tf.saved_model.load(kept.path)
+    assert len(unfrozen.model_weights) == len(model.variables)
+    # Each weight stored once (float32): Keras' own export stores them twice.
+    weights = sum(int(np.prod(v.shape)) for v in unfrozen.model_weights)
+    data_file = os.path.join(kept.path, "variables", "variables.data-00000-of-00001")
+    assert 4 * weights <= os.path.getsize(data_file) < 1.1 * 4 * weights
+    assert os.path.getsize(os.path.join(kept.path, "saved_model.pb")) < 4 * weights
+    images = _images(6)
+    outputs = [m.signatures["serving_default"](images=tf.constant(images))["probabilities"]
+               for m in (loaded, unfrozen)]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
+    assert kept.max_abs_diff <= 1e-5 and kept.top1_agreement == 1.0
+
+
+def test_weights_too_large_for_the_graph_stay_variables(model, info, tmp_path, monkeypatch):
+    monkeypatch.setattr(saved_model, "FREEZE_MAX_BYTES", 1000)
+    report = saved_model.export_saved_model(model, str(tmp_path), info=info)
+    loaded = tf.saved_model.load(report.path)
+    assert len(loaded.model_weights) == len(model.variables) - 3 * len(_batch_norms(model))
+    assert report.max_abs_diff <= 1e-5 and report.top1_agreement == 1.0
 
 
 def _bytes_vs_keras(loaded, model, paths, transform):
@@ -683,6 +721,8 @@ def test_cli_errors_are_one_line(tmp_path, keras_file, nan_keras_file):
          "The Keras model 'resnet20' gives non-finite outputs (NaN or inf) for 8 of 8 images"),
         ([f"--model_path={keras_file}", f"--output_dir={out}", "--format=tflite", "--nofold_bn"],
          "--fold_bn is for --format=saved_model: the TFLite converter folds BN itself"),
+        ([f"--model_path={keras_file}", f"--output_dir={out}", "--format=tflite", "--nofreeze"],
+         "--freeze is for --format=saved_model: a TFLite file holds its weights as constants"),
     ]
     for args, message in runs:
         assert _error_line(_cli(*args)).startswith(f"export: error: {message}")
@@ -724,7 +764,7 @@ def test_cli_full_disk_is_one_line_and_leaves_nothing(tmp_path, keras_file, fmt,
     assert os.listdir(tmp) == []
 
 
-def test_cli_writes_a_saved_model_with_max_pixels(tmp_path, keras_file, workdir):
+def test_cli_writes_a_saved_model_with_max_pixels_unfrozen(tmp_path, keras_file, workdir):
     model_dir = tmp_path / "serving" / "resnet20"
     stale = _staging(model_dir, "1", dead_pid())  # a killed export's
     live = _staging(model_dir, "7", os.getpid())  # another export, still writing
@@ -732,14 +772,16 @@ def test_cli_writes_a_saved_model_with_max_pixels(tmp_path, keras_file, workdir)
         os.makedirs(staging / "variables")
         (staging / "saved_model.pb").write_bytes(b"partial")
     proc = _cli(f"--model_path={keras_file}", f"--output_dir={tmp_path / 'serving'}",
-                "--max_pixels=1500", umask=0o027)
+                "--max_pixels=1500", "--nofreeze", umask=0o027)
     assert proc.returncode == 0, proc.stderr
     assert f"{model_dir / '1'}: " in proc.stdout
     assert sorted(os.listdir(model_dir)) == sorted(["1", live.name])
     # umask 027: the group reads, others nothing; every file and folder.
     assert len(_modes(model_dir / "1")) >= 6
     assert _wrong_modes(model_dir / "1", 0o750, 0o640) == {}
-    by_bytes = tf.saved_model.load(str(model_dir / "1")).signatures["serving_bytes"]
+    loaded = tf.saved_model.load(str(model_dir / "1"))
+    assert len(loaded.model_weights) > 0  # --nofreeze: the weights are variables
+    by_bytes = loaded.signatures["serving_bytes"]
     small, large = _files(workdir, "4.jpg") + _files(workdir, "0.jpg")  # 44x28, 52x40
     assert by_bytes(image_bytes=tf.constant([tf.io.read_file(small).numpy()]))["probabilities"].shape == (1, 10)
     with pytest.raises(tf.errors.InvalidArgumentError,

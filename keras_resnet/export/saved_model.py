@@ -38,6 +38,14 @@ running as another user can read them.
 The served graph has BatchNormalization folded into the convolutions
 (keras_resnet.folding; `fold_bn=False` keeps it), which serves ResNets faster
 on CPU (benchmarks/RESULTS.md); the check against the Keras model covers it.
+
+The weights are frozen into the graph as constants (`freeze=False` keeps them
+as variables, under `variables/`). On a CPU TensorFlow's oneDNN convolutions
+then reorder each kernel into their own layout once, when the graph is first
+run, instead of at every request: ResNet-50 serves a single image about twice
+as fast (benchmarks/RESULTS.md). They are stored once, in saved_model.pb; a
+model of more than FREEZE_MAX_BYTES of weights keeps its variables, as the
+SavedModel protocol buffer cannot exceed 2 GiB.
 """
 
 import numbers
@@ -45,6 +53,7 @@ import os
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -59,6 +68,7 @@ from keras_resnet.metadata import ModelInfo
 
 TOP_K = 5
 MAX_PIXELS = 40_000_000  # width x height; 40 MP is a large phone photo.
+FREEZE_MAX_BYTES = 1 << 30  # half of protobuf's 2 GiB limit on saved_model.pb
 
 
 def next_version(model_dir: str) -> int:
@@ -168,11 +178,50 @@ def check_header(image_bytes: tf.Tensor, index: tf.Tensor, max_pixels: int) -> l
     ]
 
 
-def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXELS) -> dict:
+def weight_bytes(model: keras.Model) -> int:
+    """The bytes of all of `model`'s weights."""
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.variables)
+
+
+def frozen_call(model: keras.Model) -> tf.types.experimental.PolymorphicFunction:
+    """`model(images, training=False)` as a tf.function of a float32 batch,
+    with the model's weights (as they are now) in its graph as constants.
+
+    A graph that reads its weights from variables passes each kernel to the
+    convolution anew at every call; from a constant, TensorFlow's oneDNN
+    convolutions keep the kernel they reordered into their layout the first
+    time. The function is traced once; functions that call it share it.
+    """
+    trainable = [v.numpy() for v in model.trainable_variables]
+    non_trainable = [v.numpy() for v in model.non_trainable_variables]
+    height, width = source.input_size(model)
+
+    def call(images):
+        outputs, _ = model.stateless_call(
+            [tf.constant(w) for w in trainable],
+            [tf.constant(w) for w in non_trainable],
+            images,
+            training=False,
+        )
+        return outputs
+
+    return tf.function(call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
+
+
+def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXELS,
+                      freeze: bool = False) -> dict:
     """{signature name: (function, input signature)} for `model`, whose
-    `serving_bytes` applies the test view `view` ("single" or "center")."""
+    `serving_bytes` applies the test view `view` ("single" or "center");
+    `freeze` puts the weights in the graph (`frozen_call`)."""
     check_max_pixels(max_pixels)
     height, width = source.input_size(model)
+    if freeze:
+        # One trace for both signatures: a tf.function called inside two
+        # others would be traced (and saved, weights and all) once in each.
+        predict = frozen_call(model).get_concrete_function()
+    else:
+        def predict(images):
+            return model(images, training=False)
     transform = source.eval_transform(view)
     num_classes = model.output_shape[-1]
     k = min(TOP_K, num_classes)
@@ -183,7 +232,7 @@ def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXEL
         # gets an empty answer instead.
         probabilities = tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: tf.cast(model(images, training=False), tf.float32),
+            lambda: tf.cast(predict(images), tf.float32),
             lambda: tf.zeros([0, num_classes], tf.float32),
         )
         scores, classes = tf.math.top_k(probabilities, k=k)
@@ -228,16 +277,18 @@ def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXEL
 
 
 def write(model: keras.Model, path: str, view: str, info: ModelInfo | None = None,
-          max_pixels: int = MAX_PIXELS) -> None:
+          max_pixels: int = MAX_PIXELS, freeze: bool = True) -> None:
     """Writes the SavedModel of `model` to the folder `path`, with `info` as
-    its asset file and `metadata` signature (none without `info`)."""
+    its asset file and `metadata` signature (none without `info`), and the
+    weights as constants of the graph (`freeze`) or as its variables."""
     module = tf.Module()
-    # The tf.Variables under the Keras ones, tracked once: Keras 3.15's
-    # ExportArchive (and model.export) writes every weight twice.
-    module.model_weights = [v.value for v in model.variables]
+    if not freeze:
+        # The tf.Variables under the Keras ones, tracked once: Keras 3.15's
+        # ExportArchive (and model.export) writes every weight twice.
+        module.model_weights = [v.value for v in model.variables]
     functions = {
         name: tf.function(fn, input_signature=signature)
-        for name, (fn, signature) in serving_functions(model, view, max_pixels).items()
+        for name, (fn, signature) in serving_functions(model, view, max_pixels, freeze).items()
     }
     with tempfile.TemporaryDirectory() as folder:
         if info is not None:
@@ -276,6 +327,7 @@ def export_saved_model(
     images: source.Images | None = None,
     max_pixels: int = MAX_PIXELS,
     fold_bn: bool = True,
+    freeze: bool = True,
 ) -> source.Report:
     """Exports `model` for TF Serving and checks the reloaded SavedModel.
 
@@ -292,6 +344,9 @@ def export_saved_model(
         max_pixels: `serving_bytes` refuses larger images (width x height).
         fold_bn: serve a graph with BN folded into the convolutions
             (folding.fold_batch_norm; a non-functional model is served as it is).
+        freeze: store the weights as constants of the served graph (faster on
+            CPU; see the module's docstring), else as its variables. A model
+            of more than FREEZE_MAX_BYTES of weights keeps its variables.
 
     Returns:
         A `source.Report` of `serving_default` against the Keras model.
@@ -309,9 +364,14 @@ def export_saved_model(
     elif fold_bn:
         logging.info("Serving %s with its BN unfolded: a %s model is not functional.",
                      model.name, type(model).__name__)
+    if freeze and weight_bytes(served) > FREEZE_MAX_BYTES:
+        logging.info("Serving %s with its weights as variables: %d bytes of weights are more "
+                     "than a SavedModel's graph may hold as constants (%d).",
+                     model.name, weight_bytes(served), FREEZE_MAX_BYTES)
+        freeze = False
     with files.atomic_path(path) as staging:
         try:
-            write(served, staging, view, source.exported_info(info, view), max_pixels)
+            write(served, staging, view, source.exported_info(info, view), max_pixels, freeze)
         except tf.errors.OpError as e:
             raise _write_error(path, e) from None
         # Checked before it is renamed into place: TF Serving never loads a
