@@ -13,6 +13,17 @@ Rows (a fixed synthetic batch, float32 unless said; Keras on the TF backend):
   resnet20_evaluate  what evaluate.py runs per batch of a Keras model
                    (artefacts.keras_artefact(...).predict) vs `model.predict`
                    on the batch, as a user's evaluation loop would call it.
+  resnet50_serve   what TF Serving would run (--serve_batch images a request,
+                   default 1): the SavedModel that keras_resnet's export
+                   writes of ResNet50(weights=None) (BN folded, weights frozen
+                   into the graph), loaded back, its serving_default, vs
+                   keras.applications.ResNet50(weights=None) exported by
+                   Keras' own `model.export`. Both get random BN statistics
+                   and biases first, as a trained net has: with weights=None
+                   they are zeros and ones, and TensorFlow drops an add of a
+                   constant zero bias, which changes which ops it fuses; and
+  resnet50_serve+frozen  the same export of ours with frozen weights vs with
+                   variables (freeze=False).
 Variant rows of ours, added by flags:
   <case>+xla       ours compiled with jit_compile=True vs the case's reference
                    (--jit_compile).
@@ -38,7 +49,7 @@ spells of a shared host; a range that straddles 1 means "not distinguishable".
 `--rss` adds each side's peak resident memory, from a fresh process per side.
 Run from the repository root:
 
-  python benchmarks/bench_cpu.py                     # the five cases, ~7 min on 2 cores
+  python benchmarks/bench_cpu.py                     # the six cases, ~9 min on 2 cores
   python benchmarks/bench_cpu.py --quick             # smoke run, tiny batches
   python benchmarks/bench_cpu.py --cases=resnet20_train --jit_compile \\
       --mixed_precision=bfloat16 --output_json=cpu.json
@@ -75,6 +86,7 @@ class Case:
     train: bool
     steps: int  # default steps per side per round: about 1-2 s each on 2 cores
     evaluate: bool = False  # evaluation's call per batch vs Keras' `predict`
+    serve: bool = False  # exported SavedModels, loaded back
 
 
 CASES = {
@@ -83,12 +95,15 @@ CASES = {
     "resnet50_train": Case("resnet50", train=True, steps=2),
     "resnet50_infer": Case("resnet50", train=False, steps=2),
     "resnet20_evaluate": Case("resnet20", train=False, steps=10, evaluate=True),
+    "resnet50_serve": Case("resnet50", train=False, steps=10, serve=True),
 }
 LABELS = {"ours": "ours", "ours_xla": "ours XLA", "ours_bf16": "ours bf16", "folded": "ours folded"}
+SERVE_FOLDER = None  # tempfile.TemporaryDirectory of the serving case's SavedModels
 
 flags.DEFINE_list("cases", list(CASES), f"Cases to run, of {', '.join(CASES)}.")
 flags.DEFINE_integer("resnet20_batch", 128, "ResNet-20 batch (32x32).", lower_bound=1)
 flags.DEFINE_integer("resnet50_batch", 16, "ResNet-50 batch (224x224).", lower_bound=1)
+flags.DEFINE_integer("serve_batch", 1, "resnet50_serve: images a request.", lower_bound=1)
 flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds per case.", lower_bound=1)
 flags.DEFINE_integer("steps", None, "Steps per side per round (default: per case).",
                      lower_bound=1)
@@ -106,6 +121,8 @@ FLAGS = flags.FLAGS
 
 
 def _batch_size(case: Case) -> int:
+    if case.serve:
+        return FLAGS.serve_batch
     return FLAGS.resnet20_batch if case.family == "resnet20" else FLAGS.resnet50_batch
 
 
@@ -208,7 +225,53 @@ def _folded_side(case: Case) -> Callable[[int], None]:
     return _repeat(lambda: folded.predict_on_batch(images))
 
 
+def _trained_like(model):
+    """`model` with random BN statistics, scales, offsets and biases, as a
+    trained model has (a new one has zeros and ones)."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = (w.shape for w in layer.get_weights())
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma), rng.normal(0, 0.1, beta),
+                               rng.normal(0, 0.1, mean), rng.uniform(0.5, 1.5, variance)])
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
+    return model
+
+
+def _serving_side(case: Case, side: str) -> Callable[[int], None]:
+    """One side of resnet50_serve: a SavedModel written to a temporary folder
+    and loaded back, its serving_default called on the batch."""
+    global SERVE_FOLDER
+    import tempfile
+
+    import keras_resnet  # first: see _keras_side
+
+    import keras
+    import tensorflow as tf
+    from keras_resnet.export import saved_model
+
+    if SERVE_FOLDER is None:
+        SERVE_FOLDER = tempfile.TemporaryDirectory(prefix="bench_serve_")
+    if side == "reference":
+        path = os.path.join(SERVE_FOLDER.name, "keras_applications")
+        _trained_like(keras.applications.ResNet50(weights=None)).export(path, verbose=False)
+    else:
+        path = saved_model.export_saved_model(
+            _trained_like(keras_resnet.ResNet50(weights=None)), SERVE_FOLDER.name, name=side,
+            eval_transform="center", freeze=side == "ours").path
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    (input_name,) = serve.structured_input_signature[1]
+    images = {input_name: tf.constant(_data(case)[0])}
+    return _repeat(lambda: serve(**images))
+
+
 def _build_side(case: Case, side: str) -> Callable[[int], None]:
+    if case.serve:
+        return _serving_side(case, side)
     if side == "reference" and case.family == "resnet20" and not case.evaluate:
         return _torch_side(case)
     if side == "folded":
@@ -219,6 +282,8 @@ def _build_side(case: Case, side: str) -> Callable[[int], None]:
 def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
     """The rows of a case: (row name, ours side, reference side)."""
     pairs = [(name, "ours", "reference")]
+    if case.serve:
+        return pairs + [(f"{name}+frozen", "ours", "variables")]
     if FLAGS.jit_compile:
         pairs.append((f"{name}+xla", "ours_xla", "reference"))
     if FLAGS.mixed_precision == "bfloat16":
@@ -232,6 +297,10 @@ def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
 def _reference_label(case: Case, side: str) -> str:
     if side == "ours":
         return "ours float32"
+    if side == "variables":
+        return "ours, variables"
+    if case.serve:
+        return "Keras model.export"
     if case.evaluate:
         return "Keras predict"
     return "PyTorch eager" if case.family == "resnet20" else "keras.applications"
@@ -270,7 +339,7 @@ def _vm_hwm_mib() -> float:
 def _peak_rss_mib(name: str, side: str) -> float:
     """Peak RSS of a fresh process that builds one side and runs its warm-up."""
     argv = [sys.executable, os.path.abspath(__file__), f"--rss_probe={name}:{side}"]
-    for flag in ("resnet20_batch", "resnet50_batch", "warmup", "keras_loop"):
+    for flag in ("resnet20_batch", "resnet50_batch", "serve_batch", "warmup", "keras_loop"):
         argv.append(f"--{flag}={getattr(FLAGS, flag)}")
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return round(float(out.strip().splitlines()[-1]), 1)
@@ -313,7 +382,7 @@ def _settings() -> dict:
     if FLAGS.quick:
         FLAGS.rounds, FLAGS.steps, FLAGS.warmup = 2, 1, 1
         FLAGS.resnet20_batch, FLAGS.resnet50_batch = 16, 2
-    names = ("cases", "resnet20_batch", "resnet50_batch", "rounds", "steps", "warmup",
+    names = ("cases", "resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
              "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "quick")
     return {name: getattr(FLAGS, name) for name in names}
 
