@@ -42,10 +42,11 @@ on CPU (benchmarks/RESULTS.md); the check against the Keras model covers it.
 The weights are frozen into the graph as constants (`freeze=False` keeps them
 as variables, under `variables/`). On a CPU TensorFlow's oneDNN convolutions
 then reorder each kernel into their own layout once, when the graph is first
-run, instead of at every request: ResNet-50 serves a single image about twice
-as fast (benchmarks/RESULTS.md). They are stored once, in saved_model.pb; a
-model of more than FREEZE_MAX_BYTES of weights keeps its variables, as the
-SavedModel protocol buffer cannot exceed 2 GiB.
+run, and keep it; from variables they either reorder it at every request or,
+as for a single image, fall back to a slower im2col kernel. ResNet-50 serves a
+single image 1.4-2.1x as fast (benchmarks/RESULTS.md). The weights are stored
+once, in saved_model.pb; a model of more than FREEZE_MAX_BYTES of weights keeps
+its variables, as the SavedModel protocol buffer cannot exceed 2 GiB.
 """
 
 import numbers
@@ -187,10 +188,9 @@ def frozen_call(model: keras.Model) -> tf.types.experimental.PolymorphicFunction
     """`model(images, training=False)` as a tf.function of a float32 batch,
     with the model's weights (as they are now) in its graph as constants.
 
-    A graph that reads its weights from variables passes each kernel to the
-    convolution anew at every call; from a constant, TensorFlow's oneDNN
-    convolutions keep the kernel they reordered into their layout the first
-    time. The function is traced once; functions that call it share it.
+    TensorFlow's oneDNN convolutions keep a constant kernel in the layout they
+    reordered it into the first time (see the module's docstring). The
+    function is traced once; functions that call it share it.
     """
     trainable = [v.numpy() for v in model.trainable_variables]
     non_trainable = [v.numpy() for v in model.non_trainable_variables]
@@ -209,7 +209,7 @@ def frozen_call(model: keras.Model) -> tf.types.experimental.PolymorphicFunction
 
 
 def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXELS,
-                      freeze: bool = False) -> dict:
+                      freeze: bool = True) -> dict:
     """{signature name: (function, input signature)} for `model`, whose
     `serving_bytes` applies the test view `view` ("single" or "center");
     `freeze` puts the weights in the graph (`frozen_call`)."""
