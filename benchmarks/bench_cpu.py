@@ -34,7 +34,8 @@ Variant rows of ours, added by flags:
   <case>+folded/ref  the same folded model vs the case's reference, for the
                    inference cases (--fold_bn).
 
-How: every side of a case is built and warmed up first (tracing, XLA compiles
+How: each case runs in a fresh process of this script (one case: this one).
+Every side of a case is built and warmed up first (tracing, XLA compiles
 and first-call allocations stay out of the timings). Then each of `--rounds`
 rounds runs `--steps` steps of every side, one side after the other (never two
 at once), the order reversed every other round, with a pause before each side
@@ -65,6 +66,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -113,6 +115,10 @@ flags.DEFINE_bool("jit_compile", False, "Add a row per case: ours with XLA.")
 flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16"],
                   "bfloat16: add a row per case, ours mixed_bfloat16 vs ours float32.")
 flags.DEFINE_bool("fold_bn", False, "Add a row per inference case: BN folded vs unfolded.")
+flags.DEFINE_integer("inter_op_threads", 0,
+                     "TensorFlow's inter-op threads (0: its default, one a core); 1 runs one op "
+                     "at a time, as TF Serving's --tensorflow_inter_op_parallelism=1 does.",
+                     lower_bound=0)
 flags.DEFINE_bool("quick", False, "Smoke run: 2 rounds of 1 step, batches of 16 and 2.")
 flags.DEFINE_bool("rss", False, "Also measure each side's peak RSS in a fresh process.")
 flags.DEFINE_string("output_json", None, "Also write the environment and table here as JSON.")
@@ -246,8 +252,6 @@ def _serving_side(case: Case, side: str) -> Callable[[int], None]:
     """One side of resnet50_serve: a SavedModel written to a temporary folder
     and loaded back, its serving_default called on the batch."""
     global SERVE_FOLDER
-    import tempfile
-
     import keras_resnet  # first: see _keras_side
 
     import keras
@@ -339,10 +343,28 @@ def _vm_hwm_mib() -> float:
 def _peak_rss_mib(name: str, side: str) -> float:
     """Peak RSS of a fresh process that builds one side and runs its warm-up."""
     argv = [sys.executable, os.path.abspath(__file__), f"--rss_probe={name}:{side}"]
-    for flag in ("resnet20_batch", "resnet50_batch", "serve_batch", "warmup", "keras_loop"):
+    for flag in ("resnet20_batch", "resnet50_batch", "serve_batch", "warmup", "keras_loop",
+                 "inter_op_threads"):
         argv.append(f"--{flag}={getattr(FLAGS, flag)}")
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return round(float(out.strip().splitlines()[-1]), 1)
+
+
+def _measure_apart(name: str) -> list[dict]:
+    """The rows of case `name`, measured by a fresh process of this script,
+    so that no case runs with the threads, caches and memory that the cases
+    before it left, as none would in use."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "rows.json")
+        argv = [sys.executable, os.path.abspath(__file__), f"--cases={name}", f"--output_json={path}"]
+        for flag in ("resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
+                     "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "rss",
+                     "inter_op_threads"):
+            if getattr(FLAGS, flag) is not None:
+                argv.append(f"--{flag}={getattr(FLAGS, flag)}")
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        with open(path) as f:
+            return json.load(f)["rows"]
 
 
 def _environment() -> dict:
@@ -383,12 +405,16 @@ def _settings() -> dict:
         FLAGS.rounds, FLAGS.steps, FLAGS.warmup = 2, 1, 1
         FLAGS.resnet20_batch, FLAGS.resnet50_batch = 16, 2
     names = ("cases", "resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
-             "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "quick")
+             "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "inter_op_threads", "quick")
     return {name: getattr(FLAGS, name) for name in names}
 
 
 def main(argv):
     del argv
+    if FLAGS.inter_op_threads:
+        # TensorFlow reads it when it starts, before any op (the package
+        # itself is imported first by every side; see _keras_side).
+        os.environ["TF_NUM_INTEROP_THREADS"] = str(FLAGS.inter_op_threads)
     if FLAGS.rss_probe:
         name, side = FLAGS.rss_probe.split(":")
         _build_side(CASES[name], side)(FLAGS.warmup)
@@ -401,9 +427,10 @@ def main(argv):
     for key, value in {**environment, **settings}.items():
         print(f"{key}: {value}")
     rows = []
-    for name in [name for name in CASES if name in FLAGS.cases]:
+    names = [name for name in CASES if name in FLAGS.cases]
+    for name in names:
         start = time.perf_counter()
-        rows += _measure(name, CASES[name])
+        rows += _measure_apart(name) if len(names) > 1 else _measure(name, CASES[name])
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     print("\nratio = ours / reference img/s, median of per-round ratios (above 1: ours "
           "faster); range: min-max over rounds.\n")

@@ -44,7 +44,7 @@ as variables, under `variables/`). On a CPU TensorFlow's oneDNN convolutions
 then reorder each kernel into their own layout once, when the graph is first
 run, and keep it; from variables they either reorder it at every request or,
 as for a single image, fall back to a slower im2col kernel. ResNet-50 serves a
-single image 1.4-2.1x as fast (benchmarks/RESULTS.md). The weights are stored
+single image 1.3x as fast (benchmarks/RESULTS.md). The weights are stored
 once, in saved_model.pb; a model of more than FREEZE_MAX_BYTES of weights keeps
 its variables, as the SavedModel protocol buffer cannot exceed 2 GiB.
 """
