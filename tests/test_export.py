@@ -252,11 +252,21 @@ def _batch_norms(model):
 
 def _graph_ops(path):
     """{op type: count} over the functions of the SavedModel at `path`."""
-    proto = saved_model_pb2.SavedModel.FromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto = saved_model_pb2.SavedModel.FromString(f.read())
     return collections.Counter(
         node.op for function in proto.meta_graphs[0].graph_def.library.function
         for node in function.node_def
     )
+
+
+def _assert_serves_alike(loaded, other, other_report):
+    """The default export `loaded` and another, `other`, serve the same
+    probabilities, and the other's own check against Keras passed."""
+    images = tf.constant(_images(6))
+    outputs = [m.signatures["serving_default"](images=images)["probabilities"] for m in (loaded, other)]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
+    assert other_report.max_abs_diff <= 1e-5 and other_report.top1_agreement == 1.0
 
 
 def test_served_graph_has_bn_folded_unless_asked_not_to(exported, model, info, tmp_path):
@@ -266,11 +276,7 @@ def test_served_graph_has_bn_folded_unless_asked_not_to(exported, model, info, t
     # Keras' inference BN takes one Rsqrt; a folded BN is in its conv's kernel and bias.
     assert _graph_ops(kept.path)["Rsqrt"] == len(_batch_norms(model)) > 0
     assert _graph_ops(report.path)["Rsqrt"] == 0
-    images = _images(6)
-    outputs = [m.signatures["serving_default"](images=tf.constant(images))["probabilities"]
-               for m in (loaded, unfolded)]
-    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
-    assert kept.max_abs_diff <= 1e-5 and kept.top1_agreement == 1.0
+    _assert_serves_alike(loaded, unfolded, kept)
 
 
 def test_unfrozen_graph_reads_variables_stored_once(exported, model, info, tmp_path):
@@ -283,11 +289,7 @@ def test_unfrozen_graph_reads_variables_stored_once(exported, model, info, tmp_p
     data_file = os.path.join(kept.path, "variables", "variables.data-00000-of-00001")
     assert 4 * weights <= os.path.getsize(data_file) < 1.1 * 4 * weights
     assert os.path.getsize(os.path.join(kept.path, "saved_model.pb")) < 4 * weights
-    images = _images(6)
-    outputs = [m.signatures["serving_default"](images=tf.constant(images))["probabilities"]
-               for m in (loaded, unfrozen)]
-    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
-    assert kept.max_abs_diff <= 1e-5 and kept.top1_agreement == 1.0
+    _assert_serves_alike(loaded, unfrozen, kept)
 
 
 def test_weights_too_large_for_the_graph_stay_variables(model, info, tmp_path, monkeypatch):
