@@ -124,6 +124,10 @@ flags.DEFINE_bool("rss", False, "Also measure each side's peak RSS in a fresh pr
 flags.DEFINE_string("output_json", None, "Also write the environment and table here as JSON.")
 flags.DEFINE_string("rss_probe", None, "Internal: CASE:SIDE, print that side's peak RSS (MiB).")
 FLAGS = flags.FLAGS
+# The flags a case's measurement depends on: printed, and passed on to this
+# script's child processes.
+SETTINGS = ("resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
+            "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "inter_op_threads", "rss")
 
 
 def _batch_size(case: Case) -> int:
@@ -342,12 +346,16 @@ def _vm_hwm_mib() -> float:
 
 def _peak_rss_mib(name: str, side: str) -> float:
     """Peak RSS of a fresh process that builds one side and runs its warm-up."""
-    argv = [sys.executable, os.path.abspath(__file__), f"--rss_probe={name}:{side}"]
-    for flag in ("resnet20_batch", "resnet50_batch", "serve_batch", "warmup", "keras_loop",
-                 "inter_op_threads"):
-        argv.append(f"--{flag}={getattr(FLAGS, flag)}")
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(_child_argv(f"--rss_probe={name}:{side}"), check=True,
+                         capture_output=True, text=True).stdout
     return round(float(out.strip().splitlines()[-1]), 1)
+
+
+def _child_argv(*extra: str) -> list[str]:
+    """The command line of a child process of this script, with these settings."""
+    argv = [sys.executable, os.path.abspath(__file__), *extra]
+    return argv + [f"--{flag}={getattr(FLAGS, flag)}" for flag in SETTINGS
+                   if getattr(FLAGS, flag) is not None]
 
 
 def _measure_apart(name: str) -> list[dict]:
@@ -356,13 +364,8 @@ def _measure_apart(name: str) -> list[dict]:
     before it left, as none would in use."""
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "rows.json")
-        argv = [sys.executable, os.path.abspath(__file__), f"--cases={name}", f"--output_json={path}"]
-        for flag in ("resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
-                     "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "rss",
-                     "inter_op_threads"):
-            if getattr(FLAGS, flag) is not None:
-                argv.append(f"--{flag}={getattr(FLAGS, flag)}")
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(_child_argv(f"--cases={name}", f"--output_json={path}"), check=True,
+                       stdout=subprocess.DEVNULL)
         with open(path) as f:
             return json.load(f)["rows"]
 
@@ -404,9 +407,7 @@ def _settings() -> dict:
     if FLAGS.quick:
         FLAGS.rounds, FLAGS.steps, FLAGS.warmup = 2, 1, 1
         FLAGS.resnet20_batch, FLAGS.resnet50_batch = 16, 2
-    names = ("cases", "resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
-             "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "inter_op_threads", "quick")
-    return {name: getattr(FLAGS, name) for name in names}
+    return {name: getattr(FLAGS, name) for name in ("cases", *SETTINGS, "quick")}
 
 
 def main(argv):
