@@ -119,37 +119,47 @@ def test_shortcut_options_parameters():
     assert not _layers_of(keras_resnet.ResNet20(shortcut="B"), keras_resnet.ZeroPadShortcut)
 
 
-@pytest.mark.parametrize("axis, shape", [(-1, (4, 6, 6, 5)), (1, (4, 5, 6, 6))])
-def test_fused_batch_norm_trains_as_keras_batch_norm_does(axis, shape):
+@pytest.mark.parametrize("axis, shape, dtype", [
+    (-1, (4, 6, 6, 5), "float32"), (1, (4, 5, 6, 6), "float32"), (-1, (4, 6, 6, 5), "mixed_bfloat16"),
+])
+def test_fused_batch_norm_trains_as_keras_batch_norm_does(axis, shape, dtype):
     # keras_resnet's BN runs TensorFlow's fused kernel in training; Keras'
-    # own is the reference: outputs, gradients and moving averages.
+    # own is the reference: outputs, gradients and moving averages. Under the
+    # mixed bfloat16 policy both round their outputs to bfloat16 (8 bits of
+    # mantissa: a relative error up to 2**-8), and Keras computes in float32
+    # between casts, where the kernel takes bfloat16 in and out.
     import tensorflow as tf
+
+    tolerance = {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 2e-2, "atol": 2e-2}
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(3.0, 2.0, shape), tf.float32)
     upstream = tf.constant(rng.normal(size=shape), tf.float32)
     results = []
     for cls in (keras.layers.BatchNormalization, layers.BatchNormalization):
-        bn = cls(axis=axis, momentum=0.9, epsilon=1e-5)
+        bn = cls(axis=axis, momentum=0.9, epsilon=1e-5, dtype=dtype)
         bn.build(shape)
         bn.gamma.assign(np.linspace(0.5, 1.5, shape[axis]))
         bn.beta.assign(np.linspace(-1, 1, shape[axis]))
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = bn(x, training=True)
-            loss = tf.reduce_sum(y * upstream)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
         grads = tape.gradient(loss, [x, bn.gamma.value, bn.beta.value])
         results.append([y, *grads, bn.moving_mean, bn.moving_variance])
         inference = bn(x, training=False)
     for keras_value, fused_value in zip(*results):
-        np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(fused_value, "float32"),
+                                   np.asarray(keras_value, "float32"), **tolerance)
     # Moving statistics moved, and inference uses them.
     assert not np.allclose(np.asarray(results[1][-2]), 0.0)
-    assert not np.allclose(np.asarray(inference), np.asarray(results[1][0]), atol=1e-3)
-    # The fused kernel is what ran.
+    assert not np.allclose(np.asarray(inference, "float32"), np.asarray(results[1][0], "float32"),
+                           atol=1e-1)
+    # The fused kernel is what ran, on the activations in the compute dtype.
     graph = tf.function(lambda x: bn(x, training=True)).get_concrete_function(x).graph
-    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
+    (fused,) = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+    assert fused.inputs[0].dtype.name == bn.compute_dtype
+    assert fused.outputs[0].dtype.name == bn.compute_dtype
 
 
 def test_fused_batch_norm_is_keras_own_where_it_cannot_fuse():
