@@ -1,5 +1,5 @@
 """Shared test utilities: a file server on 127.0.0.1, md5 of a file, a full
-disk for a subprocess, and a dead process id."""
+disk for a subprocess, a dead process id, and BN statistics of a trained net."""
 
 import functools
 import hashlib
@@ -57,3 +57,22 @@ def dead_pid():
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def with_trained_statistics(model, seed=0):
+    """Gives every BN the statistics and affine terms of a trained net, so that
+    folding has something to fold (a fresh BN is the identity at inference)."""
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.moving_mean.shape
+            weights = {"gamma": rng.uniform(0.5, 1.5, shape), "beta": rng.normal(0, 0.2, shape),
+                       "moving_mean": rng.normal(0, 0.5, shape),
+                       "moving_variance": rng.uniform(0.2, 3.0, shape)}
+            layer.set_weights([weights[w.name] for w in layer.weights])
+        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+            layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape))
+    return model

@@ -17,11 +17,13 @@ from keras_resnet import augment
 from keras_resnet import distribute
 from keras_resnet import evaluation
 from keras_resnet import files
+from keras_resnet import folding
 from keras_resnet import metadata
 from keras_resnet import sources
 from keras_resnet.errors import ArgumentError
 from keras_resnet.export import source
 from tests.helpers import dead_pid
+from tests.helpers import with_trained_statistics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,6 +100,22 @@ def test_mirrored_strategy_equals_one_device_with_a_short_last_batch(tmp_path):
     assert strategy.num_replicas_in_sync == 2
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_one_device_predicts_with_bn_folded(monkeypatch):
+    # Evaluation runs the model with BN folded into its convolutions: the
+    # model's own scores up to float rounding, from a graph without BN.
+    folded = []
+    fold = folding.fold_batch_norm
+    monkeypatch.setattr(folding, "fold_batch_norm", lambda m: folded.append(fold(m)) or folded[-1])
+    model = with_trained_statistics(keras_resnet.ResNet20())
+    artefact = artefacts.keras_artefact(model, "resnet20", None)
+    images = np.random.default_rng(0).uniform(-2, 2, (4, 32, 32, 3)).astype("float32")
+    expected = model.predict_on_batch(images)
+    np.testing.assert_allclose(artefact.predict(images), expected, rtol=1e-4, atol=1e-6)
+    (predictor,) = folded
+    assert not [l for l in predictor.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert artefact.model is model
 
 
 def test_ten_crops_geometry():

@@ -5,22 +5,7 @@ import numpy as np
 import pytest
 
 import keras_resnet
-
-
-def _with_trained_statistics(model, seed=0):
-    """Gives every BN the statistics and affine terms of a trained net, so that
-    folding has something to fold (a fresh BN is the identity at inference)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.moving_mean.shape
-            weights = {"gamma": rng.uniform(0.5, 1.5, shape), "beta": rng.normal(0, 0.2, shape),
-                       "moving_mean": rng.normal(0, 0.5, shape),
-                       "moving_variance": rng.uniform(0.2, 3.0, shape)}
-            layer.set_weights([weights[w.name] for w in layer.weights])
-        elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
-            layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape))
-    return model
+from tests.helpers import with_trained_statistics
 
 
 def _images(shape, seed=1):
@@ -37,7 +22,7 @@ def _bn_channels(model):
     ("ResNet18", dict(input_shape=(64, 64, 3), classes=10)),  # B: projection shortcuts
 ])
 def test_folded_network_computes_what_the_plain_one_does(builder, options):
-    plain = _with_trained_statistics(
+    plain = with_trained_statistics(
         getattr(keras_resnet, builder)(classifier_activation=None, **options))
     folded = keras_resnet.fold_batch_norm(plain)
 
@@ -75,7 +60,7 @@ def _mixed_model():
 
 
 def test_only_a_bn_right_after_an_unshared_linear_conv_is_folded():
-    plain = _with_trained_statistics(_mixed_model())
+    plain = with_trained_statistics(_mixed_model())
     folded = keras_resnet.fold_batch_norm(plain)
 
     kept = [l.name for l in folded.layers if isinstance(l, keras.layers.BatchNormalization)]
@@ -88,7 +73,7 @@ def test_only_a_bn_right_after_an_unshared_linear_conv_is_folded():
 
 
 def test_nested_backbone_is_folded_and_the_result_saves_and_loads(tmp_path):
-    backbone = _with_trained_statistics(keras_resnet.ResNet20(include_top=False, pooling="avg"))
+    backbone = with_trained_statistics(keras_resnet.ResNet20(include_top=False, pooling="avg"))
     inputs = keras.Input((32, 32, 3))
     head = keras.layers.Dense(3, name="head")
     plain = keras.Model(inputs, head(backbone(inputs)))
