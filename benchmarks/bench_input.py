@@ -27,6 +27,15 @@ the same process, in interleaved rounds (medians; ratio range over rounds):
     epoch-end callbacks (the "cost" columns, in % of the epoch). An epoch's
     fixed costs (validation, checkpoints) weigh in as they do in a real run:
     a smaller --train_examples overstates them. Target: >= 0.9x.
+    One round pairs minutes of training with 20 bare steps, so a host whose
+    speed drifts moves it by tens of percent (RESULTS.md); (c) times the
+    steps' share in interleaved rounds.
+(c) train_step_fed: the compiled training step of ResNet-20 (batch 128), as
+    fit calls it, fed by the CIFAR pipeline of (b) (45,000 synthetic images,
+    shuffled and augmented while the steps run) vs fed one fixed batch, each
+    reading the step's loss as fit does: what the pipeline's CPU costs the
+    steps. Interleaved rounds of 40 steps, one iterator per side for all of
+    them. Target: >= 0.9x.
 
 Run from the repository root (a busy or shared CPU gives noisy figures):
 
@@ -46,9 +55,10 @@ import time
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                os.path.dirname(os.path.abspath(__file__))]  # the repository, and benchmarks/
 
-CASES = ("cifar_png", "imagenet_jpeg", "train_end_to_end")
+CASES = ("cifar_png", "imagenet_jpeg", "train_step_fed", "train_end_to_end")
 
 flags.DEFINE_list("cases", list(CASES), f"Cases to run, of {', '.join(CASES)}.")
 flags.DEFINE_integer("rounds", 5, "Interleaved timing rounds per case.", lower_bound=1)
@@ -93,14 +103,19 @@ def _write_folder(root, count, size_range, ext, classes=4, seed=0):
 # ------------------------------------------------------------------ timing
 
 
-def _bare_step(model_name, batch, image_size, classes):
-    """(step, batch): one train_on_batch of a model as training compiles it."""
+def _model(model_name, batch, image_size, classes):
+    """A model built and compiled as training builds and compiles it."""
     from keras_resnet import training
 
     run = training.resolve(training.Config(model=model_name, dataset="synthetic",
                                            batch_size=batch, epochs=1, image_size=image_size))
     run = run.with_data([str(c) for c in range(classes)], batch * 10)
-    model = training.build_model(run, None if run.preprocessing == "caffe" else _zero_mean(image_size))
+    return training.build_model(run, None if run.preprocessing == "caffe" else _zero_mean(image_size))
+
+
+def _bare_step(model_name, batch, image_size, classes):
+    """One train_on_batch of a model as training compiles it, on a fixed batch."""
+    model = _model(model_name, batch, image_size, classes)
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -271,6 +286,36 @@ def measure_train(root=None):
     return _row("train_end_to_end", batch, trained, used, ">= 0.9x", **cost)
 
 
+def measure_fed_step():
+    """(c): the training step fed by the CIFAR pipeline vs fed one fixed batch."""
+    import tensorflow as tf
+
+    import timing
+    from keras_resnet import pipeline
+
+    batch, steps = 128, _quick(40, 4)
+    data = pipeline.load("synthetic", image_size=32, batch_size=batch, augment="cifar",
+                         synthetic_examples=_quick(FLAGS.train_examples, 1280))
+    model = _model("resnet20", batch, 32, data.num_classes)
+    model.make_train_function()
+    fixed = tf.data.Dataset.from_tensors(next(iter(data.train))).repeat()
+
+    def steps_of(dataset):
+        iterator = iter(dataset)  # one for all rounds, as fit keeps one for all epochs
+
+        def run(n):
+            for _ in range(n):
+                # fit reads every step's logs (Keras' TensorBoard and
+                # BackupAndRestore take per-batch calls), so a step waits
+                # for the one before it, as here.
+                float(model.train_function(iterator)["loss"])
+        return run
+
+    rates = timing.interleave({"fed": steps_of(data.train), "fixed": steps_of(fixed)}, batch, steps,
+                              rounds=FLAGS.rounds, warmup=3, settle_s=0.2)
+    return _row("train_step_fed", batch, rates["fed"], rates["fixed"], ">= 0.9x")
+
+
 # -------------------------------------------------------------------- main
 
 
@@ -306,6 +351,8 @@ def main(argv):
                 rows.append(measure_pipeline(case, root))
                 if FLAGS.uncached:
                     rows.append(measure_pipeline(case, root, uncached=True))
+            elif case == "train_step_fed":
+                rows.append(measure_fed_step())
             else:
                 rows.append(measure_train())
             print(json.dumps(rows[-1]), flush=True)
