@@ -98,24 +98,27 @@ class ZeroPadShortcut(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BatchNormalization(keras.layers.BatchNormalization):
-    """Keras' BatchNormalization; its training step on the TensorFlow backend
-    is TensorFlow's fused kernel (keras_resnet.fused).
+    """Keras' BatchNormalization, run by TensorFlow's fused kernel on the
+    TensorFlow backend (keras_resnet.fused).
 
     Keras 3 normalises a training batch with separate ops (moments, then a
     scale and shift) and differentiates them one by one; the fused kernel does
     each direction in one op. It computes the same statistics and moving
     averages, up to float rounding (and an epsilon of at least 1.001e-5,
     TensorFlow's floor), and made ResNet-20 training 14% faster on CPU
-    (benchmarks/RESULTS.md). Other backends, inference, masks, renorm and
-    synchronized BN run Keras' own code.
+    (benchmarks/RESULTS.md). At inference the one op is fused into the
+    convolution before it. Other backends, masks, renorm and synchronized BN
+    run Keras' own code.
     """
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        if training and self.trainable and self._fusable(inputs, mask):
-            from keras_resnet import fused  # TensorFlow only
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        from keras_resnet import fused  # TensorFlow only
 
+        if training and self.trainable:
             return fused.batch_norm_training(self, inputs)
-        return super().call(inputs, training=training, mask=mask)
+        return fused.batch_norm_inference(self, inputs)  # as Keras: the moving statistics
 
     def _fusable(self, inputs: Any, mask: Any) -> bool:
         rank = len(inputs.shape)

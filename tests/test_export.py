@@ -273,9 +273,11 @@ def test_served_graph_has_bn_folded_unless_asked_not_to(exported, model, info, t
     report, loaded = exported
     kept = saved_model.export_saved_model(model, str(tmp_path), info=info, fold_bn=False)
     unfolded = tf.saved_model.load(kept.path)
-    # Keras' inference BN takes one Rsqrt; a folded BN is in its conv's kernel and bias.
-    assert _graph_ops(kept.path)["Rsqrt"] == len(_batch_norms(model)) > 0
-    assert _graph_ops(report.path)["Rsqrt"] == 0
+    # An unfolded BN serves as one FusedBatchNormV3 (keras_resnet.fused); a
+    # folded one is in its conv's kernel and bias.
+    kept_ops, folded_ops = _graph_ops(kept.path), _graph_ops(report.path)
+    assert kept_ops["FusedBatchNormV3"] == len(_batch_norms(model)) > 0
+    assert folded_ops["FusedBatchNormV3"] == folded_ops["Rsqrt"] == 0
     _assert_serves_alike(loaded, unfolded, kept)
 
 

@@ -146,8 +146,8 @@ def test_fused_batch_norm_trains_as_keras_batch_norm_does(axis, shape, dtype):
             y = bn(x, training=True)
             loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
         grads = tape.gradient(loss, [x, bn.gamma.value, bn.beta.value])
-        results.append([y, *grads, bn.moving_mean, bn.moving_variance])
         inference = bn(x, training=False)
+        results.append([y, *grads, bn.moving_mean, bn.moving_variance, inference])
     for keras_value, fused_value in zip(*results):
         np.testing.assert_allclose(np.asarray(fused_value, "float32"),
                                    np.asarray(keras_value, "float32"), **tolerance)
@@ -155,11 +155,14 @@ def test_fused_batch_norm_trains_as_keras_batch_norm_does(axis, shape, dtype):
     assert not np.allclose(np.asarray(results[1][-2]), 0.0)
     assert not np.allclose(np.asarray(inference, "float32"), np.asarray(results[1][0], "float32"),
                            atol=1e-1)
-    # The fused kernel is what ran, on the activations in the compute dtype.
-    graph = tf.function(lambda x: bn(x, training=True)).get_concrete_function(x).graph
-    (fused,) = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
-    assert fused.inputs[0].dtype.name == bn.compute_dtype
-    assert fused.outputs[0].dtype.name == bn.compute_dtype
+    # The fused kernel is what ran, on the activations in the compute dtype,
+    # in training and at inference.
+    for training in (True, False):
+        graph = tf.function(lambda x: bn(x, training=training)).get_concrete_function(x).graph
+        (fused,) = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+        assert fused.get_attr("is_training") == training
+        assert fused.inputs[0].dtype.name == bn.compute_dtype
+        assert fused.outputs[0].dtype.name == bn.compute_dtype
 
 
 def test_fused_batch_norm_is_keras_own_where_it_cannot_fuse():
