@@ -14,7 +14,7 @@ ResNet-50 (multiply-adds from keras_resnet.count_flops, 224x224), the img/s
 that each rate would give if every layer ran at it: inference needs one
 forward pass (2 FLOPs a multiply-add), training about three.
 
-  python benchmarks/peak_cpu.py        # about a minute on 2 cores
+  python benchmarks/peak_cpu.py        # about 15 seconds on 2 cores
 """
 
 import os

@@ -126,8 +126,8 @@ def keras_artefact(model: keras.Model, path: str, info: ModelInfo | None, strate
     give a replica an empty batch on TF 2.21) and the padding dropped. On one
     device a functional model predicts with its BN folded into the
     convolutions (keras_resnet.folding): the same scores up to float
-    rounding, 1.2x (ResNet-50) to 1.4x (ResNet-20) as fast on CPU
-    (benchmarks/RESULTS.md). `Artefact.model` stays the model as given.
+    rounding, 1.06x (ResNet-50) to 1.19x (ResNet-20) as fast on CPU as
+    with BN (benchmarks/RESULTS.md). `Artefact.model` stays the model as given.
     """
     replicas = strategy.num_replicas_in_sync if strategy else 1
     softmax = _softmax_output(model)
