@@ -9,10 +9,13 @@ for SIGINT), and none prints a traceback.
 """
 
 import os
+import signal
 import sys
+import threading
 
 import keras
 
+from keras_resnet import files
 from keras_resnet.errors import ArgumentError
 from keras_resnet.errors import DatasetUnavailableError
 from keras_resnet.files import LockedError
@@ -46,9 +49,16 @@ def run_main(program, main, *args, failures=(), resume_hint=False):
     """Calls `main(*args)`; turns expected errors into one line and an exit code.
 
     `failures`: further exception types that mean the run failed (exit 1).
+    A Ctrl-C is recorded (`files.record_interrupt`), so that a run whose
+    KeyboardInterrupt Python swallowed still stops at its next write and
+    exits 130 instead of 0.
     """
+    previous = _record_sigint()
     try:
-        return main(*args)
+        result = main(*args)
+        if files.interrupted():
+            raise KeyboardInterrupt
+        return result
     except ArgumentError as e:  # the library's argument is the program's flag.
         print(f"{program}: error: --{e.argument}={e.value}: {e.requirement}", file=sys.stderr)
         sys.exit(2)
@@ -65,6 +75,27 @@ def run_main(program, main, *args, failures=(), resume_hint=False):
     except failures as e:
         print(f"{program}: error: {_one_line(e)}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _on_sigint(signum, frame):
+    files.record_interrupt()
+    raise KeyboardInterrupt
+
+
+def _record_sigint():
+    """Installs `_on_sigint` in place of Python's default SIGINT handler;
+    returns the handler to restore, or None where nothing was installed (a
+    thread other than the main one, or a handler of the caller's own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return None
+    signal.signal(signal.SIGINT, _on_sigint)
+    return previous
 
 
 def _one_line(error):

@@ -11,6 +11,9 @@ default), so a server running as another user (TF Serving) can read them.
 
 A write that fails (full disk, quota, file size limit) removes its staging
 path and raises `WriteError`: one line naming the file and the free space.
+
+A Ctrl-C that the programs record (`record_interrupt`) stops every later
+write before its rename, even where Python swallowed the KeyboardInterrupt.
 """
 
 import contextlib
@@ -18,10 +21,13 @@ import errno
 import fcntl
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 
 STAGING_MARK = ".partial-"
+
+_interrupt = threading.Event()
 
 
 class WriteError(OSError):
@@ -33,6 +39,23 @@ class WriteError(OSError):
 
 class LockedError(RuntimeError):
     """Another live process holds the lock."""
+
+
+def record_interrupt() -> None:
+    """Records a Ctrl-C; from now on no write is renamed into place.
+
+    Python raises the KeyboardInterrupt of a SIGINT wherever the main thread
+    happens to be. Inside a `__del__` (TensorFlow runs many while it saves a
+    model) it only prints "Exception ignored in ..." and the run goes on, so
+    the programs' SIGINT handler records the interrupt here as well, and each
+    write checks it before it commits (`atomic_path`).
+    """
+    _interrupt.set()
+
+
+def interrupted() -> bool:
+    """Whether a Ctrl-C was recorded in this process."""
+    return _interrupt.is_set()
 
 
 def staging_path(path: str) -> str:
@@ -142,8 +165,8 @@ def _fsync(path: str) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a staging path to write (a file or a folder); on success it
-    replaces `path`. On any error the staging path is removed; OSErrors
-    (full disk, ...) become one-line `WriteError`s."""
+    replaces `path`. On any error, or after a recorded Ctrl-C, the staging
+    path is removed; OSErrors (full disk, ...) become one-line `WriteError`s."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -156,6 +179,8 @@ def atomic_path(path: str) -> Iterator[str]:
         if not os.path.lexists(staging):
             raise RuntimeError(f"Nothing was written to the staging path of {path}")
         _fsync(staging)
+        if interrupted():
+            raise KeyboardInterrupt
         _replace(staging, path)
     except BaseException as e:
         _remove(staging)

@@ -146,6 +146,40 @@ def test_run_main_interrupt_and_errors_are_one_line(capsys):
     assert cli.run_main("x", lambda: 7) == 7
 
 
+@pytest.mark.parametrize("writes", [True, False], ids=["then_writes", "then_returns"])
+def test_a_ctrl_c_python_swallows_still_stops_the_run(tmp_path, writes):
+    # A KeyboardInterrupt raised inside a __del__ (TensorFlow runs many while
+    # it saves a model) is only printed, and the run goes on: the interrupt
+    # recorded by run_main must still keep the next write out and exit 130.
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old")
+    script = f"""
+        import os, signal
+        from keras_resnet import cli, files
+
+        class InterruptedInDel:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # the handler runs here, inside __del__
+                    pass
+
+        def main():
+            InterruptedInDel()
+            print("went on", flush=True)
+            if {writes}:
+                files.write_bytes({str(target)!r}, b"new")
+            return "done"
+
+        print(cli.run_main("export", main))
+        """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert "Exception ignored" in proc.stderr and "KeyboardInterrupt" in proc.stderr, proc.stderr
+    assert proc.stdout == "went on\n"
+    assert proc.returncode == 130 and proc.stderr.splitlines()[-1] == "export: interrupted"
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.bin"]
+
+
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
