@@ -33,6 +33,9 @@ Variant rows of ours, added by flags:
                    (keras_resnet.fold_batch_norm) vs ours unfolded, and
   <case>+folded/ref  the same folded model vs the case's reference, for the
                    inference cases (--fold_bn).
+  <case>+bfloat16+folded  ours folded under mixed_bfloat16 vs ours folded in
+                   float32 (both flags): TensorFlow fuses a float32 BN into
+                   the convolution before it, a bfloat16 one it does not.
 
 How: each case runs in a fresh process of this script (one case: this one).
 Every side of a case is built and warmed up first (tracing, XLA compiles
@@ -99,7 +102,8 @@ CASES = {
     "resnet20_evaluate": Case("resnet20", train=False, steps=10, evaluate=True),
     "resnet50_serve": Case("resnet50", train=False, steps=10, serve=True),
 }
-LABELS = {"ours": "ours", "ours_xla": "ours XLA", "ours_bf16": "ours bf16", "folded": "ours folded"}
+LABELS = {"ours": "ours", "ours_xla": "ours XLA", "ours_bf16": "ours bf16", "folded": "ours folded",
+          "folded_bf16": "ours folded bf16"}
 SERVE_FOLDER = None  # tempfile.TemporaryDirectory of the serving case's SavedModels
 
 flags.DEFINE_list("cases", list(CASES), f"Cases to run, of {', '.join(CASES)}.")
@@ -226,11 +230,13 @@ def _keras_side(case: Case, side: str) -> Callable[[int], None]:
                                    shuffle=False, verbose=0)
 
 
-def _folded_side(case: Case) -> Callable[[int], None]:
-    """Our model with BN folded into its convolutions, inferring."""
+def _folded_side(case: Case, side: str) -> Callable[[int], None]:
+    """Our model with BN folded into its convolutions, inferring (under
+    mixed_bfloat16 for side "folded_bf16")."""
     import keras_resnet  # first: see _keras_side
 
-    folded = keras_resnet.fold_batch_norm(_keras_model(case, "ours"))
+    model = _keras_model(case, "ours_bf16" if side == "folded_bf16" else "ours")
+    folded = keras_resnet.fold_batch_norm(model)
     images, _, _ = _data(case)
     return _repeat(lambda: folded.predict_on_batch(images))
 
@@ -282,8 +288,8 @@ def _build_side(case: Case, side: str) -> Callable[[int], None]:
         return _serving_side(case, side)
     if side == "reference" and case.family == "resnet20" and not case.evaluate:
         return _torch_side(case)
-    if side == "folded":
-        return _folded_side(case)
+    if side in ("folded", "folded_bf16"):
+        return _folded_side(case, side)
     return _keras_side(case, side)
 
 
@@ -299,6 +305,8 @@ def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
     if FLAGS.fold_bn and not case.train and not case.evaluate:
         pairs.append((f"{name}+folded", "folded", "ours"))
         pairs.append((f"{name}+folded/ref", "folded", "reference"))
+        if FLAGS.mixed_precision == "bfloat16":
+            pairs.append((f"{name}+bfloat16+folded", "folded_bf16", "folded"))
     return pairs
 
 
@@ -307,6 +315,8 @@ def _reference_label(case: Case, side: str) -> str:
         return "ours float32"
     if side == "variables":
         return "ours, variables"
+    if side == "folded":
+        return "ours folded f32"
     if case.serve:
         return "Keras model.export"
     if case.evaluate:

@@ -38,6 +38,7 @@ MARK = "--- profiled steps ---"
 flags.DEFINE_enum("model", "ours", ["ours", "keras.applications"], "Which ResNet-50.")
 flags.DEFINE_bool("train", False, "Profile a training step (SGD momentum); else inference.")
 flags.DEFINE_bool("fold_bn", False, "Inference of ours with BN folded into the convolutions.")
+flags.DEFINE_enum("mixed_precision", None, ["bfloat16"], "Keras' mixed_bfloat16 policy for either model.")
 flags.DEFINE_integer("batch", 16, "Batch of 224x224 images.", lower_bound=1)
 flags.DEFINE_integer("steps", 2, "Profiled steps (after 3 of warm-up).", lower_bound=1)
 flags.DEFINE_bool("child", False, "Internal: run the steps and print oneDNN's log.")
@@ -54,6 +55,8 @@ def _run_steps() -> None:
     import tensorflow as tf
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
     if FLAGS.model == "ours":
         model = keras_resnet.ResNet50(weights=None)
         if FLAGS.fold_bn:
@@ -124,6 +127,8 @@ def main(argv):
     argv = [sys.executable, os.path.abspath(__file__), "--child", f"--model={FLAGS.model}",
             f"--train={FLAGS.train}", f"--fold_bn={FLAGS.fold_bn}", f"--batch={FLAGS.batch}",
             f"--steps={FLAGS.steps}"]
+    if FLAGS.mixed_precision:
+        argv.append(f"--mixed_precision={FLAGS.mixed_precision}")
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     child = subprocess.run(argv, env=env, capture_output=True, text=True)
     if child.returncode or MARK not in child.stdout:
