@@ -20,6 +20,7 @@ wall time, also printed, less the oneDNN sum is their time.
   python benchmarks/profile_cpu.py --model=ours --train             # ResNet-50, batch 16
   python benchmarks/profile_cpu.py --model=keras.applications --train
   python benchmarks/profile_cpu.py --model=ours --fold_bn           # inference, BN folded
+  python benchmarks/profile_cpu.py --mixed_precision=bfloat16       # either, under mixed_bfloat16
 """
 
 import collections
