@@ -52,6 +52,15 @@ def file_size_limit(limit_bytes):
     return limit
 
 
+def default_sigint():
+    """A `preexec_fn` that gives a subprocess the default SIGINT, for tests
+    that interrupt it: a test run started in the background (`cmd &` in a
+    script) ignores SIGINT, and its subprocesses would inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def dead_pid():
     """The id of a process that has ended, as a killed writer's would be."""
     proc = subprocess.Popen(["true"])

@@ -31,6 +31,7 @@ from keras_resnet import files
 from keras_resnet import metadata
 from keras_resnet.errors import ArgumentError
 from tests.helpers import dead_pid
+from tests.helpers import default_sigint
 from tests.helpers import file_size_limit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -799,6 +800,7 @@ def test_cli_ctrl_c_is_one_line_and_leaves_no_staging(tmp_path, keras_file):
     proc = subprocess.Popen(
         [sys.executable, "-m", "export", f"--model_path={keras_file}", f"--output_dir={tmp_path}"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
     )
     # Ctrl-C once the SavedModel's staging folder is being written.
     deadline = time.monotonic() + 240

@@ -12,6 +12,7 @@ import pytest
 from keras_resnet import cli
 from keras_resnet import files
 from tests.helpers import dead_pid
+from tests.helpers import default_sigint
 from tests.helpers import file_size_limit
 
 
@@ -173,7 +174,8 @@ def test_a_ctrl_c_python_swallows_still_stops_the_run(tmp_path, writes):
         print(cli.run_main("export", main))
         """
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
-                          capture_output=True, text=True, env=_env(), timeout=120)
+                          capture_output=True, text=True, env=_env(), timeout=120,
+                          preexec_fn=default_sigint)
     assert "Exception ignored" in proc.stderr and "KeyboardInterrupt" in proc.stderr, proc.stderr
     assert proc.stdout == "went on\n"
     assert proc.returncode == 130 and proc.stderr.splitlines()[-1] == "export: interrupted"

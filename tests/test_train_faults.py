@@ -26,6 +26,7 @@ from keras_resnet import metadata
 from keras_resnet import pipeline
 from keras_resnet import run as run_lib
 from keras_resnet import training
+from tests.helpers import default_sigint
 from tests.helpers import file_size_limit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +154,7 @@ def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
     model_dir = tmp_path / "run"
     # 128 images: 8 steps an epoch, time enough to try a second run meanwhile.
     proc = _train_py([*TINY, "--synthetic_examples=128", "--epochs=3", f"--model_dir={model_dir}"],
-                     tmp_path)
+                     tmp_path, preexec_fn=default_sigint)
     metadata = model_dir / "backup" / "training_metadata.json"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not metadata.exists():
