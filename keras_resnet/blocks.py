@@ -12,6 +12,7 @@ from collections.abc import Callable
 import keras
 
 from keras_resnet.layers import BatchNormalization
+from keras_resnet.layers import Conv2D
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.layers import channel_axis
 
@@ -74,7 +75,7 @@ class BlockSettings:
                 x = keras.layers.ZeroPadding2D(
                     kernel_size // 2, name=f"{name}_pad"
                 )(x)
-        x = keras.layers.Conv2D(
+        x = Conv2D(
             filters,
             kernel_size,
             strides=strides,

@@ -19,6 +19,7 @@ import collections
 import keras
 import numpy as np
 
+from keras_resnet.layers import Conv2D
 from keras_resnet.layers import channel_axis
 
 
@@ -104,7 +105,7 @@ def _foldable(model: keras.Model) -> list[Pair]:
         (tensor,) = layer._inbound_nodes[0].input_tensors
         conv = tensor._keras_history.operation
         if (
-            type(conv) is keras.layers.Conv2D
+            type(conv) in (keras.layers.Conv2D, Conv2D)
             and len(conv._inbound_nodes) == 1
             and readers[id(tensor)] == 1
             and conv.activation is keras.activations.linear

@@ -1,7 +1,8 @@
 """Custom layers, registered so that `.keras` files load with `safe_mode=True`.
 
 `BatchNormalization` is Keras' own, with a faster training step on the
-TensorFlow backend (keras_resnet.fused).
+TensorFlow backend (keras_resnet.fused). So is `Conv2D`, for 1x1 convolutions
+trained in bfloat16 on a CPU.
 
 `ZeroPadShortcut` is the parameter-free shortcut of option A (paper Sec. 3.3):
 "the shortcut still performs identity mapping, with extra zero entries padded
@@ -129,4 +130,38 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and mask is None
             and not self.renorm
             and not self.synchronized
+        )
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Conv2D(keras.layers.Conv2D):
+    """Keras' Conv2D; trained in bfloat16 on TensorFlow's CPU, a 1x1 one takes
+    its kernel's gradient from a matrix product (keras_resnet.fused).
+
+    oneDNN's bfloat16 kernel for a 1x1 convolution's weight gradient ran at a
+    quarter of the rate of its forward pass, 2.5x slower than the same sums as
+    a matmul; with the matmul a bfloat16 ResNet-50 trains 1.12x as fast
+    (benchmarks/RESULTS.md). The forward pass, the input's gradient, other
+    kernel sizes, dtypes, devices and backends run Keras' own code: in
+    float32 the matmul is no faster.
+    """
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if training and self._matmul_weight_gradient():
+            from keras_resnet import fused  # TensorFlow only
+
+            if fused.on_cpu():
+                outputs = fused.conv1x1_training(inputs, self.kernel, self.strides)
+                return self.activation(outputs)
+        return super().call(inputs)
+
+    def _matmul_weight_gradient(self) -> bool:
+        return (
+            keras.backend.backend() == "tensorflow"
+            and self.compute_dtype == "bfloat16"
+            and self.kernel_size == (1, 1)
+            and self.dilation_rate == (1, 1)
+            and self.groups == 1
+            and self.data_format == "channels_last"
+            and not self.use_bias
         )

@@ -173,6 +173,83 @@ def test_fused_batch_norm_is_keras_own_where_it_cannot_fuse():
     assert layers.BatchNormalization()._fusable(keras.ops.zeros((2, 3, 3, 4)), None)
 
 
+def _op_types_of_gradient(layer, x):
+    """Op types of the graph that computes `layer`'s training output and its
+    gradients with respect to `x` and the kernel."""
+    import tensorflow as tf
+
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+        return tape.gradient(y, [x, layer.kernel.value])
+
+    graph = tf.function(gradients).get_concrete_function(x).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_1x1_conv_trains_in_bfloat16_as_keras_conv_does(strides):
+    # keras_resnet's Conv2D takes a 1x1 kernel's gradient from a matmul in
+    # bfloat16 training on the CPU; Keras' conv is the reference: output and
+    # both gradients. Both round to bfloat16 (relative error up to 2**-8)
+    # after summing in float32, in different orders. 7x7 inputs: a stride of
+    # 2 reads 4x4 of the 7x7 positions, the last row and column included.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, 7, 7, 16)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(3, 4 if strides == 2 else 7, 4 if strides == 2 else 7, 8)),
+                           tf.float32)
+    kernel = rng.normal(size=(1, 1, 16, 8)) / 4
+    results = []
+    for cls in (keras.layers.Conv2D, layers.Conv2D):
+        conv = cls(8, 1, strides=strides, use_bias=False, dtype="mixed_bfloat16")
+        conv.build(x.shape)
+        conv.kernel.assign(kernel)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+        results.append([y, *tape.gradient(loss, [x, conv.kernel.value])])
+    for keras_value, ours in zip(*results):
+        keras_value = np.asarray(keras_value, "float32")
+        assert ours.shape == keras_value.shape
+        np.testing.assert_allclose(np.asarray(ours, "float32"), keras_value, rtol=2e-2,
+                                   atol=2e-2 * np.abs(keras_value).max())
+    # The matmul is what ran; in float32 (or at inference) Keras' conv gradient runs.
+    assert "MatMul" in _op_types_of_gradient(conv, x)
+    assert "Conv2DBackpropFilter" not in _op_types_of_gradient(conv, x)
+    float32 = layers.Conv2D(8, 1, strides=strides, use_bias=False)
+    assert "Conv2DBackpropFilter" in _op_types_of_gradient(float32, x)
+    assert "MatMul" not in _op_types_of_gradient(float32, x)
+    assert not layers.Conv2D(8, 3, dtype="mixed_bfloat16")._matmul_weight_gradient()
+
+
+def test_bfloat16_resnet50_training_takes_every_1x1_kernel_gradient_from_a_matmul():
+    # Table 1's ResNet-50: 36 1x1 convs (32 in the blocks, 4 projections),
+    # 16 3x3 convs and the 7x7 stem; the training flag reaches each conv.
+    import tensorflow as tf
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = keras_resnet.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
+    finally:
+        keras.config.set_dtype_policy("float32")
+
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(model(x, training=True), tf.float32))
+        return tape.gradient(loss, model.trainable_variables)
+
+    x = tf.zeros((2, 32, 32, 3))
+    ops = tf.function(gradients).get_concrete_function(x).graph.get_operations()
+    filters = [op for op in ops if op.type == "Conv2DBackpropFilter"]
+    assert sorted(tuple(op.outputs[0].shape[:2]) for op in filters) == [(3, 3)] * 16 + [(7, 7)]
+    # The 36 kernel gradients, and the classifier's product and its two gradients.
+    assert len([op for op in ops if op.type == "MatMul"]) == 36 + 3
+
+
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_option_a_shortcut_subsamples_and_pads(data_format):
     import tensorflow as tf
