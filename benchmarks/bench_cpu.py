@@ -36,6 +36,12 @@ Variant rows of ours, added by flags:
   <case>+bfloat16+folded  ours folded under mixed_bfloat16 vs ours folded in
                    float32 (both flags): TensorFlow fuses a float32 BN into
                    the convolution before it, a bfloat16 one it does not.
+  resnet50_<train|infer>+torch  ours vs PyTorch eager ResNet-50, v1 as ours
+                   (torch_models.ResNet50, the same 25,557,032 parameters),
+                   what a PyTorch user would run instead (--torch_resnet50).
+  <case>+torch_cl  ours vs the case's PyTorch model in the channels_last
+                   memory format, which PyTorch recommends for CPU speed
+                   (--torch_channels_last; training and inference cases).
 
 How: each case runs in a fresh process of this script (one case: this one).
 Every side of a case is built and warmed up first (tracing, XLA compiles
@@ -119,6 +125,11 @@ flags.DEFINE_bool("jit_compile", False, "Add a row per case: ours with XLA.")
 flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16"],
                   "bfloat16: add a row per case, ours mixed_bfloat16 vs ours float32.")
 flags.DEFINE_bool("fold_bn", False, "Add a row per inference case: BN folded vs unfolded.")
+flags.DEFINE_bool("torch_resnet50", False,
+                  "Add a row per ResNet-50 training and inference case: ours vs PyTorch eager.")
+flags.DEFINE_bool("torch_channels_last", False,
+                  "Add a row per training and inference case: ours vs PyTorch eager in "
+                  "channels_last.")
 flags.DEFINE_integer("inter_op_threads", 0,
                      "TensorFlow's inter-op threads (0: its default, one a core); 1 runs one op "
                      "at a time, as TF Serving's --tensorflow_inter_op_parallelism=1 does.",
@@ -131,7 +142,8 @@ FLAGS = flags.FLAGS
 # The flags a case's measurement depends on: printed, and passed on to this
 # script's child processes.
 SETTINGS = ("resnet20_batch", "resnet50_batch", "serve_batch", "rounds", "steps", "warmup",
-            "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "inter_op_threads", "rss")
+            "keras_loop", "jit_compile", "mixed_precision", "fold_bn", "torch_resnet50",
+            "torch_channels_last", "inter_op_threads", "rss")
 
 
 def _batch_size(case: Case) -> int:
@@ -158,19 +170,21 @@ def _repeat(step: Callable[[], object]) -> Callable[[int], None]:
     return run
 
 
-def _torch_side(case: Case) -> Callable[[int], None]:
+def _torch_side(case: Case, channels_last: bool = False) -> Callable[[int], None]:
     import torch
 
     import torch_models
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-    model = torch_models.CifarResNet(20)
+    model = torch_models.CifarResNet(20) if case.family == "resnet20" else torch_models.ResNet50()
     images, labels, _ = _data(case)
+    placement = torch_models.Placement(channels_last=channels_last)
     if not case.train:
-        return _repeat(torch_models.inference_step(model, images))
+        return _repeat(torch_models.inference_step(model, images, placement=placement))
     return _repeat(torch_models.train_step(model, images, labels, learning_rate=LEARNING_RATE,
-                                           momentum=MOMENTUM, weight_decay=WEIGHT_DECAY))
+                                           momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+                                           placement=placement))
 
 
 def _keras_model(case: Case, side: str):
@@ -286,8 +300,9 @@ def _serving_side(case: Case, side: str) -> Callable[[int], None]:
 def _build_side(case: Case, side: str) -> Callable[[int], None]:
     if case.serve:
         return _serving_side(case, side)
-    if side == "reference" and case.family == "resnet20" and not case.evaluate:
-        return _torch_side(case)
+    if side in ("torch", "torch_cl") or (side == "reference" and case.family == "resnet20"
+                                         and not case.evaluate):
+        return _torch_side(case, channels_last=side == "torch_cl")
     if side in ("folded", "folded_bf16"):
         return _folded_side(case, side)
     return _keras_side(case, side)
@@ -302,6 +317,10 @@ def _pairs(name: str, case: Case) -> list[tuple[str, str, str]]:
         pairs.append((f"{name}+xla", "ours_xla", "reference"))
     if FLAGS.mixed_precision == "bfloat16":
         pairs.append((f"{name}+bfloat16", "ours_bf16", "ours"))
+    if FLAGS.torch_resnet50 and case.family == "resnet50" and not case.evaluate:
+        pairs.append((f"{name}+torch", "ours", "torch"))
+    if FLAGS.torch_channels_last and not case.evaluate:
+        pairs.append((f"{name}+torch_cl", "ours", "torch_cl"))
     if FLAGS.fold_bn and not case.train and not case.evaluate:
         pairs.append((f"{name}+folded", "folded", "ours"))
         pairs.append((f"{name}+folded/ref", "folded", "reference"))
@@ -317,6 +336,10 @@ def _reference_label(case: Case, side: str) -> str:
         return "ours, variables"
     if side == "folded":
         return "ours folded f32"
+    if side == "torch":
+        return "PyTorch eager"
+    if side == "torch_cl":
+        return "PyTorch eager CL"
     if case.serve:
         return "Keras model.export"
     if case.evaluate:

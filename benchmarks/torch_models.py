@@ -1,6 +1,8 @@
 """PyTorch references for `bench_cpu.py` and `bench_gpu.py`.
 
-The CIFAR ResNets of He et al. (Sec. 4.2), written out, and torchvision's ResNet-50.
+The CIFAR ResNets of He et al. (Sec. 4.2) and an ImageNet ResNet-50 as the paper
+has it (Table 1, v1: the stride on the bottleneck's first 1x1 conv), written
+out, and torchvision's ResNet-50 (v1.5: the stride on the 3x3 conv).
 
 What a user would write instead of keras_resnet: eager PyTorch, NCHW, a 3x3
 16-filter stem, three stages of 2n 3x3 layers (16, 32, 64 filters, the first
@@ -65,6 +67,53 @@ class CifarResNet(nn.Module):
                 in_channels = filters
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(64, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+
+
+class Bottleneck(nn.Module):
+    """1x1, 3x3, 1x1 conv-BN layers plus the shortcut (Fig. 5, right), v1: the
+    first 1x1 conv strides, as keras_resnet's and keras.applications' do. A
+    projection (option B) where the shape changes."""
+
+    def __init__(self, in_channels: int, filters: int, stride: int):
+        super().__init__()
+        out_channels = 4 * filters
+        self.conv1 = nn.Conv2d(in_channels, filters, 1, stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(filters)
+        self.conv2 = nn.Conv2d(filters, filters, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(filters)
+        self.conv3 = nn.Conv2d(filters, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.projection = None
+        if stride > 1 or in_channels != out_channels:
+            self.projection = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.projection is None else self.projection(x)))
+
+
+class ResNet50(nn.Module):
+    """ResNet-50 of Table 1 (v1), 224x224 images: the 7x7 stem, a 3x3 max pool,
+    stages of 3, 4, 6 and 3 bottlenecks, global average pooling, a linear layer."""
+
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+                                  nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        blocks, in_channels = [], 64
+        for stage, (filters, count) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
+            for index in range(count):
+                blocks.append(Bottleneck(in_channels, filters, 2 if stage and not index else 1))
+                in_channels = 4 * filters
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(in_channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
