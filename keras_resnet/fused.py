@@ -68,9 +68,9 @@ def conv1x1_training(inputs: tf.Tensor, kernel: tf.Tensor, strides: tuple[int, i
     gradient is the matrix product of the (subsampled) inputs and the output
     gradient over all positions of the batch.
 
-    The same sums as TensorFlow's Conv2DBackpropFilter, which oneDNN runs in
-    bfloat16 at 257 GFLOP/s on an AMX CPU where its matmul reaches 1,000 and
-    more (benchmarks/RESULTS.md). The forward pass and the input's gradient
+    The same sums as TensorFlow's Conv2DBackpropFilter, which oneDNN ran in
+    bfloat16 at 257 GFLOP/s on an AMX CPU, 2.5x slower than its matmul of
+    them (benchmarks/RESULTS.md). The forward pass and the input's gradient
     stay convolutions.
     """
     row, col = strides

@@ -138,9 +138,9 @@ class Conv2D(keras.layers.Conv2D):
     """Keras' Conv2D; trained in bfloat16 on TensorFlow's CPU, a 1x1 one takes
     its kernel's gradient from a matrix product (keras_resnet.fused).
 
-    oneDNN's bfloat16 kernel for a 1x1 convolution's weight gradient ran at a
-    quarter of the rate of its forward pass, 2.5x slower than the same sums as
-    a matmul; with the matmul a bfloat16 ResNet-50 trains 1.12x as fast
+    oneDNN's bfloat16 kernel for a 1x1 convolution's weight gradient ran at
+    under a quarter of the rate of its forward pass, 2.5x slower than the same
+    sums as a matmul; with the matmul a bfloat16 ResNet-50 trains 1.12x as fast
     (benchmarks/RESULTS.md). The forward pass, the input's gradient, other
     kernel sizes, dtypes, devices and backends run Keras' own code: in
     float32 the matmul is no faster.

@@ -199,8 +199,8 @@ def test_1x1_conv_trains_in_bfloat16_as_keras_conv_does(strides):
 
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(3, 7, 7, 16)), tf.float32)
-    upstream = tf.constant(rng.normal(size=(3, 4 if strides == 2 else 7, 4 if strides == 2 else 7, 8)),
-                           tf.float32)
+    size = 4 if strides == 2 else 7
+    upstream = tf.constant(rng.normal(size=(3, size, size, 8)), tf.float32)
     kernel = rng.normal(size=(1, 1, 16, 8)) / 4
     results = []
     for cls in (keras.layers.Conv2D, layers.Conv2D):
@@ -231,11 +231,12 @@ def test_bfloat16_resnet50_training_takes_every_1x1_kernel_gradient_from_a_matmu
     # 16 3x3 convs and the 7x7 stem; the training flag reaches each conv.
     import tensorflow as tf
 
+    previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         model = keras_resnet.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
     finally:
-        keras.config.set_dtype_policy("float32")
+        keras.config.set_dtype_policy(previous)
 
     def gradients(x):
         with tf.GradientTape() as tape:
