@@ -40,3 +40,13 @@ def write_image_folder(root, classes=3, per_class=5, size=12):
 @pytest.fixture
 def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same Python, NumPy and Keras random state, so
+    a model's initial weights, and any tolerance that depends on them, are the
+    same in every run and in any order the workers take the tests."""
+    import keras
+
+    keras.utils.set_random_seed(0)

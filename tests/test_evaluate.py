@@ -132,7 +132,6 @@ def test_ten_crops_geometry():
 def test_classifier_at_every_position_equals_the_pooled_model():
     # Table 4's fully-convolutional form: the fc layer applied at each position
     # of the last feature map, scores averaged, is our GAP + fc.
-    keras.utils.set_random_seed(0)
     model = keras_resnet.ResNet18(input_shape=(None, None, 3), classifier_activation=None)
     x = np.random.RandomState(0).uniform(0, 255, (1, 64, 96, 3)).astype("float32")
     features = keras.Model(model.input, model.get_layer("conv5_block2_out").output).predict(x, verbose=0)
