@@ -178,7 +178,6 @@ def test_every_artefact_is_evaluated_as_its_metadata_says(tmp_path):
     # A CIFAR net at 48x48: its test view is the image itself (Sec. 4.2),
     # which the former rule (under 64 pixels is CIFAR) got wrong for the
     # SavedModel and the .tflite file.
-    keras.utils.set_random_seed(0)
     model = keras_resnet.with_preprocessing(
         keras_resnet.ResNet20(classes=3, input_shape=(48, 48, 3)),
         keras_resnet.MeanSubtraction([120.0, 110.0, 100.0]),

@@ -338,7 +338,6 @@ def test_serving_bytes_imagenet_protocol_and_next_version(model, info, workdir, 
 
 
 def test_top_k_is_at_most_the_number_of_classes():
-    keras.utils.set_random_seed(0)
     model = keras_resnet.with_preprocessing(
         keras_resnet.ResNet20(classes=3), keras_resnet.caffe_preprocessing()
     )
@@ -388,7 +387,6 @@ def test_saved_model_metadata_asset_and_signature(exported, info, workdir, tmp_p
 
 
 def test_an_export_without_metadata_is_refused_or_carries_none(tmp_path):
-    keras.utils.set_random_seed(0)
     model = keras_resnet.ResNet20(classes=3)  # a user's own model: no metadata
     with pytest.raises(ArgumentError, match="eval_transform must be one of single, center for 'resnet20'"):
         saved_model.export_saved_model(model, str(tmp_path))
@@ -582,7 +580,6 @@ def test_compare_refuses_non_finite_outputs_on_either_side():
 
 
 def test_load_model_by_name_puts_caffe_preprocessing_in_front(tmp_path):
-    keras.utils.set_random_seed(0)
     net = keras_resnet.ResNet20()
     weights = str(tmp_path / "resnet20.weights.h5")
     net.save_weights(weights)
