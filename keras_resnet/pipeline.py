@@ -15,6 +15,7 @@ from absl import logging
 from keras_resnet import augment as augment_lib
 from keras_resnet import sources
 from keras_resnet.errors import ArgumentError
+from keras_resnet.images import MAX_PIXELS
 from keras_resnet.preprocessing import compute_pixel_mean
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -22,19 +23,22 @@ CACHE_LIMIT_BYTES = 4 << 30  # decoded training sets up to this size are cached.
 SHUFFLE_BUFFER_BYTES = 1 << 30
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class Data:
     """A training run's data: batched pipelines and what the model needs."""
 
     train: tf.data.Dataset  # repeated, augmented, (images, one-hot labels)
-    val: tf.data.Dataset  # one pass, (images, one-hot labels)
+    val: tf.data.Dataset  # one pass, (images, one-hot labels); picks the best model
+    test: tf.data.Dataset | None = None  # as val; scored after training, never to choose
     num_train: int
     num_val: int
+    num_test: int = 0
     num_classes: int
     image_size: int
     class_names: list
     pixel_mean: np.ndarray | None = None  # (H, W, 3) of the training images
-    skipped: int = 0  # unreadable files left out
+    skipped: int = 0  # files left out: unreadable, or above max_pixels
+    splits: dict[str, str] = dataclasses.field(default_factory=dict)  # where each split came from
 
 
 def load(
@@ -51,11 +55,13 @@ def load(
     pixel_mean: bool = True,
     options: augment_lib.AugmentOptions | None = None,
     replicas: int = 1,
+    val_fraction: float = sources.VAL_FRACTION,
+    max_pixels: int = MAX_PIXELS,
 ) -> Data:
-    """Builds the training and validation pipelines of `dataset`.
+    """Builds the training, validation and test pipelines of `dataset`.
 
     Args:
-        dataset: "synthetic", a folder (train/ and val/ or test/), or a TFDS name.
+        dataset: "synthetic", a folder (train/ with val/, test/ or both), or a TFDS name.
         image_size: side of the square images the model sees.
         batch_size: global batch size.
         augment: a key of `augment.AUGMENTATIONS`.
@@ -65,20 +71,26 @@ def load(
         options: the recipe's `AugmentOptions`. With a pixel mean, padding
             uses its per-channel mean unless `pad_value` is given.
         replicas: replicas the batches are split across.
+        val_fraction: of a folder's train/ held out to validate, drawn with
+            `seed`, when it has test/ but no val/ (sources.folder_source).
+        max_pixels: images of more pixels (width x height, by their headers)
+            are skipped, undecoded.
     """
     augmentation = augment_lib.get_augmentation(augment)
+    _check_arguments(val_fraction, max_pixels)
+    if dataset == "synthetic":  # before allocating it
+        _check_batch_size(batch_size, synthetic_examples)
     source = sources.training_source(
         dataset, image_size=image_size, num_classes=num_classes,
         synthetic_examples=synthetic_examples,
         synthetic_val_examples=max(batch_size, synthetic_examples // 8),
         seed=seed, data_dir=data_dir, manual_dir=manual_dir,
+        val_fraction=val_fraction, max_pixels=max_pixels,
     )
     train = source.train
-    if train.count < batch_size:
-        raise ArgumentError(
-            "batch_size", batch_size,
-            f"must be at most the number of training images, {train.count}",
-        )
+    _check_batch_size(batch_size, train.count)
+    for name, origin in source.splits.items():
+        logging.info("%s split: %s", name, origin)
     train_bytes = train.decoded_bytes or train.count * image_size * image_size * 3
     examples = train.examples.cache() if train_bytes <= CACHE_LIMIT_BYTES else train.examples
     view = augment_lib.one_view(augmentation.test_view)
@@ -92,11 +104,35 @@ def load(
         examples, lambda x, s: augmentation.train(x, s, image_size, options),
         buffer, batch_size, num_classes, seed,
     )
-    val, num_val = _val_examples(source.val, batch_size, replicas)
-    val = _batches(val.map(lambda x, y: (view(x, image_size), y), num_parallel_calls=AUTOTUNE),
-                   batch_size, num_classes)
-    return Data(train_batches, val, train.count, num_val, num_classes, image_size,
-                list(train.class_names), mean, train.skipped + source.val.skipped)
+
+    def in_test_view(split: sources.Split, name: str) -> tuple[tf.data.Dataset, int]:
+        examples, count = _eval_examples(split, batch_size, replicas, name)
+        examples = examples.map(lambda x, y: (view(x, image_size), y), num_parallel_calls=AUTOTUNE)
+        return _batches(examples, batch_size, num_classes), count
+
+    val, num_val = in_test_view(source.val, "validation")
+    test, num_test = in_test_view(source.test, "test") if source.test else (None, 0)
+    read = [train, source.val] + ([source.test] if source.test else [])
+    return Data(train=train_batches, val=val, test=test, num_train=train.count, num_val=num_val,
+                num_test=num_test, num_classes=num_classes, image_size=image_size,
+                class_names=list(train.class_names), pixel_mean=mean,
+                skipped=sum(split.skipped for split in read), splits=source.splits)
+
+
+def _check_arguments(val_fraction: float, max_pixels: int) -> None:
+    """Refuses bad arguments before any file is read."""
+    if not 0 < val_fraction < 1:
+        raise ArgumentError("val_fraction", val_fraction, "must be > 0 and < 1")
+    if max_pixels < 1:
+        raise ArgumentError("max_pixels", max_pixels, "must be >= 1")
+
+
+def _check_batch_size(batch_size: int, num_train: int) -> None:
+    """Training drops a last partial batch: less than a batch of images is none."""
+    if num_train < batch_size:
+        raise ArgumentError(
+            "batch_size", batch_size, f"must be at most the number of training images, {num_train}"
+        )
 
 
 def _pixel_mean(examples: tf.data.Dataset, view, image_size: int) -> np.ndarray:
@@ -132,14 +168,15 @@ def _train_batches(examples, train_fn, buffer, batch_size, num_classes, seed) ->
     return _batches(augmented, batch_size, num_classes, drop_remainder=True)
 
 
-def _val_examples(val: sources.Split, batch_size: int, replicas: int) -> tuple[tf.data.Dataset, int]:
-    """The validation examples and their count, so every replica gets one
-    image of the last batch."""
-    count, short = val.count, val.count % batch_size
+def _eval_examples(split: sources.Split, batch_size: int, replicas: int,
+                   name: str) -> tuple[tf.data.Dataset, int]:
+    """The examples of a validation or test `split` and their count, so
+    every replica gets one image of the last batch."""
+    count, short = split.count, split.count % batch_size
     if 0 < short < replicas:
         # A last batch with fewer images than replicas leaves a replica an
         # empty batch, which MirroredStrategy cannot run on TF 2.21.
-        logging.warning("Leaving out the last %d validation image(s) of %d so "
-                        "every replica gets one.", short, count)
-        return val.examples.take(count - short), count - short
-    return val.examples, count
+        logging.warning("Leaving out the last %d %s image(s) of %d so "
+                        "every replica gets one.", short, name, count)
+        return split.examples.take(count - short), count - short
+    return split.examples, count

@@ -3,11 +3,15 @@
 One reader per kind of source, shared by training (keras_resnet.pipeline),
 evaluation and export. A source yields (uint8 RGB image [H, W, 3], int32
 label) examples, in a `Split` that also says how many there are and what the
-labels mean; training reads a `Source`, a training and a validation split.
+labels mean; training reads a `Source`: training, validation and test splits.
 
-Folders: `root/train/<class>/*.jpg|png` and `root/val/` (or `root/test/`),
-class names from train/'s subfolders; unreadable images are skipped and
-counted. TFDS: CIFAR-10 trains on the paper's 45k/5k split of its training set
+Folders: `root/train/<class>/*.jpg|png` and `root/val/`, `root/test/` or
+both, class names from train/'s subfolders. Without val/, a seeded share of
+train/ validates (`folder_source`), so no model is chosen on test/. Hidden
+files and folders (".ipynb_checkpoints/") are not data; a symlink back to a
+folder that holds it is refused. Unreadable images, and images above
+`max_pixels` by their headers (keras_resnet.images; not decoded), are
+skipped and counted. TFDS: CIFAR-10 trains on the paper's 45k/5k split of its training set
 (Sec. 4.2); other data sets on "train", validated on "validation" or "test".
 """
 
@@ -21,12 +25,18 @@ from absl import logging
 
 from keras_resnet.errors import ArgumentError
 from keras_resnet.errors import DatasetUnavailableError
+from keras_resnet.images import MAX_PIXELS
+from keras_resnet.images import declared_pixels
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# Held out of train/ to validate when a folder has no val/: Sec. 4.2's 5k of 50k.
+VAL_FRACTION = 0.1
 # Paper Sec. 4.2: hyper-parameters chosen on a 45k/5k split of the 50k images.
 TFDS_SPLITS = {"cifar10": ("train[:45000]", "train[45000:]")}
 DOWNLOAD_RETRIES = 2  # TFDS's are 10, with back-off.
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Split:
     """One split of a data set."""
@@ -34,7 +44,7 @@ class Split:
     examples: tf.data.Dataset  # (uint8 image [H, W, 3], int32 label)
     count: int
     class_names: tuple[str, ...]  # label -> name
-    skipped: int = 0  # unreadable files left out
+    skipped: int = 0  # files left out: unreadable, or above max_pixels
     decoded_bytes: int | None = None  # of all images decoded; None: unknown
 
 
@@ -43,7 +53,9 @@ class Source:
     """A training run's data before any augmentation."""
 
     train: Split
-    val: Split
+    val: Split  # picks the best model
+    test: Split | None = None  # scored apart, never used to choose
+    splits: dict[str, str] = dataclasses.field(default_factory=dict)  # where each came from
 
 
 def index_names(num_classes: int) -> tuple[str, ...]:
@@ -57,10 +69,6 @@ def index_names(num_classes: int) -> tuple[str, ...]:
 def decode_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
     """Encoded JPEG/PNG (also GIF, BMP) to uint8 RGB [H, W, 3]."""
     return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-
-
-def decode(path: tf.Tensor | str) -> tf.Tensor:
-    return decode_bytes(tf.io.read_file(path))
 
 
 # --------------------------------------------------------------- synthetic
@@ -97,13 +105,35 @@ def normalize(dataset: str) -> str:
     return path if is_folder(path) else os.path.join(".", path)  # still a folder
 
 
+def _hidden(name: str) -> bool:
+    """Whether a file or folder is a tool's, not data: .ipynb_checkpoints/,
+    .DS_Store, macOS's ._photo.jpg and other names starting with "."."""
+    return name.startswith(".")
+
+
 def class_folders(directory: str) -> list[str]:
-    """The sorted subfolder names of `directory`: one class each."""
-    return sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    """The sorted subfolder names of `directory`, hidden ones left out: one class each."""
+    return sorted(
+        d for d in os.listdir(directory)
+        if not _hidden(d) and os.path.isdir(os.path.join(directory, d))
+    )
 
 
 def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
+    return not _hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _refuse_loop(folder: str, holders: Sequence[str]) -> str:
+    """The real path of `folder`, met below the folders whose real paths are
+    `holders`. A symlink back to one of them (or above) is refused: reading
+    it would read their images again, or forever. Links elsewhere are read."""
+    real = os.path.realpath(folder)
+    if any(os.path.commonpath([real, holder]) == real for holder in holders):
+        raise ValueError(
+            f"Folder {folder!r} links to {real!r}, which holds it (a symlink loop); "
+            "accepted: folders, or links to folders outside the ones that hold them"
+        )
+    return real
 
 
 def list_images(split_dir: str, class_names: Sequence[str]) -> tuple[list[str], list[int]]:
@@ -117,10 +147,11 @@ def list_images(split_dir: str, class_names: Sequence[str]) -> tuple[list[str], 
             + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
             + f", which the training split lacks; its classes: {', '.join(class_names) or 'none'}"
         )
-    paths, labels = [], []
+    paths, labels, holders = [], [], [os.path.realpath(split_dir)]
     for label, name in enumerate(class_names):
         folder = os.path.join(split_dir, name)
         if os.path.isdir(folder):
+            _refuse_loop(folder, holders)
             entries = sorted(e for e in os.listdir(folder) if _is_image(e))
             paths.extend(os.path.join(folder, e) for e in entries)
             labels.extend([label] * len(entries))
@@ -128,47 +159,93 @@ def list_images(split_dir: str, class_names: Sequence[str]) -> tuple[list[str], 
 
 
 def _all_images(root: str) -> list[str]:
-    """Every JPEG/PNG below `root` (class subfolders or not), sorted."""
-    return sorted(
-        os.path.join(folder, f) for folder, _, names in os.walk(root) for f in names if _is_image(f)
+    """Every JPEG/PNG below `root` (class subfolders or not, symlinked
+    folders too), sorted; hidden files and folders left out."""
+    holders, paths = {root: (os.path.realpath(root),)}, []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = [d for d in subfolders if not _hidden(d)]
+        for d in subfolders:
+            sub = os.path.join(folder, d)
+            holders[sub] = (*holders[folder], _refuse_loop(sub, holders[folder]))
+        paths.extend(os.path.join(folder, n) for n in names if _is_image(n))
+    return sorted(paths)
+
+
+def _readable(paths: list[str], where: str, limit: int | None,
+              max_pixels: int) -> tuple[dict[int, int], int]:
+    """({index: decoded bytes} of the files that decode, how many were
+    skipped); with `limit`, the first `limit` that decode. A file of more
+    than `max_pixels` by its header is skipped without being decoded. Logs
+    which were skipped."""
+
+    def probe(path, index):
+        image_bytes = tf.io.read_file(path)
+        pixels = declared_pixels(image_bytes)
+        size = tf.cond(pixels <= max_pixels,
+                       lambda: tf.size(decode_bytes(image_bytes), out_type=tf.int64),
+                       lambda: tf.constant(-1, tf.int64))
+        return index, pixels, size
+
+    found = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.range(len(paths))))
+    found = found.map(probe, num_parallel_calls=AUTOTUNE).ignore_errors()
+    sizes, too_large, tried = {}, {}, len(paths)
+    for index, pixels, size in found.as_numpy_iterator():
+        if size < 0:
+            too_large[index] = pixels
+        else:
+            sizes[index] = size
+        if len(sizes) == limit:
+            tried = index + 1
+            break
+    unreadable = [p for i, p in enumerate(paths[:tried]) if i not in sizes and i not in too_large]
+    if unreadable:
+        logging.warning("Skipped %d unreadable image(s) of %d in %s, e.g. %s",
+                        len(unreadable), tried, where, ", ".join(unreadable[:5]))
+    if too_large:
+        logging.warning(
+            "Skipped %d image(s) of %d in %s above max_pixels=%d (width x height, by their "
+            "headers; not decoded), e.g. %s", len(too_large), tried, where, max_pixels,
+            ", ".join(f"{paths[i]} ({n} pixels)" for i, n in list(too_large.items())[:5]),
+        )
+    return sizes, len(unreadable) + len(too_large)
+
+
+def _decoded(paths: list[str], labels: list[int], max_pixels: int) -> tf.data.Dataset:
+    """(image, label) of each file. One that turned unreadable after the scan
+    is skipped, not a crash; one that turned larger is skipped undecoded."""
+    files = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, "int32")))
+    return (
+        files.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=AUTOTUNE)
+        .filter(lambda image_bytes, y: declared_pixels(image_bytes) <= max_pixels)
+        .map(lambda image_bytes, y: (decode_bytes(image_bytes), y), num_parallel_calls=AUTOTUNE)
+        .ignore_errors()
     )
 
 
-def _readable(paths: list[str], where: str, limit: int | None) -> tuple[list[int], int, int]:
-    """(indices of the files that decode, how many were skipped, their
-    decoded bytes); with `limit`, the first `limit` that decode. Logs which
-    were skipped."""
-    probe = tf.data.Dataset.from_tensor_slices((paths, tf.range(len(paths))))
-    probe = probe.map(
-        lambda p, i: (i, tf.reduce_prod(tf.shape(decode(p), out_type="int64"))),
-        num_parallel_calls=AUTOTUNE,
-    ).ignore_errors()
-    sizes = dict(probe.take(-1 if limit is None else limit).as_numpy_iterator())
-    tried = len(paths) if limit is None or len(sizes) < limit else max(sizes) + 1
-    skipped = [p for i, p in enumerate(paths[:tried]) if i not in sizes]
-    if skipped:
-        logging.warning(
-            "Skipped %d unreadable image(s) of %d in %s, e.g. %s",
-            len(skipped), tried, where, ", ".join(skipped[:5]),
-        )
-    return sorted(sizes), len(skipped), sum(sizes.values())
+@dataclasses.dataclass(frozen=True)
+class _Files:
+    """The readable images of a folder, scanned but not kept decoded: a
+    training folder's are split in two before they become `Split`s."""
+
+    paths: list[str]
+    labels: list[int]
+    sizes: list[int]  # decoded bytes of each
+    class_names: tuple[str, ...]
+    skipped: int  # files left out by the scan
+
+    def subset(self, indices: Sequence[int], skipped: int = 0) -> "_Files":
+        return _Files([self.paths[i] for i in indices], [self.labels[i] for i in indices],
+                      [self.sizes[i] for i in indices], self.class_names, skipped)
+
+    def split(self, max_pixels: int) -> Split:
+        return Split(examples=_decoded(self.paths, self.labels, max_pixels), count=len(self.paths),
+                     class_names=self.class_names, skipped=self.skipped,
+                     decoded_bytes=sum(self.sizes))
 
 
-def read_folder(
-    split_dir: str,
-    names_dir: str | None = None,
-    *,
-    limit: int | None = None,
-    seed: int | None = None,
-) -> Split:
-    """The readable images of one folder: the one image-folder reader.
-
-    With `names_dir`: the images of `split_dir/<class>/`, labelled by the
-    class folders of `names_dir` (training's train/, so labels match
-    training); a class folder that `names_dir` lacks is refused. Without:
-    every image at any depth below `split_dir`, label 0. `seed` shuffles the
-    files (so a `limit` sees every class); `limit` keeps the first that decode.
-    """
+def _scan(split_dir: str, names_dir: str | None, limit: int | None, seed: int | None,
+          max_pixels: int) -> _Files:
+    """`read_folder`'s images, decoded once to keep the readable ones."""
     if names_dir is None:
         class_names, paths = (), _all_images(split_dir)
         labels = [0] * len(paths)
@@ -185,16 +262,32 @@ def read_folder(
     if seed is not None:
         order = np.random.RandomState(seed).permutation(len(paths))
         paths, labels = [paths[i] for i in order], [labels[i] for i in order]
-    keep, skipped, decoded_bytes = _readable(paths, split_dir, limit)
-    if not keep:
-        raise ValueError(f"None of the images in {split_dir!r} can be decoded")
-    examples = tf.data.Dataset.from_tensor_slices(
-        ([paths[i] for i in keep], tf.constant([labels[i] for i in keep], "int32"))
-    )
-    # A file that turns unreadable after the scan is skipped, not a crash.
-    examples = examples.map(lambda p, y: (decode(p), y), num_parallel_calls=AUTOTUNE).ignore_errors()
-    return Split(examples=examples, count=len(keep), class_names=class_names,
-                 skipped=skipped, decoded_bytes=decoded_bytes)
+    sizes, skipped = _readable(paths, split_dir, limit, max_pixels)
+    if not sizes:
+        raise ValueError(f"None of the images in {split_dir!r} can be decoded "
+                         f"(JPEG/PNG of at most max_pixels={max_pixels} pixels)")
+    every = _Files(paths, labels, [sizes.get(i, 0) for i in range(len(paths))], class_names, skipped)
+    return every.subset(sorted(sizes), skipped)
+
+
+def read_folder(
+    split_dir: str,
+    names_dir: str | None = None,
+    *,
+    limit: int | None = None,
+    seed: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Split:
+    """The readable images of one folder: the one image-folder reader.
+
+    With `names_dir`: the images of `split_dir/<class>/`, labelled by the
+    class folders of `names_dir` (training's train/, so labels match
+    training); a class folder that `names_dir` lacks is refused. Without:
+    every image at any depth below `split_dir`, label 0. `seed` shuffles the
+    files (so a `limit` sees every class); `limit` keeps the first that decode.
+    Images above `max_pixels` (width x height, by the header) are skipped.
+    """
+    return _scan(split_dir, names_dir, limit, seed, max_pixels).split(max_pixels)
 
 
 def _subfolder(root: str, names: Sequence[str]) -> str | None:
@@ -203,24 +296,99 @@ def _subfolder(root: str, names: Sequence[str]) -> str | None:
     return next((os.path.join(root, n) for n in names if os.path.isdir(os.path.join(root, n))), None)
 
 
-def folder_source(root: str) -> Source:
-    """Training's folder layout: `root/train/` and `root/val/` (or `test/`)."""
-    train_dir, val_dir = _subfolder(root, ["train"]), _subfolder(root, ["val", "test"])
-    if train_dir is None or val_dir is None:
+def _training_files(train_dir: str, max_pixels: int) -> _Files:
+    """train/'s readable images; refused unless it has 2 classes or more,
+    each with a readable image."""
+    names = class_folders(train_dir)
+    if len(names) < 2:
+        raise ValueError(
+            f"{train_dir!r} has {len(names)} class folder ({', '.join(names) or 'none'}); "
+            "training needs at least 2 classes, one subfolder of JPEG/PNG images each"
+        )
+    files = _scan(train_dir, train_dir, None, None, max_pixels)
+    found = set(files.labels)
+    empty = [name for label, name in enumerate(names) if label not in found]
+    if empty:
+        raise ValueError(
+            f"Class folder {os.path.join(train_dir, empty[0])!r}"
+            + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
+            + f" has no readable JPEG/PNG image of at most max_pixels={max_pixels} pixels; "
+            "every class folder of train/ needs one"
+        )
+    return files
+
+
+def _hold_out(files: _Files, fraction: float, seed: int, where: str) -> tuple[_Files, _Files]:
+    """(the rest, the held out) of `files`: `fraction` of each class (at
+    least one of each class of 2 or more images; a class's last image stays),
+    drawn with `seed`, so a validation split that picks the best model sees
+    every class and is the same in every run of that seed."""
+    labels = np.asarray(files.labels)
+    by_class = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=len(files.class_names))
+    rng = np.random.RandomState(seed)
+    held = set()
+    for members in np.split(by_class, np.cumsum(counts)[:-1]):
+        take = min(len(members) - 1, max(1, int(fraction * len(members) + 0.5)))
+        held.update(int(i) for i in rng.permutation(members)[:take])
+    if not held:
+        raise ValueError(
+            f"{where!r} has one image per class, none to hold out for validation; "
+            "accepted: classes of 2 or more images, or a val/ folder"
+        )
+    rest = [i for i in range(len(labels)) if i not in held]
+    return files.subset(rest, files.skipped), files.subset(sorted(held))
+
+
+def _test_split(test_dir: str | None, train_dir: str, max_pixels: int) -> Split | None:
+    """test/, labelled by train/'s classes; None without it or when it holds
+    no class folders (unlabelled images, e.g. a competition's: nothing to score)."""
+    if test_dir is None:
+        return None
+    if not class_folders(test_dir):
+        logging.info("No test split: %s holds no class folders.", test_dir)
+        return None
+    return read_folder(test_dir, train_dir, max_pixels=max_pixels)
+
+
+def folder_source(root: str, *, seed: int = 0, val_fraction: float = VAL_FRACTION,
+                  max_pixels: int = MAX_PIXELS) -> Source:
+    """Training's folder layout: `root/train/` with `val/`, `test/` or both.
+
+    val/ validates (picks the best model). Without it, `val_fraction` of
+    train/ is held out for that, drawn with `seed` (`_hold_out`), so the
+    model is never chosen on test/, which is scored apart.
+    """
+    train_dir = _subfolder(root, ["train"])
+    val_dir, test_dir = _subfolder(root, ["val"]), _subfolder(root, ["test"])
+    if train_dir is None or val_dir is test_dir is None:
         raise ValueError(
             f"Dataset folder {root!r} must hold train/ and val/ (or test/), one subfolder per class."
         )
-    return Source(read_folder(train_dir, train_dir), read_folder(val_dir, train_dir))
+    files = _training_files(train_dir, max_pixels)
+    test = _test_split(test_dir, train_dir, max_pixels)
+    if val_dir is not None:
+        train, val = files.split(max_pixels), read_folder(val_dir, train_dir, max_pixels=max_pixels)
+        splits = {"train": train_dir, "val": val_dir}
+    else:
+        rest, held = _hold_out(files, val_fraction, seed, train_dir)
+        train, val = rest.split(max_pixels), held.split(max_pixels)
+        share = f"{100 * val_fraction:g}%"
+        splits = {"train": f"{train_dir} minus {share} held out (seed {seed})",
+                  "val": f"{share} of {train_dir} (seed {seed}, {val.count} images)"}
+    if test is not None:
+        splits["test"] = test_dir
+    return Source(train, val, test, splits)
 
 
-def folder_test_split(root: str, split: str | None = None) -> Split:
+def folder_test_split(root: str, split: str | None = None, max_pixels: int = MAX_PIXELS) -> Split:
     """Evaluation's split of a folder: `root/<split>/`, by default val/ or
     test/, with the class names of `root/train/` (else of the split's own)."""
     splits = [split] if split else ["val", "test"]
     split_dir = _subfolder(root, splits)
     if split_dir is None:
         raise ValueError(f"Dataset folder {root!r} has no {' or '.join(splits)} folder")
-    return read_folder(split_dir, _subfolder(root, ["train"]) or split_dir)
+    return read_folder(split_dir, _subfolder(root, ["train"]) or split_dir, max_pixels=max_pixels)
 
 
 # --------------------------------------------------------------------- TFDS
@@ -287,7 +455,8 @@ def tfds_source(name: str, data_dir: str | None = None, manual_dir: str | None =
     builder = tfds_builder(name, data_dir, manual_dir)
     val_split = "validation" if "validation" in builder.info.splits else "test"
     train_split, val_split = TFDS_SPLITS.get(name, ("train", val_split))
-    return Source(_open_split(builder, train_split, seed, shuffle=True), _open_split(builder, val_split))
+    return Source(_open_split(builder, train_split, seed, shuffle=True), _open_split(builder, val_split),
+                  splits={"train": f"{name} {train_split}", "val": f"{name} {val_split}"})
 
 
 # ---------------------------------------------------------------- any kind
@@ -295,20 +464,27 @@ def tfds_source(name: str, data_dir: str | None = None, manual_dir: str | None =
 
 def training_source(dataset: str, *, image_size: int, num_classes: int, synthetic_examples: int,
                     synthetic_val_examples: int, seed: int = 0, data_dir: str | None = None,
-                    manual_dir: str | None = None) -> Source:
-    """The training and validation splits of `dataset`: "synthetic" (of
-    `num_classes` classes at `image_size`), a folder, or a TFDS name."""
+                    manual_dir: str | None = None, val_fraction: float = VAL_FRACTION,
+                    max_pixels: int = MAX_PIXELS) -> Source:
+    """The training, validation and test splits of `dataset`: "synthetic"
+    (of `num_classes` classes at `image_size`), a folder (`folder_source`),
+    or a TFDS name."""
     if dataset == "synthetic":
-        return Source(synthetic(synthetic_examples, image_size, num_classes, seed),
-                      synthetic(synthetic_val_examples, image_size, num_classes, seed + 1))
+        return Source(
+            synthetic(synthetic_examples, image_size, num_classes, seed),
+            synthetic(synthetic_val_examples, image_size, num_classes, seed + 1),
+            splits={"train": f"synthetic ({synthetic_examples} images, seed {seed})",
+                    "val": f"synthetic ({synthetic_val_examples} images, seed {seed + 1})"},
+        )
     if is_folder(dataset):
-        return folder_source(os.path.expanduser(dataset))
+        return folder_source(os.path.expanduser(dataset), seed=seed, val_fraction=val_fraction,
+                             max_pixels=max_pixels)
     return tfds_source(dataset, data_dir, manual_dir, seed)
 
 
 def eval_split(dataset: str, split: str | None = None, *, image_size: int, num_classes: int,
                synthetic_examples: int = 256, seed: int = 0, data_dir: str | None = None,
-               manual_dir: str | None = None) -> Split:
+               manual_dir: str | None = None, max_pixels: int = MAX_PIXELS) -> Split:
     """The split of `dataset` that evaluation scores, in training's forms:
     "synthetic" (training's validation set), a folder (`folder_test_split`)
     or a TFDS name (`tfds_split`)."""
@@ -317,5 +493,5 @@ def eval_split(dataset: str, split: str | None = None, *, image_size: int, num_c
             raise ArgumentError("split", split, "must be left out for the synthetic dataset")
         return synthetic(synthetic_examples, image_size, num_classes, seed + 1)
     if is_folder(dataset):
-        return folder_test_split(os.path.expanduser(dataset), split)
+        return folder_test_split(os.path.expanduser(dataset), split, max_pixels)
     return tfds_split(dataset, split, data_dir, manual_dir)

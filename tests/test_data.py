@@ -1,5 +1,10 @@
 """Sources, augmentations and input pipelines (paper Sec. 3.4 and 4.2)."""
 
+import logging
+import os
+import shutil
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -118,6 +123,7 @@ def test_folder_errors_name_the_folder(tmp_path):
     with pytest.raises(ValueError, match="does not exist: .*nowhere"):
         pipeline.load(str(tmp_path / "nowhere"), image_size=16, batch_size=4, augment="cifar")
     (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "train" / "b").mkdir()
     (tmp_path / "empty" / "val").mkdir()
     with pytest.raises(ValueError, match="No JPEG/PNG images in the class folders of .*empty/train"):
         pipeline.load(str(tmp_path / "empty"), image_size=16, batch_size=4, augment="cifar")
@@ -244,3 +250,168 @@ def test_one_folder_reader_for_training_evaluation_and_export(image_folder):
     assert sources.read_folder(str(image_folder)).count == 30  # 32 images, 2 corrupt
     with pytest.raises(ValueError, match="Dataset folder does not exist: '/no/such'"):
         sources.folder_test_split("/no/such")
+
+
+# ------------------------------------------------------------ data hygiene
+
+
+def _load(root, **kwargs):
+    return pipeline.load(str(root), image_size=8, batch_size=3, augment="cifar", pixel_mean=False,
+                         **kwargs)
+
+
+def _images_of(split):
+    """The decoded images of a split, as bytes: the images are random, so
+    equal bytes are the same file."""
+    return [x.tobytes() for x, _ in split.examples.as_numpy_iterator()]
+
+
+def _write_png(path, height, width):
+    tf.io.write_file(str(path), tf.io.encode_png(np.zeros((height, width, 3), "uint8")))
+
+
+def _png_declaring(width, height):
+    """A real 12x12 PNG whose IHDR says width x height (CRC fixed): decoding
+    it fails, so only a reader of its header can call it large."""
+    png = bytearray(tf.io.encode_png(np.zeros((12, 12, 3), "uint8")).numpy())
+    png[16:24] = struct.pack(">II", width, height)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))  # IHDR's type and data
+    return bytes(png)
+
+
+def test_hidden_files_and_folders_are_not_data(image_folder):
+    root = image_folder
+    for split in ("train", "val"):  # as Jupyter leaves them
+        (root / split / ".ipynb_checkpoints").mkdir()
+        _write_png(root / split / ".ipynb_checkpoints" / "x-checkpoint.png", 12, 12)
+    _write_png(root / "train" / "class0" / "._0.png", 12, 12)  # macOS's AppleDouble
+    d = _load(root)
+    assert d.class_names == ["class0", "class1", "class2"]
+    assert (d.num_train, d.num_val, d.skipped) == (15, 15, 2)
+    # Export's reader of images at any depth leaves them out too.
+    assert sources.read_folder(str(root)).count == 30
+
+
+def test_symlink_loops_are_refused_naming_the_link(image_folder, tmp_path):
+    root = image_folder
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for i in range(2):
+        _write_png(elsewhere / f"{i}.png", 12, 12)
+    # A class folder linked to a folder outside the data set is read.
+    os.symlink(elsewhere, root / "train" / "class3")
+    assert _load(root).num_train == 17
+    assert sources.read_folder(str(root)).count == 32
+    # One linked to a folder above it is a loop.
+    os.symlink(root, root / "train" / "class4")
+    with pytest.raises(ValueError, match=r"Folder '.*train/class4' links to '.*images', which holds it"):
+        _load(root)
+    with pytest.raises(ValueError, match=r"'.*train/class4' links to .* \(a symlink loop\)"):
+        sources.read_folder(str(root))
+    # Two links into each other, each to a folder that does not hold it.
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    _write_png(a / "0.png", 12, 12)
+    os.symlink(b, a / "to_b")
+    os.symlink(a, b / "to_a")
+    with pytest.raises(ValueError, match=r"'.*a/to_b/to_a' links to '.*/a', which holds it"):
+        sources.read_folder(str(a))
+
+
+def test_training_class_folders_need_a_readable_image(image_folder):
+    root = image_folder
+    (root / "train" / "class3").mkdir()
+    (root / "train" / "class4").mkdir()
+    (root / "train" / "class4" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"Class folder '.*train/class3' \(and 1 more\) has no "
+                                         r"readable JPEG/PNG image"):
+        _load(root)
+    # Evaluation scores a val/ class without images (test_evaluate); training cannot learn one.
+    (root / "train" / "class3" / "0.png").write_bytes((root / "train" / "class0" / "0.jpg").read_bytes())
+    (root / "train" / "class4" / "broken.png").unlink()
+    os.rmdir(root / "train" / "class4")
+    assert _load(root).class_names == ["class0", "class1", "class2", "class3"]
+
+
+def test_one_class_is_refused(tmp_path):
+    root = tmp_path / "one"
+    for split in ("train", "val"):
+        (root / split / "cat").mkdir(parents=True)
+        _write_png(root / split / "cat" / "0.png", 12, 12)
+    with pytest.raises(ValueError, match=r"'.*one/train' has 1 class folder \(cat\); training needs "
+                                         r"at least 2 classes"):
+        _load(root)
+
+
+def test_train_and_test_without_val_hold_out_a_seeded_validation_split(image_folder):
+    root = image_folder
+    os.rename(root / "val", root / "test")
+    source = sources.folder_source(str(root), seed=0)
+    # 10% of 5 readable images a class rounds to 1: every class is validated.
+    assert (source.train.count, source.val.count, source.test.count) == (12, 3, 15)
+    assert [int(y) for _, y in source.val.examples.as_numpy_iterator()] == [0, 1, 2]
+    train, val = _images_of(source.train), _images_of(source.val)
+    assert not set(train) & set(val)
+    assert val == _images_of(sources.folder_source(str(root), seed=0).val)
+    assert val != _images_of(sources.folder_source(str(root), seed=1).val)
+    # Training validates on the held-out share and scores test/ apart.
+    d = _load(root, seed=1)
+    assert (d.num_train, d.num_val, d.num_test, d.skipped) == (12, 3, 15, 2)
+    assert sum(len(y) for _, y in d.test.as_numpy_iterator()) == 15
+    assert d.splits == {"train": f"{root}/train minus 10% held out (seed 1)",
+                        "val": f"10% of {root}/train (seed 1, 3 images)",
+                        "test": f"{root}/test"}
+    assert _load(root, val_fraction=0.5).num_val == 9  # 2.5 of each 5 rounds to 3
+    # Evaluation scores test/ whole.
+    assert sources.folder_test_split(str(root)).count == 15
+    with pytest.raises(ArgumentError, match="val_fraction must be > 0 and < 1. Received: val_fraction=1"):
+        _load(root, val_fraction=1)
+
+
+def test_val_folder_validates_and_test_is_scored_apart(image_folder):
+    root = image_folder
+    d = _load(root)
+    assert (d.num_val, d.test, d.num_test) == (15, None, 0)
+    assert d.splits == {"train": f"{root}/train", "val": f"{root}/val"}
+    shutil.copytree(root / "val", root / "test")
+    os.remove(root / "test" / "class1" / "0.jpg")
+    d = _load(root)
+    assert (d.num_train, d.num_val, d.num_test) == (15, 15, 14)
+    assert d.splits == {"train": f"{root}/train", "val": f"{root}/val", "test": f"{root}/test"}
+    # Unlabelled test images (no class folders) are nothing to score.
+    shutil.rmtree(root / "test")
+    (root / "test").mkdir()
+    _write_png(root / "test" / "0.png", 12, 12)
+    assert (_load(root).test, sources.folder_source(str(root)).test) == (None, None)
+
+
+def test_images_above_max_pixels_are_skipped_before_decoding(image_folder, caplog):
+    root = image_folder
+    _write_png(root / "train" / "class2" / "big.png", 1000, 1200)  # 1.2 MP, 3.6 MB decoded
+    (root / "train" / "class2" / "huge.png").write_bytes(_png_declaring(100_000, 100_000))
+    caplog.set_level(logging.INFO)
+    d = _load(root, max_pixels=1_000_000)
+    assert (d.num_train, d.skipped) == (15, 4)  # 2 unreadable, 2 too large
+    # huge.png's data is 12x12: decoded, it would fail as unreadable instead.
+    large = [r.getMessage() for r in caplog.records if "above max_pixels=1000000" in r.getMessage()]
+    assert len(large) == 1 and "huge.png (10000000000 pixels)" in large[0] and "big.png (1200000 pixels)" in large[0]
+    assert not [r for r in caplog.records if "unreadable" in r.getMessage() and "huge.png" in r.getMessage()]
+    assert (_load(root, max_pixels=1_200_000).num_train, _load(root).num_train) == (16, 16)
+    with pytest.raises(ArgumentError, match="max_pixels must be >= 1. Received: max_pixels=0"):
+        _load(root, max_pixels=0)
+
+
+def test_images_grown_above_max_pixels_after_the_scan_are_not_decoded(image_folder):
+    split = sources.read_folder(str(image_folder / "val"), str(image_folder / "train"), max_pixels=500)
+    assert split.count == 15  # 12 x 12..16 pixels each
+    _write_png(image_folder / "val" / "class1" / "1.png", 30, 30)  # decodes
+    (image_folder / "val" / "class1" / "3.png").write_bytes(_png_declaring(100_000, 100_000))
+    shapes = [x.shape for x, _ in split.examples.as_numpy_iterator()]
+    assert len(shapes) == 13 and max(h * w for h, w, _ in shapes) <= 500
+
+
+def test_synthetic_batch_larger_than_the_set_is_refused_before_allocating():
+    # The validation set would be max(batch_size, ...) images: 3e15 bytes.
+    with pytest.raises(ArgumentError, match="batch_size must be at most the number of training "
+                                            "images, 1024. Received: batch_size=1000000000000"):
+        pipeline.load("synthetic", image_size=32, batch_size=1_000_000_000_000, augment="cifar")

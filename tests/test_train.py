@@ -172,8 +172,9 @@ def test_bad_values_are_refused_before_any_work(tmp_path, change, message):
 
 
 def test_empty_folder_error(tmp_path):
-    (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
-    (tmp_path / "empty" / "val" / "a").mkdir(parents=True)
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (tmp_path / "empty" / split / name).mkdir(parents=True)
     with pytest.raises(ValueError, match="No JPEG/PNG images"):
         training.train(_config(tmp_path, dataset=str(tmp_path / "empty")))
 
