@@ -164,6 +164,30 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
                             f"'imagenet' exists for {', '.join(weights_lib.PUBLISHED)} only")
     if config.weights not in (None, "imagenet") and not os.path.isfile(config.weights):
         raise ArgumentError("weights", config.weights, "must be 'imagenet' or an existing file")
+    if config.freeze_backbone and config.weights is None:
+        raise ArgumentError("freeze_backbone", config.freeze_backbone,
+                            "needs weights (a frozen random backbone learns nothing)")
+    info = _source_info(config.weights)
+    if info is not None and info.model != model:
+        raise ArgumentError("weights", config.weights, f"must hold a {model}, the model "
+                            f"asked for (it holds a {info.model})")
+
+
+def _source_info(weights: str | None) -> metadata.ModelInfo | None:
+    """What the weights file says of the model it holds: a model train.py
+    wrote says (its architecture, preprocessing); other weights say nothing."""
+    return None if weights in (None, "imagenet") else weights_lib.read_info(weights)
+
+
+def _preprocessing(config: Config, recipe: recipes.Recipe) -> str:
+    """The mean subtraction inside the run's model: that of the model the
+    weights come from, where it is known (the published weights: "caffe";
+    a model train.py wrote: its own), as the backbone's features were learnt
+    on inputs preprocessed so; otherwise the recipe's."""
+    if config.weights == "imagenet":
+        return "caffe"
+    info = _source_info(config.weights)
+    return recipe.mean if info is None else info.preprocessing
 
 
 def resolve(config: Config) -> Run:
@@ -187,7 +211,6 @@ def resolve(config: Config) -> Run:
         config=config,
         family=family_name,
         recipe=recipe,
-        # The published weights were trained on the caffe mean: they keep it.
-        preprocessing="caffe" if config.weights == "imagenet" else recipe.mean,
+        preprocessing=_preprocessing(config, recipe),
         test_view=test_view,
     )

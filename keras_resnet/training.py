@@ -36,6 +36,7 @@ from keras_resnet import augment
 from keras_resnet import distribute
 from keras_resnet import files
 from keras_resnet import pipeline
+from keras_resnet import weights as weights_lib
 from keras_resnet.callbacks import Checkpoints
 from keras_resnet.callbacks import DivergedError
 from keras_resnet.callbacks import HistoryFile
@@ -169,15 +170,36 @@ def make_data(run: Run, replicas: int) -> pipeline.Data:
     )
 
 
-def _backbone(run: Run) -> keras.Model:
-    """The network, from `config.weights`, with a `run.num_classes` top."""
+def _keeps_top(run: Run, source: weights_lib.WeightsSource) -> bool:
+    """Whether the run's top is the weights' own, and logs which: only a top
+    for the run's classes (their number, and their names where the file
+    records them) can predict them; any other gets a new one."""
+    there = source.top_classes
+    if there is None:
+        reason = "the file has none"
+    elif there != run.num_classes:
+        reason = f"the file's top has {there} classes"
+    elif source.info is not None and source.info.class_names != run.class_names:
+        other = sorted(set(source.info.class_names) ^ set(run.class_names))
+        reason = (f"the file's top is for other classes, e.g. {other[0]!r}" if other
+                  else "the file's top has the classes in another order")
+    else:
+        logging.info("%s: kept the file's %d-class top", source.name, there)
+        return True
+    logging.info("%s: new %d-class top (%s)", source.name, run.num_classes, reason)
+    return False
+
+
+def _backbone(run: Run, source: weights_lib.WeightsSource | None) -> keras.Model:
+    """The network with a `run.num_classes` top; the weights of `source`
+    (`config.weights`) loaded all or nothing, their top only if it fits."""
     config, recipe = run.config, run.recipe
     options = dict(input_shape=(run.image_size, run.image_size, 3),
                    weight_decay=recipe.weight_decay)
-    if config.weights == "imagenet" and run.num_classes != 1000:
-        # Published weights come with a 1000-way top: keep the rest, new head.
+    if source is not None and not _keeps_top(run, source):
+        # The rest of the network as the weights have it, and a new head.
         base = keras_resnet.get_model(
-            config.model, weights="imagenet", include_top=False, pooling="avg", **options
+            config.model, weights=config.weights, include_top=False, pooling="avg", **options
         )
         head = classifier(run.num_classes, weight_decay=recipe.weight_decay)
         backbone = keras.Model(base.input, head(base.output), name=base.name)
@@ -189,24 +211,44 @@ def _backbone(run: Run) -> keras.Model:
         # trainable=False also runs Keras 3 BatchNormalization in inference
         # mode: its moving statistics stay those of the weights.
         for layer in backbone.layers:
-            layer.trainable = layer.name == "predictions"
+            layer.trainable = layer.name == weights_lib.TOP_LAYER
     return backbone
+
+
+def _preprocessing(run: Run, pixel_mean: np.ndarray | None,
+                   source: weights_lib.WeightsSource | None) -> MeanSubtraction:
+    """The run's mean subtraction (`run.preprocessing`): the caffe mean, or a
+    per-pixel mean: that of the model the weights come from, as its backbone
+    learnt its features on inputs so preprocessed, where it applies (the same
+    image size); else `pixel_mean`, the new training set's. Logs which."""
+    info = source.info if source is not None else None
+    if run.preprocessing == "caffe":
+        if info is not None:
+            logging.info("preprocessing: kept the caffe mean of %s", source.name)
+        return caffe_preprocessing()
+    if info is not None and source.mean is not None and info.image_size == run.image_size:
+        logging.info("preprocessing: kept the per-pixel mean of %s", source.name)
+        return MeanSubtraction(source.mean, name="preprocessing")
+    if info is not None:
+        reason = (f"image size {info.image_size} there, {run.image_size} now"
+                  if source.mean is not None else "the file holds none")
+        logging.info("preprocessing: replaced the per-pixel mean of %s by the new training "
+                     "set's per-pixel mean (%s)", source.name, reason)
+    return MeanSubtraction(pixel_mean, name="preprocessing")
 
 
 def build_model(run: Run, pixel_mean: np.ndarray | None,
                 strategy: tf.distribute.Strategy | None = None) -> keras.Model:
     """The backbone with its preprocessing in front (`pixel_mean`, the data's,
-    for "pixel_mean"), compiled with the recipe, under `strategy` and the
-    run's precision policy."""
+    for "pixel_mean", unless the weights' own applies), compiled with the
+    recipe, under `strategy` and the run's precision policy."""
+    source = weights_lib.read_source(run.config.weights) if run.config.weights else None
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[run.config.mixed_precision])
     try:
         with strategy.scope() if strategy else contextlib.nullcontext():
-            if run.preprocessing == "caffe":
-                preprocessing = caffe_preprocessing()
-            else:
-                preprocessing = MeanSubtraction(pixel_mean, name="preprocessing")
-            model = with_preprocessing(_backbone(run), preprocessing)
+            model = with_preprocessing(_backbone(run, source),
+                                       _preprocessing(run, pixel_mean, source))
             model.compile(
                 optimizer=keras.optimizers.SGD(run.schedule,
                                                momentum=run.recipe.momentum,

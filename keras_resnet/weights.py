@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 from keras_resnet import downloads
+from keras_resnet import metadata
 
 # Where keras.applications publishes the ResNet weights.
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -32,8 +33,13 @@ WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resn
 PUBLISHED = ("resnet50", "resnet101", "resnet152")
 # BN epsilon of keras.applications' ResNets, which wrote the published files.
 LEGACY_BN_EPSILON = 1.001e-5
-# Head layers a file may hold that a model built with include_top=False lacks.
-HEAD_LAYERS = ("predictions",)
+# The top's fc layer (keras.applications' name), and the head layers a file
+# may hold that a model built with include_top=False lacks.
+TOP_LAYER = "predictions"
+HEAD_LAYERS = (TOP_LAYER,)
+# The class of the input preprocessing train.py puts in front of the network
+# (keras_resnet.preprocessing): not the network's, so never loaded into one.
+INPUT_LAYER_CLASS = "MeanSubtraction"
 ACCEPTED_FILES = (
     "Accepted: a Keras '.weights.h5' or '.keras' file, or an HDF5 file in the "
     "keras.applications layout."
@@ -85,10 +91,24 @@ class StoredWeights:
     their weights) or to its arrays in creation order (Keras 3 files).
     `epsilons` maps BN layer names to the epsilon of the model that wrote
     the file, where the file says (`.keras` configs; legacy files).
+    `means` maps the input preprocessing layers of a model train.py wrote
+    (MeanSubtraction, outside the network) to the mean each subtracts: kept
+    apart from `layers`, so the network loads without them.
     """
 
     layers: Mapping[str, dict[str, np.ndarray] | list[np.ndarray]]
     epsilons: dict[str, float]
+    means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @property
+    def top_classes(self) -> int | None:
+        """The class count of the file's top (its fc layer's outputs), or None
+        if it has no top: a fine-tuning run keeps the top only if it fits."""
+        top = self.layers.get(TOP_LAYER)
+        if not top:
+            return None
+        kernel = top["kernel"] if isinstance(top, dict) else top[0]
+        return int(kernel.shape[-1])
 
 
 def load(model: keras.Model, weights: str, variant_name: str, include_top: bool) -> None:
@@ -117,8 +137,16 @@ def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
     except _NotWeights as e:
         raise ValueError(f"Weights file {path} is not usable: {e}. {ACCEPTED_FILES}") from None
     except (OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, json.JSONDecodeError) as e:
-        reason = str(e).split("\n")[0] or type(e).__name__
-    raise ValueError(f"Weights file {path} is corrupt or unreadable: {reason}. {ACCEPTED_FILES}")
+        reason = _first_line(e)
+    raise _unreadable_error(path, reason)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).split("\n")[0] or type(error).__name__
+
+
+def _unreadable_error(path: str, reason: str) -> ValueError:
+    return ValueError(f"Weights file {path} is corrupt or unreadable: {reason}. {ACCEPTED_FILES}")
 
 
 def _as_strings(names: Iterable[Any]) -> list[str]:
@@ -150,12 +178,14 @@ def _read_keras_archive(path: str, model: keras.Model | None) -> StoredWeights:
             raise _NotWeights("a zip archive without model.weights.h5, so no .keras file")
         data = io.BytesIO(archive.read("model.weights.h5"))
         config = json.loads(archive.read("config.json")) if "config.json" in names else {}
-    epsilons = {}
+    epsilons, inputs = {}, []
 
     def walk(node: Any) -> None:  # the config nests models in models
         if isinstance(node, dict):
             if node.get("class_name") == "BatchNormalization":
                 epsilons[node["config"]["name"]] = node["config"]["epsilon"]
+            if node.get("class_name") == INPUT_LAYER_CLASS:
+                inputs.append(node["config"]["name"])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -164,7 +194,41 @@ def _read_keras_archive(path: str, model: keras.Model | None) -> StoredWeights:
 
     walk(config)
     with h5py.File(data, "r") as f:
-        return StoredWeights(layers=_read_keras_h5(f, model), epsilons=epsilons)
+        layers = _read_keras_h5(f, model)
+    means = {name: layers.pop(name)[0] for name in inputs if name in layers}
+    return StoredWeights(layers=layers, epsilons=epsilons, means=means)
+
+
+def read_info(path: str) -> metadata.ModelInfo | None:
+    """The ModelInfo of a `.keras` file train.py wrote (its model, classes and
+    preprocessing), or None for any other weights file; ValueError naming
+    the file if it cannot be read."""
+    try:
+        return metadata.read_keras(path) if zipfile.is_zipfile(path) else None
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise _unreadable_error(path, _first_line(e)) from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WeightsSource:
+    """What a run that starts from weights needs to know of them, besides
+    the weights: whether their top fits its classes, and what the model they
+    come from subtracted from its inputs."""
+
+    name: str  # "imagenet" or the file's path
+    top_classes: int | None  # outputs of their top (TOP_LAYER); None: no top
+    info: metadata.ModelInfo | None  # what a model train.py wrote says of itself
+    mean: np.ndarray | None  # that model's input mean (its MeanSubtraction's)
+
+
+def read_source(weights: str) -> WeightsSource:
+    """The `WeightsSource` of `weights` ("imagenet" or a path). The published
+    weights need no download for it: their top has ImageNet's 1000 classes."""
+    if weights == "imagenet":
+        return WeightsSource(name=weights, top_classes=1000, info=None, mean=None)
+    stored = read_weights(weights)
+    return WeightsSource(name=weights, top_classes=stored.top_classes, info=read_info(weights),
+                          mean=next(iter(stored.means.values()), None))
 
 
 def _read_keras_h5(f: h5py.File, model: keras.Model | None) -> dict[str, list[np.ndarray]]:
