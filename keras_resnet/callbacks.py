@@ -3,7 +3,7 @@
 - `HistoryFile`: history.csv, one row per epoch (iterations, learning rate,
   losses, accuracies), never behind the backup, never with gaps or repeats.
 - `Checkpoints`: checkpoints/best.keras (best val_accuracy) and last.keras.
-- `StopOnDivergence`: a NaN or infinite loss stops the run before any save.
+- `StopOnDivergence`: a NaN or infinite loss or weight stops the run before any save.
 - `StopAtStep`: the last epoch ends at exactly the run's number of steps.
 - `plot_curves`: curves.png, train and validation error against iterations,
   like the paper's Fig. 6.
@@ -82,7 +82,7 @@ def save_model(model: keras.Model, path: str, info: metadata.ModelInfo) -> None:
 class HistoryFile(keras.callbacks.Callback):
     """history.csv, rewritten whole each epoch from the restored history.
 
-    Listed before BackupAndRestore, so the file is never behind the backup; on
+    Listed before the backup (keras_resnet.backup), so the file is never behind it; on
     a restart the rows from the restored epoch on are dropped (they are about
     to be trained again), so the file has no gaps and no duplicates, unlike a
     CSVLogger appending to it. `rows` is the run's history: the restored rows
@@ -112,7 +112,9 @@ class HistoryFile(keras.callbacks.Callback):
 
 
 class StopOnDivergence(keras.callbacks.Callback):
-    """Stops a run whose loss is NaN or infinite, before any epoch-end save."""
+    """Stops a run whose loss or weights are NaN or infinite, before any
+    epoch-end save: listed before the callbacks that write the epoch
+    (history.csv's row included)."""
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = float((logs or {}).get("loss", 0.0))
@@ -122,6 +124,9 @@ class StopOnDivergence(keras.callbacks.Callback):
                 f"Training diverged: the loss is {loss} at iteration {iteration}; "
                 "nothing of it was saved. Try a lower learning_rate."
             )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        check_finite_weights(self.model, f"after epoch {epoch + 1}")
 
 
 class Checkpoints(keras.callbacks.Callback):

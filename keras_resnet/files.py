@@ -192,12 +192,15 @@ def atomic_path(path: str) -> Iterator[str]:
 
 
 def _replace(staging: str, path: str) -> None:
-    """os.replace, also for a folder over an existing folder."""
+    """os.replace, also for a folder over an existing folder, and for a hard
+    link to the file already there (rename(2) leaves both names then)."""
     if os.path.isdir(staging) and os.path.isdir(path) and not os.path.islink(path):
         old = staging_path(path)
         os.replace(path, old)
         os.replace(staging, path)
         _remove(old)
+    elif os.path.exists(path) and os.path.samefile(staging, path):
+        os.remove(staging)
     else:
         os.replace(staging, path)
 

@@ -118,6 +118,13 @@ class Plan:
     boundaries: tuple[int, ...]
     warmup_steps: int
     warmup_learning_rate: float
+    # The length the schedule spans (a cosine's end): train_steps, unless the
+    # run was made longer after it started (keras_resnet.run.Run.plan).
+    schedule_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule_steps is None:
+            object.__setattr__(self, "schedule_steps", self.train_steps)
 
 
 def plan(
@@ -165,7 +172,7 @@ def schedule(recipe: Recipe, run_plan: Plan) -> "RecipeSchedule":
         decay=recipe.decay,
         boundaries=run_plan.boundaries,
         decay_rate=recipe.decay_rate,
-        total_steps=run_plan.train_steps,
+        total_steps=run_plan.schedule_steps,
         warmup=recipe.warmup,
         warmup_steps=run_plan.warmup_steps,
         warmup_learning_rate=run_plan.warmup_learning_rate,

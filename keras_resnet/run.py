@@ -3,8 +3,10 @@
 `Config` is what the caller asks for (None: the recipe's or the model family's
 value). `resolve` checks every value before any work and decides what the
 config decides; `Run.with_data` then adds what the data decides (its size and
-classes). Everything else, global batch, steps, epochs, learning rate, mean
-subtraction, test view, is read from the `Run`, never computed again.
+classes), `Run.continuing` the plan a continued run started with, and
+`Run.with_progress` what of the run is done. Everything else, global batch,
+steps, epochs, learning rate, mean subtraction, test view, is read from the
+`Run`, never computed again.
 
 Learning rate and replicas: `batch_size` is global, split evenly across the
 replicas; the recipe's learning rate scales linearly with the global batch
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_resnet import augment
+from keras_resnet import images
 from keras_resnet import metadata
 from keras_resnet import recipes
 from keras_resnet import sources
@@ -53,12 +56,32 @@ class Config:
     data_dir: str | None = None
     manual_dir: str | None = None
     synthetic_examples: int = 1024
-    verbose: int = 1  # Keras progress bars; not part of a run's identity.
+    # Of a folder's train/, held out (seeded) to validate when it has test/
+    # but no val/: the test set never chooses the model.
+    val_fraction: float = sources.VAL_FRACTION
+    max_pixels: int = images.MAX_PIXELS  # larger training images are skipped, undecoded
+    verbose: int = 1  # Keras progress bars
 
     def identifying_fields(self) -> dict[str, Any]:
-        """Every field but `verbose`: what makes two runs the same run
-        (config.json's "config"; a model_dir holds one run)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "verbose"}
+        """What the run trains, which makes two runs the same run: every field
+        but where its files are (`model_dir`, `data_dir`, `manual_dir`), how
+        it runs (`strategy`, `jit_compile`, `verbose`) and its length
+        (`epochs`, `train_steps`: a longer run continues the same one). The
+        data itself, its classes and sizes, is compared apart (config.json)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IDENTIFYING}
+
+
+NOT_IDENTIFYING = ("model_dir", "data_dir", "manual_dir", "strategy", "jit_compile", "verbose",
+                   "epochs", "train_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """How much of a run is done: its finished epochs and their steps (the
+    last epoch of a run may be short of a whole one)."""
+
+    epochs: int = 0
+    steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,10 +98,22 @@ class Run:
     test_view: str  # the recipe's augmentation's (keras_resnet.augment.VIEWS)
     class_names: tuple[str, ...] = ()  # from the data
     num_train: int = 0  # training images, from the data
+    # The plan the run was started with (config.json), when it is continued:
+    # its schedule is kept, only its length changes (`plan`).
+    first_plan: recipes.Plan | None = None
+    done: Progress = Progress()  # restored from the run's backup
 
     def with_data(self, class_names: Sequence[str], num_train: int) -> "Run":
         """This run with what its data decides: its classes and its size."""
         return dataclasses.replace(self, class_names=tuple(class_names), num_train=num_train)
+
+    def continuing(self, first_plan: recipes.Plan | None) -> "Run":
+        """This run as the continuation of one started with `first_plan`."""
+        return dataclasses.replace(self, first_plan=first_plan)
+
+    def with_progress(self, done: Progress) -> "Run":
+        """This run with what of it is done already (restored from its backup)."""
+        return dataclasses.replace(self, done=done)
 
     @property
     def batch_size(self) -> int:
@@ -101,11 +136,18 @@ class Run:
 
     @functools.cached_property
     def plan(self) -> recipes.Plan:
-        """The recipe at this run's batch and length: steps and learning rates."""
+        """The recipe at this run's batch and length: steps and learning rates.
+
+        A continued run keeps the schedule it was started with (its drops, its
+        warm-up, the length its cosine spans): a longer run trains its added
+        steps at the rate that schedule ends with."""
         train_steps = self.config.train_steps
         if self.config.epochs is not None:
             train_steps = self.config.epochs * self.steps_per_epoch
-        return recipes.plan(self.recipe, self.batch_size, train_steps, self.config.learning_rate)
+        fresh = recipes.plan(self.recipe, self.batch_size, train_steps, self.config.learning_rate)
+        if self.first_plan is None:
+            return fresh
+        return dataclasses.replace(self.first_plan, train_steps=fresh.train_steps)
 
     @functools.cached_property
     def schedule(self) -> recipes.RecipeSchedule:
@@ -122,12 +164,17 @@ class Run:
 
     @property
     def epochs(self) -> int:
-        return math.ceil(self.train_steps / self.steps_per_epoch)
+        """The run's epochs: those done, and enough for the steps left."""
+        return self.done.epochs + math.ceil(self.steps_left / self.steps_per_epoch)
+
+    @property
+    def steps_left(self) -> int:
+        return max(self.train_steps - self.done.steps, 0)
 
     @property
     def last_epoch_steps(self) -> int:
         """Steps of the last epoch, which may be short of a whole one."""
-        return self.train_steps - (self.epochs - 1) * self.steps_per_epoch
+        return self.steps_left - (self.epochs - self.done.epochs - 1) * self.steps_per_epoch
 
     def model_info(self) -> metadata.ModelInfo:
         """What the run's model files say about themselves."""

@@ -3,8 +3,9 @@
 Outputs in `model_dir`: `model.keras` (final; takes raw RGB images in [0, 255]
 and applies its own mean subtraction), `checkpoints/best.keras` (best
 val_accuracy) and `checkpoints/last.keras`, each carrying its
-keras_resnet.metadata.ModelInfo; `backup/` (BackupAndRestore: a run killed at
-any moment continues from its last finished epoch when started again),
+keras_resnet.metadata.ModelInfo; `backup/` (keras_resnet.backup: a run killed
+at any moment continues from its last finished epoch when started again, or
+for longer when started with more epochs),
 `tensorboard/`, `history.csv` (one row per epoch), `config.json` and
 `curves.png` (train and validation error against iterations, like the paper's
 Fig. 6).
@@ -14,7 +15,7 @@ kill leaves the previous version or the new one; a NaN or infinite loss or
 weight stops the run (DivergedError) before anything of it is saved; every
 config value is checked before any work (errors.ArgumentError, naming the
 argument); a model_dir is locked while a run uses it, and refused to a run
-with another config or classes.
+that trains something else (another config, other classes or images).
 """
 
 import contextlib
@@ -33,9 +34,11 @@ from absl import logging
 
 import keras_resnet
 from keras_resnet import augment
+from keras_resnet import backup
 from keras_resnet import distribute
 from keras_resnet import files
 from keras_resnet import pipeline
+from keras_resnet import recipes
 from keras_resnet import weights as weights_lib
 from keras_resnet.callbacks import Checkpoints
 from keras_resnet.callbacks import DivergedError
@@ -43,6 +46,7 @@ from keras_resnet.callbacks import HistoryFile
 from keras_resnet.callbacks import StopAtStep
 from keras_resnet.callbacks import StopOnDivergence
 from keras_resnet.callbacks import plot_curves
+from keras_resnet.callbacks import read_history
 from keras_resnet.callbacks import save_model
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models import FAMILIES
@@ -59,7 +63,8 @@ __all__ = ["Config", "DivergedError", "Run", "build_model", "resolve", "train"]
 
 
 def train(config: Config) -> dict[str, Any]:
-    """Trains as `config` says; returns {"history", "model", "summary"}.
+    """Trains as `config` says; returns {"history", "model", "summary",
+    "test"} (test: the final model's score on the data's test split, or None).
 
     Every value is checked before any work; the model_dir is locked for the
     run; config.json is written only once the data and the model are ready, so
@@ -73,12 +78,15 @@ def train(config: Config) -> dict[str, Any]:
         keras.utils.set_random_seed(run.config.seed)
         data = make_data(run, strategy.num_replicas_in_sync)
         run = run.with_data(data.class_names, data.num_train)
-        check_same_classes(stored, run, model_dir)
+        check_same_data(stored, run, data.num_val, model_dir)
+        run = run.continuing(first_plan(stored))
         model = build_model(run, data.pixel_mean, strategy)
+        run = restore(run, model, model_dir)
         summary = write_summary(run, data, strategy, model_dir)
         history = fit(run, model, data, model_dir)
         save_final(run, model, history, model_dir)
-        return {"history": history, "model": model, "summary": summary}
+        test = score_test(run, model, data, model_dir)
+        return {"history": history, "model": model, "summary": summary, "test": test}
 
 
 def distribute_run(run: Run) -> tuple[tf.distribute.Strategy, str]:
@@ -115,19 +123,24 @@ def locked_model_dir(model_dir: str) -> Iterator[None]:
 def stored_run(model_dir: str) -> dict[str, Any] | None:
     """config.json of the run whose state `model_dir` holds, or None: a run
     that failed before it saved anything (e.g. diverged in its first epoch)
-    leaves nothing to resume or to keep, so nothing to refuse another run."""
+    leaves nothing to resume or to keep, so nothing to refuse another run. A
+    config.json that cannot be read (power loss) is rewritten by this run."""
     path = os.path.join(model_dir, "config.json")
-    state = ("backup/training_metadata.json", "checkpoints/last.keras", "model.keras")
-    if not os.path.exists(path) or not any(
-        os.path.exists(os.path.join(model_dir, p)) for p in state
-    ):
+    state = (*backup.paths(model_dir), os.path.join(model_dir, "model.keras"))
+    if not os.path.exists(path) or not any(os.path.exists(p) for p in state):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        logging.warning("Cannot read %s (%s): the run is not checked against it.", path,
+                        " ".join(str(e).split()))
+        return None
 
 
 def check_same_run(stored: dict[str, Any] | None, config: Config, model_dir: str) -> None:
-    """A model_dir's backup and history only fit the run that wrote them."""
+    """A model_dir's backup and history only fit the run that wrote them
+    (`Config.identifying_fields`: wherever the folder is, and however long)."""
     there = (stored or {}).get("config")
     diff = [k for k, v in config.identifying_fields().items() if there and there.get(k) != v]
     if diff:
@@ -137,8 +150,10 @@ def check_same_run(stored: dict[str, Any] | None, config: Config, model_dir: str
             "choose another folder"))
 
 
-def check_same_classes(stored: dict[str, Any] | None, run: Run, model_dir: str) -> None:
-    """The same dataset path with other class folders is another run too."""
+def check_same_data(stored: dict[str, Any] | None, run: Run, num_val: int, model_dir: str) -> None:
+    """The same dataset path with other class folders, or with images added
+    or removed since the run started, is another run too: its epochs and
+    schedule would mix two plans."""
     class_names = list(run.class_names)
     there = (stored or {}).get("class_names", class_names)
     if there != class_names:
@@ -146,6 +161,41 @@ def check_same_classes(stored: dict[str, Any] | None, run: Run, model_dir: str) 
         raise ArgumentError("dataset", run.config.dataset, (
             f"has other classes than the run in model_dir {model_dir!r} ({len(there)} there, "
             f"{len(class_names)} now, e.g. {changed[0]!r}); choose another model_dir"))
+    for key, what, now in (("num_train", "training", run.num_train),
+                           ("num_val", "validation", num_val)):
+        before = (stored or {}).get(key, now)
+        if before != now:
+            raise ArgumentError("dataset", run.config.dataset, (
+                f"has {now} {what} images, the run in model_dir {model_dir!r} had {before}; "
+                "a changed dataset is another run: choose another model_dir"))
+
+
+def first_plan(stored: dict[str, Any] | None) -> recipes.Plan | None:
+    """The plan the stored run started with, which a continued run keeps."""
+    if not stored or "plan" not in stored:
+        return None
+    plan = dict(stored["plan"], boundaries=tuple(stored["plan"]["boundaries"]))
+    return recipes.Plan(**plan)
+
+
+def restore(run: Run, model: keras.Model, model_dir: str) -> Run:
+    """Loads the run's newest intact saved state into `model`; the run with
+    what of it is done. Its length must leave steps to train, or be the
+    length it has."""
+    history = read_history(os.path.join(model_dir, "history.csv"))
+    done, _ = backup.restore(model, model_dir, history, run.steps_per_epoch)
+    run = run.with_progress(done)
+    length = "epochs" if run.config.epochs is not None else "train_steps"
+    if run.train_steps < done.steps:
+        raise ArgumentError(length, getattr(run.config, length), (
+            f"is shorter than the run in model_dir {model_dir!r}, which has trained "
+            f"{done.steps} steps ({done.epochs} epochs)"))
+    if run.recipe.decay == "cosine" and run.train_steps > run.plan.schedule_steps:
+        raise ArgumentError(length, getattr(run.config, length), (
+            f"continues the run in model_dir {model_dir!r} past the end of its cosine schedule "
+            f"(step {run.plan.schedule_steps}), where its learning rate is 0; fine-tune from its "
+            "model.keras with --weights and a --learning_rate instead"))
+    return run
 
 
 # ------------------------------------------------------------- data and model
@@ -167,6 +217,8 @@ def make_data(run: Run, replicas: int) -> pipeline.Data:
         pixel_mean=run.preprocessing == "pixel_mean",
         options=augment.AugmentOptions(pca_std=run.recipe.pca_lighting),
         replicas=replicas,
+        val_fraction=config.val_fraction,
+        max_pixels=config.max_pixels,
     )
 
 
@@ -282,6 +334,8 @@ def write_summary(run: Run, data: pipeline.Data, strategy: tf.distribute.Strateg
         epochs=run.epochs,
         num_train=run.num_train,
         num_val=data.num_val,
+        num_test=data.num_test,
+        splits=data.splits,
         num_classes=run.num_classes,
         skipped_images=data.skipped,
         class_names=list(run.class_names),
@@ -309,9 +363,7 @@ def make_callbacks(run: Run, model_dir: str) -> tuple[HistoryFile, list[keras.ca
         StopAtStep(run.epochs - 1, run.last_epoch_steps),
         Checkpoints(os.path.join(model_dir, "checkpoints"), history, run.model_info()),
         # Last: it saves after every other callback has recorded the epoch.
-        keras.callbacks.BackupAndRestore(
-            os.path.join(model_dir, "backup"), double_checkpoint=True, delete_checkpoint=False
-        ),
+        backup.Backup(os.path.join(model_dir, "backup"), run.done),
     ]
     if importlib.util.find_spec("tensorboard"):
         callbacks.insert(-1, keras.callbacks.TensorBoard(
@@ -322,25 +374,19 @@ def make_callbacks(run: Run, model_dir: str) -> tuple[HistoryFile, list[keras.ca
     return history, callbacks
 
 
-def _log_resume(model_dir: str) -> None:
-    metadata = os.path.join(model_dir, "backup", "training_metadata.json")
-    if os.path.exists(metadata):
-        with open(metadata) as f:
-            logging.info("Resuming from the backup in %s after epoch %d.",
-                         os.path.dirname(metadata), json.load(f)["epoch"])
-
-
 def fit(run: Run, model: keras.Model, data: pipeline.Data, model_dir: str) -> list[dict[str, Any]]:
-    """Trains `model` for the run's steps, resuming from model_dir's backup;
+    """Trains `model`, restored to `run.done`, for the run's steps left;
     returns the run's history, one row per epoch."""
     history, callbacks = make_callbacks(run, model_dir)
-    _log_resume(model_dir)
+    if not run.steps_left:  # a finished run, started again.
+        return history.rows
     model.fit(
         data.train,
         # A folder's val set has no known length (it skips unreadable files):
         # Keras would warn at each pass's end that it "ran out of data".
         validation_data=data.val.repeat(),
         validation_steps=math.ceil(data.num_val / run.batch_size),
+        initial_epoch=run.done.epochs,
         epochs=run.epochs,
         steps_per_epoch=run.steps_per_epoch,
         callbacks=callbacks,
@@ -355,3 +401,18 @@ def save_final(run: Run, model: keras.Model, history: list[dict[str, Any]], mode
     save_model(model, os.path.join(model_dir, "model.keras"), run.model_info())
     plot_curves(history, os.path.join(model_dir, "curves.png"),
                 f"{run.config.model} on {run.config.dataset}")
+
+
+def score_test(run: Run, model: keras.Model, data: pipeline.Data,
+               model_dir: str) -> dict[str, Any] | None:
+    """Scores the final model once on the data's test split (never used to
+    choose a model), logs it and writes test.json; None without a test split."""
+    if data.test is None:
+        return None
+    loss, accuracy = model.evaluate(data.test, verbose=0)
+    score = dict(split=data.splits.get("test", "test"), num_examples=data.num_test,
+                 loss=float(loss), accuracy=float(accuracy), iterations=run.train_steps)
+    logging.info("Test split %s: accuracy %.4f, loss %.4f (%d images)", score["split"],
+                 accuracy, loss, data.num_test)
+    files.write_text(os.path.join(model_dir, "test.json"), json.dumps(score, indent=2))
+    return score

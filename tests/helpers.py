@@ -1,5 +1,6 @@
 """Shared test utilities: a file server on 127.0.0.1, md5 of a file, a full
-disk for a subprocess, a dead process id, and BN statistics of a trained net."""
+disk for a subprocess, a dead process id, BN statistics of a trained net, and
+the epochs a run's backup holds."""
 
 import functools
 import hashlib
@@ -85,3 +86,17 @@ def with_trained_statistics(model, seed=0):
         elif isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
             layer.bias.assign(rng.normal(0, 0.2, layer.bias.shape))
     return model
+
+
+def backed_up_epochs(model_dir):
+    """The epochs done that `model_dir`'s backup records (0 without one). The
+    backup is renamed into place whole, so it can be read while a run writes."""
+    import os
+
+    import h5py
+
+    path = os.path.join(model_dir, "backup", "latest.weights.h5")
+    if not os.path.exists(path):
+        return 0
+    with h5py.File(path, "r") as f:
+        return int(f.attrs["epochs"])

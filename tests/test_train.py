@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from keras_resnet import run as run_lib
 from keras_resnet import training
 from keras_resnet.errors import ArgumentError
 from keras_resnet.preprocessing import MeanSubtraction
+from tests.helpers import backed_up_epochs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A small learnable problem: ResNet-20 on 16x16 images, 4 steps an epoch.
@@ -242,17 +245,14 @@ def test_sigkill_then_same_command_resumes(tmp_path):
             f"--model_dir={model_dir}"]
     cmd, kw = _cli(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     proc = subprocess.Popen(cmd, **kw)  # the Python process itself, no shell.
-    metadata = model_dir / "backup" / "training_metadata.json"
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
-            break
+    while time.time() < deadline and proc.poll() is None and backed_up_epochs(model_dir) < 2:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[0]
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    backed_up = json.loads(metadata.read_text())["epoch"]
+    backed_up = backed_up_epochs(model_dir)
     assert 2 <= backed_up < 6
     # Killed at any moment: each model file is the previous or the new one.
     for name in ("checkpoints/best.keras", "checkpoints/last.keras"):
@@ -263,8 +263,11 @@ def test_sigkill_then_same_command_resumes(tmp_path):
     again = subprocess.run(cmd, timeout=240, **kw)
     output = again.stdout + again.stderr
     assert again.returncode == 0, output
-    assert f"Resuming from the backup in {model_dir}/backup after epoch {backed_up}" in output
-    assert "Epoch 1/6" not in output and f"Epoch {backed_up + 1}/6" in output
+    # From the newest state: last.keras is one epoch ahead of the backup if
+    # the kill came while the backup was written.
+    resumed = int(re.search(r"Resuming after epoch (\d+) \(step (\d+)\) from ", output)[1])
+    assert resumed in (backed_up, backed_up + 1), output
+    assert "Epoch 1/6" not in output and f"Epoch {resumed + 1}/6" in output
     _check_outputs(str(model_dir), 6, [4, 8, 12, 16, 20, 24])
 
 
@@ -363,3 +366,78 @@ def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
     assert mean.reverse_channels  # caffe mode, as the weights were trained.
     trainable = {v.path.split("/")[-2] for v in model.trainable_variables}
     assert trainable == {"predictions"}
+
+
+def test_a_moved_run_continues_for_longer_on_the_schedule_it_started_with(
+        tmp_path, monkeypatch, caplog):
+    # cifar_paper at batch 16, 10 steps (4 an epoch): lr 0.1 * 16 / 128, /10
+    # at 50% and 75% of the run (steps 5 and 8).
+    first = _config(tmp_path, recipe="cifar_paper", train_steps=10)
+    training.train(first)
+    rows = callbacks.read_history(os.path.join(first.model_dir, "history.csv"))
+    assert [r["lr"] for r in rows] == pytest.approx([0.0125, 0.00125, 0.000125])
+    # The folder moved to a bigger disk; the command spells it relative, with
+    # a slash; flags that do not change what is trained differ.
+    (tmp_path / "disk2").mkdir()
+    shutil.move(first.model_dir, tmp_path / "disk2")
+    monkeypatch.chdir(tmp_path)
+    longer = dataclasses.replace(first, model_dir="disk2/run/", train_steps=18, strategy="auto",
+                                 data_dir=str(tmp_path / "tfds"), jit_compile=True, verbose=2)
+    with caplog.at_level("INFO", logger="absl"):
+        result = training.train(longer)
+    assert "Resuming after epoch 3 (step 10) from disk2/run/checkpoints/last.keras" in caplog.text
+    # One record: the first run's rows as they were, then the added steps at
+    # the rate the schedule ended with (a fresh 18-step plan would drop at 9
+    # and 14, so step 14 would still be at 0.00125).
+    continued = _check_outputs("disk2/run", 5, [4, 8, 10, 14, 18])
+    assert continued[:3] == rows
+    assert [r["lr"] for r in continued[3:]] == pytest.approx([0.000125, 0.000125])
+    plan = result["summary"]["plan"]
+    assert (plan["train_steps"], plan["schedule_steps"], plan["boundaries"]) == (18, 10, (5, 8))
+    assert result["model"].optimizer.iterations.numpy() == 18
+    # Shorter than what is trained: refused before anything is written.
+    with pytest.raises(ArgumentError, match="train_steps is shorter than the run in model_dir "
+                                            "'disk2/run/', which has trained 18 steps"):
+        training.train(dataclasses.replace(longer, train_steps=12))
+
+
+def test_a_cosine_run_is_not_continued_past_its_end(tmp_path):
+    # The smoke recipe decays to 0 at its last step: more steps would learn nothing.
+    config = _config(tmp_path, epochs=1)
+    training.train(config)
+    with pytest.raises(ArgumentError, match="epochs continues the run in model_dir .* past the end "
+                                            "of its cosine schedule \\(step 4\\), where its "
+                                            "learning rate is 0; fine-tune from its model.keras"):
+        training.train(dataclasses.replace(config, epochs=2))
+
+
+def test_a_dataset_changed_since_the_run_started_is_refused(tmp_path, image_folder):
+    config = _config(tmp_path, dataset=str(image_folder), batch_size=4, train_steps=2)
+    training.train(config)
+    num_train = json.load(open(os.path.join(config.model_dir, "config.json")))["num_train"]
+    history = open(os.path.join(config.model_dir, "history.csv"), "rb").read()
+    shutil.copy(image_folder / "train" / "class0" / "0.jpg", image_folder / "train" / "class0" / "new.jpg")
+    with pytest.raises(ArgumentError, match=f"dataset has {num_train + 1} training images, the run "
+                                            f"in model_dir .* had {num_train}; a changed dataset "
+                                            "is another run"):
+        training.train(config)
+    assert open(os.path.join(config.model_dir, "history.csv"), "rb").read() == history
+
+
+def test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row(tmp_path, monkeypatch):
+    # A weight turns infinite while the loss stays finite (here: a BN moving
+    # variance, at the end of the second epoch, before the other callbacks).
+    from keras_resnet import distribute
+
+    def overflow(self, epoch, logs=None):
+        if epoch == 1:
+            variance = self.model.get_layer("resnet20").get_layer("conv1_bn").moving_variance
+            variance.assign(np.full(variance.shape, np.inf, "float32"))
+
+    monkeypatch.setattr(distribute.AverageBatchNormStatistics, "on_epoch_end", overflow)
+    config = _config(tmp_path, epochs=3)
+    with pytest.raises(callbacks.DivergedError, match="conv1_bn/moving_variance is not finite "
+                                                      "after epoch 2; nothing of it was saved"):
+        training.train(config)
+    rows = callbacks.read_history(os.path.join(config.model_dir, "history.csv"))
+    assert [r["epoch"] for r in rows] == [0]

@@ -5,8 +5,10 @@ imports); a kill at a chosen write is made deterministic by a hook in the
 test's own launcher script, never in the package."""
 
 import glob
+import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import zipfile
 
 import h5py
 import keras
@@ -26,6 +29,7 @@ from keras_resnet import metadata
 from keras_resnet import pipeline
 from keras_resnet import run as run_lib
 from keras_resnet import training
+from tests.helpers import backed_up_epochs
 from tests.helpers import default_sigint
 from tests.helpers import file_size_limit
 
@@ -155,9 +159,8 @@ def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
     # 128 images: 8 steps an epoch, time enough to try a second run meanwhile.
     proc = _train_py([*TINY, "--synthetic_examples=128", "--epochs=3", f"--model_dir={model_dir}"],
                      tmp_path, preexec_fn=default_sigint)
-    metadata = model_dir / "backup" / "training_metadata.json"
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not metadata.exists():
+    while time.time() < deadline and proc.poll() is None and not backed_up_epochs(model_dir):
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
 
@@ -173,14 +176,15 @@ def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
     assert proc.returncode == 130, stderr
     assert _one_line_error(stderr, "train.py: interrupted") == (
         "train.py: interrupted; run the same command to resume")
-    backed_up = json.loads(metadata.read_text())["epoch"]
-    assert backed_up < 2
+    backed_up = backed_up_epochs(model_dir)
+    assert backed_up < 3
 
     # On the absl logger itself: an earlier test in this process may have
     # lowered its verbosity (python -m export sets WARNING).
     with caplog.at_level("INFO", logger="absl"):
         training.train(config)  # the same command again, in this process.
-    assert f"Resuming from the backup in {model_dir}/backup after epoch {backed_up}." in caplog.text
+    assert re.search(f"Resuming after epoch ({backed_up}|{backed_up + 1}) \\(step \\d+\\) from "
+                     f"{model_dir}/", caplog.text), caplog.text
     rows = callbacks.read_history(str(model_dir / "history.csv"))
     assert [r["epoch"] for r in rows] == [0, 1, 2]
 
@@ -320,3 +324,148 @@ def test_other_backend_is_refused_in_one_line(tmp_path):
     assert code == 2
     _one_line_error(stderr, "train.py: error: train.py needs the TensorFlow backend")
     assert not (tmp_path / "run").exists()
+
+
+# Stopped while the backup of the `at`-th epoch is written: the hook writes
+# the first half of the real file to its staging path (as a write is when its
+# process dies), then stops the process as `stop` says; "full_disk" lets
+# files grow to 256 KiB from then on (the backup is ~2.4 MB).
+STOP_IN_BACKUP = """
+    import os, resource, signal
+    from keras_resnet import files
+    write, writes = files.write_bytes, []
+    def stopped_mid_write(path, content):
+        if not path.endswith("backup/latest.weights.h5"):
+            return write(path, content)
+        writes.append(path)
+        if len(writes) == {at} and "{stop}" == "full_disk":
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))
+        elif len(writes) == {at}:
+            with files.atomic_path(path) as staging:
+                with open(staging, "wb") as f:
+                    f.write(content[: len(content) // 2])
+                    f.flush()
+                    os.kill(os.getpid(), getattr(signal, "{stop}"))
+        return write(path, content)
+    files.write_bytes = stopped_mid_write
+"""
+
+
+def _rerun_completes(model_dir, epochs, **changes):
+    """The same command again (in this process) ends with the whole run: a
+    gap-free history, loadable model files, no staging left."""
+    result = training.train(_same_config(model_dir, epochs=epochs, **changes))
+    rows = callbacks.read_history(str(model_dir / "history.csv"))
+    assert [r["epoch"] for r in rows] == list(range(epochs))
+    assert [r["iterations"] for r in rows] == [4 * (e + 1) for e in range(epochs)]
+    for name in ("model.keras", "checkpoints/best.keras", "checkpoints/last.keras"):
+        keras.models.load_model(model_dir / name)
+    _no_staging_files(model_dir)
+    return result
+
+
+@pytest.mark.parametrize("stop,at", [("SIGKILL", 1), ("SIGTERM", 1), ("SIGINT", 1),
+                                     ("SIGKILL", 2), ("SIGTERM", 2), ("SIGINT", 2)])
+def test_stopped_while_the_backup_is_written_then_rerun(tmp_path, stop, at, caplog):
+    model_dir = tmp_path / "run"
+    code, _, stderr = _run([*TINY, "--epochs=3", f"--model_dir={model_dir}"], tmp_path,
+                           hook=STOP_IN_BACKUP.format(at=at, stop=stop),
+                           preexec_fn=default_sigint)
+    if stop == "SIGINT":
+        assert code == 130 and _one_line_error(stderr, "train.py: interrupted"), stderr
+    else:
+        assert code == -getattr(signal, stop), stderr
+    # The backup is the one of the epoch before, whole, or none.
+    assert backed_up_epochs(model_dir) == at - 1
+    with caplog.at_level("INFO", logger="absl"):
+        _rerun_completes(model_dir, 3)
+    # last.keras was saved before the backup: nothing of the epoch is lost.
+    assert f"Resuming after epoch {at} (step {4 * at}) from {model_dir}/checkpoints/last.keras" in (
+        caplog.text)
+    assert backed_up_epochs(model_dir) == 3
+
+
+def test_full_disk_while_the_first_backup_is_written_then_rerun(tmp_path):
+    model_dir = tmp_path / "run"
+    code, _, stderr = _run([*TINY, "--epochs=2", f"--model_dir={model_dir}"], tmp_path,
+                           hook=STOP_IN_BACKUP.format(at=1, stop="full_disk"))
+    assert code == 2, stderr
+    line = _one_line_error(stderr, f"train.py: error: Cannot write {model_dir}/backup/latest."
+                                   "weights.h5: File too large")
+    assert " free in " in line
+    assert not (model_dir / "backup" / "latest.weights.h5").exists()
+    _no_staging_files(model_dir)
+    _rerun_completes(model_dir, 2)
+
+
+def _damage(path, how):
+    """Leaves `path` as a power loss or a killed writer may: empty, cut in half,
+    or a valid HDF5 file that holds nothing."""
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.unlink()
+        h5py.File(path, "w").close()
+
+
+def _drop_from_keras_file(path, group):
+    """Removes the weights group `group` from the .keras file at `path`."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(weights, "a") as f:
+        dropped = []
+        f.visit(lambda name: dropped.append(name) if name.endswith(f"/{group}") else None)
+        assert dropped, "no such group"
+        for name in dropped:
+            del f[name]
+    members["model.weights.h5"] = weights.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "hdf5_without_weights"])
+def test_damaged_saved_states_resume_from_the_newest_intact_one(tmp_path, how, caplog):
+    model_dir = tmp_path / "run"
+    training.train(_same_config(model_dir, epochs=3))
+    backup_dir = model_dir / "backup"
+    # last.keras and the backup of epoch 3 damaged: the previous backup (epoch
+    # 2) is the newest intact state.
+    _damage(model_dir / "checkpoints" / "last.keras", how)
+    _damage(backup_dir / "latest.weights.h5", how)
+    with caplog.at_level("INFO", logger="absl"):
+        _rerun_completes(model_dir, 3)
+    assert f"Resuming after epoch 2 (step 8) from {backup_dir}/latest.weights.h5.bkp" in caplog.text
+    assert f"Passed over the unusable {model_dir}/checkpoints/last.keras (" in caplog.text
+    assert backed_up_epochs(model_dir) == 3
+    # The damaged backup was overwritten, not kept as the previous copy.
+    with h5py.File(backup_dir / "latest.weights.h5.bkp") as f:
+        assert f.attrs["epochs"] == 2
+
+
+def test_no_intact_saved_state_restarts_the_run_in_one_line(tmp_path, caplog):
+    model_dir = tmp_path / "run"
+    before = training.train(_same_config(model_dir, epochs=2))["history"]
+    backup_dir = model_dir / "backup"
+    for path in (backup_dir / "latest.weights.h5", backup_dir / "latest.weights.h5.bkp"):
+        _damage(path, "empty")
+    # last.keras without its top's weights (Keras 3 names a layer's group by
+    # its class: the one Dense): Keras loads every other layer before it
+    # fails, so the run must put back the weights it started with.
+    _drop_from_keras_file(model_dir / "checkpoints" / "last.keras", "dense")
+    # Keras' BackupAndRestore's metadata, left empty by a power loss.
+    (backup_dir / "training_metadata.json").write_text("")
+    with caplog.at_level("INFO", logger="absl"):
+        result = _rerun_completes(model_dir, 2)
+    (line,) = [r.getMessage() for r in caplog.records if "to resume from" in r.getMessage()]
+    assert line.startswith(f"Nothing in {model_dir} to resume from: {model_dir}/checkpoints/"
+                           "last.keras (")
+    assert line.endswith("; starting the run again from its first step.")
+    assert "\n" not in line and f"{backup_dir}/latest.weights.h5.bkp (" in line
+    # Started again from the seeded initial weights, not from what the failed
+    # load left: the same run as the first.
+    assert [r["loss"] for r in result["history"]] == pytest.approx([r["loss"] for r in before])

@@ -67,6 +67,12 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/t
 flags.DEFINE_string("manual_dir", None, "TFDS manual download directory (imagenet2012).")
 flags.DEFINE_integer("synthetic_examples", _DEFAULTS.synthetic_examples,
                      "Training images of --dataset=synthetic.")
+flags.DEFINE_float("val_fraction", _DEFAULTS.val_fraction,
+                   "Of a folder's train/ held out (seeded) to validate when it has test/ but "
+                   "no val/; test/ is then scored once, after training.")
+flags.DEFINE_integer("max_pixels", _DEFAULTS.max_pixels,
+                     "Training images of more pixels (width x height, read from their headers) "
+                     "are skipped and counted, never decoded.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose, "0: silent, 1: progress bars, 2: a line per epoch.")
 
 
@@ -80,9 +86,10 @@ def run(argv: list[str]) -> None:
         or os.path.join("runs", f"{FLAGS.model}_{os.path.basename(os.path.normpath(FLAGS.dataset))}"),
     )
     result = training.train(config)
-    last = result["history"][-1]
+    last, test = result["history"][-1], result["test"]
+    tested = f", test accuracy {test['accuracy']:.4f} ({test['num_examples']} images)" if test else ""
     print(
-        f"Done: val_accuracy {last.get('val_accuracy', float('nan')):.4f} after "
+        f"Done: val_accuracy {last.get('val_accuracy', float('nan')):.4f}{tested} after "
         f"{last['iterations']} iterations; model in {os.path.join(config.model_dir, 'model.keras')}"
     )
 
