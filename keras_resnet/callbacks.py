@@ -160,6 +160,16 @@ class Checkpoints(keras.callbacks.Callback):
             self.best = score
 
 
+def catch_up_best(folder: str, rows: list[Row]) -> None:
+    """Writes `folder`/best.keras as Checkpoints would have for the last of
+    `rows`, an epoch a run resumes after from `folder`/last.keras: a stop
+    between that epoch's last.keras and best.keras writes left it undone."""
+    scores = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
+    if rows and "val_accuracy" in rows[-1] and scores[-1] > max(scores[:-1], default=-math.inf):
+        with files.atomic_path(os.path.join(folder, "best.keras")) as staging:
+            shutil.copyfile(os.path.join(folder, "last.keras"), staging)
+
+
 class StopAtStep(keras.callbacks.Callback):
     """Ends the last epoch early, so a run stops at exactly its last step."""
 

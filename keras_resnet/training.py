@@ -41,6 +41,7 @@ from keras_resnet import pipeline
 from keras_resnet import recipes
 from keras_resnet import weights as weights_lib
 from keras_resnet.callbacks import Checkpoints
+from keras_resnet.callbacks import catch_up_best
 from keras_resnet.callbacks import DivergedError
 from keras_resnet.callbacks import HistoryFile
 from keras_resnet.callbacks import StopAtStep
@@ -183,7 +184,9 @@ def restore(run: Run, model: keras.Model, model_dir: str) -> Run:
     what of it is done. Its length must leave steps to train, or be the
     length it has."""
     history = read_history(os.path.join(model_dir, "history.csv"))
-    done, _ = backup.restore(model, model_dir, history, run.steps_per_epoch)
+    done, restored_from = backup.restore(model, model_dir, history, run.steps_per_epoch)
+    if restored_from == backup.paths(model_dir)[2]:  # checkpoints/last.keras
+        catch_up_best(os.path.dirname(restored_from), [r for r in history if r["epoch"] < done.epochs])
     run = run.with_progress(done)
     length = "epochs" if run.config.epochs is not None else "train_steps"
     if run.train_steps < done.steps:
