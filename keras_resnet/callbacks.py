@@ -105,9 +105,11 @@ class HistoryFile(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         iterations = int(self.model.optimizer.iterations.numpy())
-        # The rate the epoch's last update used; later callbacks see it too.
-        logs["lr"] = float(self.schedule(max(iterations - 1, 0)))
-        self._rows.append(_history_row(dict(logs, epoch=epoch, iterations=iterations)))
+        # The rate the epoch's last update used, in the row only: put in
+        # `logs`, TensorBoard would log it a second time, as `epoch_lr` beside
+        # its own `epoch_learning_rate`.
+        lr = float(self.schedule(max(iterations - 1, 0)))
+        self._rows.append(_history_row(dict(logs, epoch=epoch, iterations=iterations, lr=lr)))
         write_history(self.path, self._rows)
 
 

@@ -42,12 +42,44 @@ PUBLISHED_MD5 = {
 
 
 class DownloadError(OSError):
-    """A file could not be downloaded; nothing was cached."""
+    """A published file could not be downloaded; nothing was cached.
+
+    `cause` says why, in one sentence; the message adds how to pass a local
+    copy instead (`hint`). The same copy goes to a function as a Python
+    argument and to a program as a flag, so the error keeps the parts of both,
+    as errors.DatasetUnavailableError does: `fname`, the file's published
+    name; `argument`, the argument (and flag) that takes its path; `call`, the
+    Python call that passes it, "{path}" standing for the path.
+    """
+
+    def __init__(self, cause: str, *, fname: str, argument: str, call: str):
+        self.cause, self.fname, self.argument, self.call = cause, fname, argument, call
+        super().__init__(f"{cause}. {self.hint('')}")
+
+    def hint(self, prefix: str) -> str:
+        """Where to get the file instead; `prefix` "--" passes it as the flag
+        (`--weights=/path/to/...`), "" in the Python call."""
+        path = f"/path/to/{self.fname}"
+        local = f"{prefix}{self.argument}={path}" if prefix else self.call.format(path=repr(path))
+        return (
+            f"Download it where you can and pass its path: {local}; or set "
+            f"{URL_VARIABLE} to a folder (http://, https:// or file://) that holds it."
+        )
+
+
+class ChecksumError(DownloadError, ValueError):
+    """The downloaded file is not the published one (its md5 differs): a
+    ValueError too, as a corrupt file given by path is."""
 
 
 class _Interrupted(Exception):
     """A network failure, raised with no OSError in its chain, so that
     `files.atomic_path` does not report it as a failed write."""
+
+
+class _WrongChecksum(Exception):
+    """The md5 of a downloaded file is wrong; raised with no OSError in its
+    chain, as `_Interrupted`, and reported as a ChecksumError."""
 
 
 def cache_dir() -> str:
@@ -89,13 +121,14 @@ def _timeout_seconds() -> float:
     return seconds
 
 
-def download(fname: str, default_base: str, local_use: str) -> str:
+def download(fname: str, default_base: str, *, argument: str, call: str) -> str:
     """The cached copy of the published file `fname`, downloaded if absent.
 
     The file comes from `$KERAS_RESNET_WEIGHTS_URL` (else `default_base`) +
     `fname` and must have the md5 `PUBLISHED_MD5[fname]`; a cached copy that
     does not is removed and downloaded again, as keras.utils.get_file does.
-    `local_use` shows how to pass a local copy instead, for error messages.
+    `argument` and `call` say how to pass a local copy instead, for the
+    DownloadError (see there).
     """
     url = base_url(default_base) + fname
     expected = PUBLISHED_MD5[fname]
@@ -104,21 +137,20 @@ def download(fname: str, default_base: str, local_use: str) -> str:
         if _md5(path) == expected:
             return path
         os.remove(path)
-    instead = (
-        f"Download it where you can and pass its path: {local_use}; or set "
-        f"{URL_VARIABLE} to a folder (http://, https:// or file://) that holds it."
-    )
     timeout = _timeout_seconds()
+    local_copy = dict(fname=fname, argument=argument, call=call)
     try:
         with files.atomic_path(path) as staging:
             got = _streamed_md5(url, staging, timeout)
             if got != expected:
-                raise ValueError(
+                raise _WrongChecksum(
                     f"The file downloaded from {url} has md5 {got}, not the "
-                    f"expected {expected}: it was refused and not cached. {instead}"
+                    f"expected {expected}: it was refused and not cached"
                 )
+    except _WrongChecksum as e:
+        raise ChecksumError(str(e), **local_copy) from None
     except _Interrupted as e:
-        raise DownloadError(f"Could not download {url}: {e}. {instead}") from None
+        raise DownloadError(f"Could not download {url}: {e}", **local_copy) from None
     return path
 
 

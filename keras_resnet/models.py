@@ -8,6 +8,7 @@ The public per-variant builders (`ResNet50`, ...) are in `applications.py`.
 
 import contextlib
 import dataclasses
+import operator
 import os
 import sys
 from collections.abc import Iterator
@@ -146,12 +147,14 @@ def _checked_input_shape(
     if input_shape is None:
         size = family.default_size if include_top else None
         return (3, size, size) if channels_first else (size, size, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
+    shape = _as_shape(input_shape, channels_first)
+    if shape is None:
         raise ValueError(
-            "`input_shape` must be a tuple of three integers "
-            f"(height, width, channels). Received: input_shape={input_shape}"
+            "`input_shape` must be a tuple of three integers (height, width, "
+            "channels), each >= 1; height and width may be None (any size). "
+            f"Received: input_shape={input_shape!r}"
         )
+    input_shape = shape
     spatial = input_shape[1:] if channels_first else input_shape[:2]
     if any(s is not None and s < family.min_size for s in spatial):
         raise ValueError(
@@ -159,6 +162,34 @@ def _checked_input_shape(
             f" for this model. Received: input_shape={input_shape}"
         )
     return input_shape
+
+
+def _as_shape(input_shape: Any, channels_first: bool) -> tuple[int | None, ...] | None:
+    """`input_shape` as a tuple if it is three sizes >= 1, of which height and
+    width may be None; else None. Keras itself would build a model that no
+    image fits (0 channels), or fail later naming a layer, not the argument."""
+    if isinstance(input_shape, (str, bytes)):
+        return None
+    try:
+        shape = tuple(input_shape)
+    except TypeError:  # not iterable, e.g. a single int
+        return None
+    if len(shape) != 3:
+        return None
+    channels = shape[0] if channels_first else shape[-1]
+    if channels is None or not all(s is None or _is_count(s) for s in shape):
+        return None
+    return shape
+
+
+def _is_count(value: Any) -> bool:
+    """Whether `value` is an integer >= 1 (Python's or NumPy's, not a bool)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        return operator.index(value) >= 1
+    except TypeError:
+        return False
 
 
 def _check_options(name: str, spec: Variant, args: _Arguments) -> None:
@@ -178,6 +209,11 @@ def _check_options(name: str, spec: Variant, args: _Arguments) -> None:
         raise ValueError(
             "`pooling` must be None, 'avg' or 'max'. "
             f"Received: pooling={args.pooling!r}"
+        )
+    if args.include_top and not _is_count(args.classes):
+        raise ValueError(
+            "`classes` must be an integer >= 1, the number of classes the top "
+            f"predicts. Received: classes={args.classes!r}"
         )
     if args.zero_init_residual and not spec.residual:
         raise ValueError(
@@ -205,6 +241,8 @@ def _check_weights(name: str, args: _Arguments) -> None:
             "initialization), 'imagenet' (pre-training on ImageNet), or the "
             f"path to an existing weights file. Received: weights={args.weights!r}"
         )
+    else:
+        weights_lib.check_not_directory(args.weights)
     if args.include_top and args.classifier_activation not in (None, "softmax"):
         raise ValueError(
             "Only None and 'softmax' activations are allowed for "
@@ -334,10 +372,11 @@ def classifier(
     """The fully-connected `predictions` layer of the head (Table 1: "fc").
 
     Under a mixed-precision policy it computes in float32, softmax included.
+    `classes` may be a NumPy integer, which Dense alone refuses.
     """
     mixed = keras.config.dtype_policy().name.startswith("mixed")
     return keras.layers.Dense(
-        classes,
+        operator.index(classes),
         activation=activation,
         kernel_initializer="he_normal",
         kernel_regularizer=BlockSettings(weight_decay=weight_decay).regularizer,

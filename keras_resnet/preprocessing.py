@@ -31,6 +31,7 @@ IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 # The ImageNet class index keras.applications publishes, and its folder.
 CLASS_INDEX = "imagenet_class_index.json"
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
+IMAGENET_CLASSES = 1000  # entries of that index
 
 
 def _caffe_preprocessed(
@@ -201,6 +202,15 @@ def read_class_index(path: str) -> list[tuple[str, str]]:
     )
 
 
+def _check_predictions(preds: np.ndarray, classes: int) -> None:
+    """Raises ValueError unless `preds` is a (samples, classes) array."""
+    if preds.ndim != 2 or preds.shape[1] != classes:
+        raise ValueError(
+            "`decode_predictions` expects a batch of predictions of shape "
+            f"(samples, {classes}). Received array with shape: {preds.shape}"
+        )
+
+
 def decode_predictions(
     preds: Any,
     top: int = 5,
@@ -228,21 +238,19 @@ def decode_predictions(
             "Pass `class_names` or `class_index`, not both. Received: "
             f"class_names={class_names!r:.60}, class_index={class_index!r}"
         )
+    preds = np.asarray(ops.convert_to_numpy(preds))
     if class_names is not None:
         labels: list[tuple[Any, str]] = [(i, str(n)) for i, n in enumerate(class_names)]
     else:
         if class_index is None:
+            # Checked before the download, so that a wrong array needs no network.
+            _check_predictions(preds, IMAGENET_CLASSES)
             class_index = download(
                 CLASS_INDEX, CLASS_INDEX_URL,
-                f"decode_predictions(preds, class_index='/path/to/{CLASS_INDEX}')",
+                call="decode_predictions(preds, class_index={path})", argument="class_index",
             )
         labels = read_class_index(str(class_index))
-    preds = np.asarray(ops.convert_to_numpy(preds))
-    if preds.ndim != 2 or preds.shape[1] != len(labels):
-        raise ValueError(
-            "`decode_predictions` expects a batch of predictions of shape "
-            f"(samples, {len(labels)}). Received array with shape: {preds.shape}"
-        )
+    _check_predictions(preds, len(labels))
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or not 1 <= top <= len(labels):
         raise ValueError(f"`top` must be an integer in [1, {len(labels)}]. Received: top={top!r}")
     results = []

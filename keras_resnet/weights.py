@@ -14,6 +14,7 @@ files (of keras.applications models or of ours).
 import dataclasses
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ import numpy as np
 
 from keras_resnet import downloads
 from keras_resnet import metadata
+from keras_resnet.errors import ArgumentError
 
 # Where keras.applications publishes the ResNet weights.
 WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -40,10 +42,11 @@ HEAD_LAYERS = (TOP_LAYER,)
 # The class of the input preprocessing train.py puts in front of the network
 # (keras_resnet.preprocessing): not the network's, so never loaded into one.
 INPUT_LAYER_CLASS = "MeanSubtraction"
-ACCEPTED_FILES = (
-    "Accepted: a Keras '.weights.h5' or '.keras' file, or an HDF5 file in the "
-    "keras.applications layout."
+FILE_KINDS = (
+    "a Keras '.weights.h5' or '.keras' file, or an HDF5 file in the "
+    "keras.applications layout"
 )
+ACCEPTED_FILES = f"Accepted: {FILE_KINDS}."
 
 
 class _NotWeights(Exception):
@@ -77,7 +80,9 @@ def fetch(name: str, include_top: bool) -> str:
     fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
     builder = name.replace("resnet", "ResNet")
     top = "" if include_top else ", include_top=False"
-    return downloads.download(fname, WEIGHTS_URL, f"{builder}(weights='/path/to/{fname}'{top})")
+    return downloads.download(
+        fname, WEIGHTS_URL, argument="weights", call=f"{builder}(weights={{path}}{top})"
+    )
 
 
 # Weight files ----------------------------------------------------------------
@@ -117,12 +122,21 @@ def load(model: keras.Model, weights: str, variant_name: str, include_top: bool)
     assign(model, path, read_weights(path, model))
 
 
+def check_not_directory(path: str) -> None:
+    """Raises an ArgumentError for `weights` if `path` is a directory: a
+    common slip (a run folder for its model.keras), which a reader would only
+    call unreadable."""
+    if os.path.isdir(path):
+        raise ArgumentError("weights", path, f"must be a file, not a directory: {FILE_KINDS}")
+
+
 def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
     """Reads any accepted weights file; ValueError naming it if it cannot.
 
     `model` maps the groups of Keras 3 files from before Keras stored layer
     names in them (its own files: same layer order).
     """
+    check_not_directory(path)
     try:
         if zipfile.is_zipfile(path):
             return _read_keras_archive(path, model)

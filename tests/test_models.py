@@ -416,3 +416,56 @@ def test_clear_errors(kwargs, message):
     with pytest.raises(ValueError) as info:
         keras_resnet.get_model(kwargs.pop("name"), **kwargs)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "input_shape",
+    [(32, 32, 0), (32, 32, -3), (0, 32, 3), (32, -32, 3), (32, 32), (32, 32, 3, 1), 32, "32x32",
+     (32.0, 32, 3), (32, 32, None), (32, 32, True)],
+)
+def test_bad_input_shape_is_named(input_shape):
+    # keras.applications' wording; Keras alone built (32, 32, 0) into a model.
+    with pytest.raises(ValueError) as info:
+        keras_resnet.get_model("resnet20", input_shape=input_shape)
+    assert str(info.value) == (
+        "`input_shape` must be a tuple of three integers (height, width, channels), each >= 1; "
+        f"height and width may be None (any size). Received: input_shape={input_shape!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    "input_shape,expected",
+    [([40, 48, 3], (40, 48, 3)), ((np.int64(40), np.int64(48), np.int64(1)), (40, 48, 1)),
+     ((None, None, 3), (None, None, 3))],
+)
+def test_input_shapes_keras_applications_accepts(input_shape, expected):
+    model = keras_resnet.ResNet20(include_top=False, input_shape=input_shape)
+    assert model.input_shape[1:] == expected
+
+
+@pytest.mark.parametrize("classes", [0, -1, "10", 2.5, True])
+def test_bad_classes_is_named(classes):
+    # Keras' own error would name Dense's `units`, not the argument.
+    with pytest.raises(ValueError) as info:
+        keras_resnet.get_model("resnet20", classes=classes)
+    assert str(info.value) == ("`classes` must be an integer >= 1, the number of classes the top "
+                               f"predicts. Received: classes={classes!r}")
+
+
+def test_classes_keras_applications_accepts():
+    # A NumPy integer too (Dense alone refuses it).
+    assert keras_resnet.ResNet20(classes=np.int64(7)).output.shape == (None, 7)
+    # Without the top `classes` is not used, as in keras.applications.
+    assert keras_resnet.ResNet20(include_top=False, classes=0).output.shape == (None, None, None, 64)
+
+
+def test_weights_directory_is_named_as_such(tmp_path):
+    # Once called "corrupt or unreadable", after the model was built.
+    for call in (lambda: keras_resnet.get_model("resnet20", weights=str(tmp_path)),
+                 lambda: keras_resnet.weights.read_weights(str(tmp_path))):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == (
+            "weights must be a file, not a directory: a Keras '.weights.h5' or '.keras' file, or "
+            f"an HDF5 file in the keras.applications layout. Received: weights='{tmp_path}'"
+        )

@@ -239,3 +239,23 @@ def test_model_file_with_the_mean_in_its_config_still_loads(tmp_path):
     np.testing.assert_array_equal(restored.get_layer("preprocessing").mean, mean)
     x = _images((2, 32, 32, 3), seed=3)
     np.testing.assert_allclose(restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1000,), (2, 10), (2, 1000, 1)])
+def test_decode_predictions_checks_the_shape_before_downloading(tmp_path, monkeypatch, shape):
+    # No network: the class index would come from an empty local mirror. The
+    # shape was once checked only after the download, whose error came first.
+    (tmp_path / "mirror").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", (tmp_path / "mirror").as_uri())
+    with pytest.raises(ValueError) as info:
+        keras_resnet.decode_predictions(np.zeros(shape))
+    assert str(info.value) == ("`decode_predictions` expects a batch of predictions of shape "
+                               f"(samples, 1000). Received array with shape: {shape}")
+    # A right shape goes on to the download, which fails here, advising a local copy.
+    with pytest.raises(downloads.DownloadError) as info:
+        keras_resnet.decode_predictions(np.zeros((1, 1000)))
+    assert str(info.value).startswith(f"Could not download {(tmp_path / 'mirror').as_uri()}/"
+                                      "imagenet_class_index.json: ")
+    assert ("pass its path: decode_predictions(preds, class_index='/path/to/imagenet_class_index"
+            ".json'); or set KERAS_RESNET_WEIGHTS_URL") in str(info.value)

@@ -441,3 +441,23 @@ def test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row(tmp_pa
         training.train(config)
     rows = callbacks.read_history(os.path.join(config.model_dir, "history.csv"))
     assert [r["epoch"] for r in rows] == [0]
+
+
+def test_tensorboard_logs_the_learning_rate_under_one_tag(tmp_path):
+    # HistoryFile once put "lr" into the epoch logs, which TensorBoard wrote as
+    # `epoch_lr` beside its own `epoch_learning_rate`.
+    import tensorflow as tf
+
+    config = _config(tmp_path, train_steps=8)
+    training.train(config)
+    tags = set()
+    for root, _, names in os.walk(os.path.join(config.model_dir, "tensorboard")):
+        for name in names:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_loss", "epoch_learning_rate"} <= tags, tags
+    assert [t for t in tags if "lr" in t or "learning_rate" in t] == ["epoch_learning_rate"]
+    # history.csv keeps its own lr column (its values: test_short_run_on_mock_cifar10).
+    rows = callbacks.read_history(os.path.join(config.model_dir, "history.csv"))
+    assert [r["iterations"] for r in rows] == [4, 8]
+    assert all(r["lr"] > 0 for r in rows), rows

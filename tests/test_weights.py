@@ -436,3 +436,26 @@ def test_imagenet_weights_in_train_evaluate_and_export(
         )
     finally:
         server.close()
+
+
+def test_download_errors_advise_the_flag_to_programs(applications_files, env_cache, tmp_path,
+                                                     monkeypatch):
+    # The library's advice is Python (ResNet50(weights=...)); the programs
+    # (train.py, evaluate.py, export) print `hint("--")`, their --weights flag.
+    (tmp_path / "mirror").mkdir()
+    monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", (tmp_path / "mirror").as_uri())
+    flag = (f"Download it where you can and pass its path: --weights=/path/to/{NOTOP}; or set "
+            "KERAS_RESNET_WEIGHTS_URL to a folder (http://, https:// or file://) that holds it.")
+    with pytest.raises(downloads.DownloadError) as info:
+        weights_lib.fetch("resnet50", include_top=False)
+    assert info.value.cause.startswith(f"Could not download {(tmp_path / 'mirror').as_uri()}/{NOTOP}")
+    assert str(info.value) == f"{info.value.cause}. {info.value.hint('')}"
+    assert f"ResNet50(weights='/path/to/{NOTOP}', include_top=False)" in str(info.value)
+    assert info.value.hint("--") == flag
+    # A corrupt download too, which is also a ValueError, as a corrupt file is.
+    (tmp_path / "mirror" / NOTOP).write_bytes(b"not the published file")
+    monkeypatch.setitem(downloads.PUBLISHED_MD5, NOTOP, md5(applications_files[2]))  # test data
+    with pytest.raises(downloads.ChecksumError) as info:
+        weights_lib.fetch("resnet50", include_top=False)
+    assert isinstance(info.value, ValueError) and info.value.hint("--") == flag
+    assert info.value.cause.endswith("it was refused and not cached")
