@@ -1,10 +1,7 @@
-"""`python evaluate.py --flags`: keras_resnet.commands.evaluate (`keras-resnet-evaluate` once installed)."""
+"""`python evaluate.py --flags`: evaluates a model with the paper's test protocols (keras_resnet.commands.evaluate; `keras-resnet-evaluate` once installed)."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported.
-
-from keras_resnet.commands.evaluate import entry_point  # noqa: E402
+# keras_resnet.cli.prepare_program sets the logging before TensorFlow is imported.
+from keras_resnet.commands.evaluate import entry_point
 
 if __name__ == "__main__":
     entry_point()

@@ -1,10 +1,7 @@
-"""`python train.py --flags`: keras_resnet.commands.train (`keras-resnet-train` once installed)."""
+"""`python train.py --flags`: trains a ResNet (keras_resnet.commands.train; `keras-resnet-train` once installed)."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported.
-
-from keras_resnet.commands.train import entry_point  # noqa: E402
+# keras_resnet.cli.prepare_program sets the logging before TensorFlow is imported.
+from keras_resnet.commands.train import entry_point
 
 if __name__ == "__main__":
     entry_point()

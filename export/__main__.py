@@ -1,7 +1,6 @@
-import os
+"""`python -m export --flags`: exports a model as a SavedModel or a TFLite file (keras_resnet.commands.export; `keras-resnet-export` once installed)."""
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported.
-
-from keras_resnet.commands.export import entry_point  # noqa: E402
+# keras_resnet.cli.prepare_program sets the logging before TensorFlow is imported.
+from keras_resnet.commands.export import entry_point
 
 entry_point()

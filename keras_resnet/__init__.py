@@ -1,5 +1,7 @@
 """keras_resnet: the Deep Residual Networks of He et al. (2015) for Keras 3."""
 
+import importlib
+import importlib.util
 import os
 
 # TensorFlow runs its CPU convolutions through oneDNN by default only on CPUs
@@ -8,6 +10,12 @@ import os
 # nothing where it is on already, and nothing once TensorFlow is imported; a
 # user's own TF_ENABLE_ONEDNN_OPTS wins.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+# train.py, evaluate.py, export and their console scripts: their logging, and
+# one line if TensorFlow is missing, before Keras imports it just below.
+from keras_resnet import cli  # noqa: E402  (imports neither Keras nor TensorFlow)
+
+cli.prepare_program()
 
 from keras_resnet.applications import Plain18
 from keras_resnet.applications import Plain20
@@ -47,6 +55,15 @@ from keras_resnet.preprocessing import with_preprocessing
 from keras_resnet.recipes import RecipeSchedule
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """`keras_resnet.metadata`, `keras_resnet.export`, ...: a submodule on first
+    use (PEP 562), so that `import keras_resnet` gives the models without
+    importing what the others need (TensorFlow, for export)."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # The public API; a static type checker re-exports only what this lists (PEP 561).
 __all__ = [

@@ -11,6 +11,7 @@ import sys
 from absl import app
 from absl import flags
 
+from keras_resnet import cli
 from keras_resnet import complexity
 from keras_resnet import models
 
@@ -75,4 +76,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)  # a bad flag: one line, exit 2.

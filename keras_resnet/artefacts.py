@@ -8,6 +8,11 @@ probabilities, with the `ModelInfo` (keras_resnet.metadata) it carries:
   weights' caffe preprocessing put in front; its ModelInfo is built here;
 - a SavedModel (keras_resnet.export's: the `metadata` signature) or a
   `.tflite` file (its "keras_resnet" metadata entry).
+
+Loading checks what every program would otherwise score or export wrongly:
+every weight of a Keras model is finite, its outputs and its BN-folded
+copy's are, and the metadata agrees with the model (class count, input size,
+preprocessing layer).
 """
 
 import contextlib
@@ -60,6 +65,71 @@ def check_finite(outputs: np.ndarray, what: str) -> None:
             f"{what} gives non-finite outputs (NaN or inf) for {int(bad.sum())} of "
             f"{len(bad)} images; its weights may hold NaN (a diverged run) or overflow"
         )
+
+
+def check_weights(model: keras.Model, what: str) -> None:
+    """Refuses (ValueError) a model with a NaN or infinite weight, naming the
+    variable: outputs alone do not show it, as oneDNN's convolutions on some
+    CPUs turn a NaN kernel's outputs finite."""
+    for variable in model.variables:
+        values = keras.ops.convert_to_numpy(variable)
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        if bad:
+            raise ValueError(
+                f"{what} holds non-finite weights: {variable.path} has {bad} NaN or inf of "
+                f"{np.size(values)} values (a diverged run?); not scored or exported"
+            )
+
+
+def check_info(artefact: Artefact) -> None:
+    """Refuses (ValueError, naming the file) metadata that contradicts the
+    model it came with: a wrong class count, input size or preprocessing
+    would be scored or served wrongly without an error."""
+    info, path = artefact.info, artefact.path
+    if info is None:
+        return
+    if info.num_classes != artefact.num_classes:
+        raise ValueError(f"{path}: its metadata names {info.num_classes} classes; the model "
+                         f"has {artefact.num_classes} outputs")
+    if artefact.image_size is not None and info.image_size != artefact.image_size:
+        raise ValueError(f"{path}: its metadata says image_size {info.image_size}; the model "
+                         f"takes {artefact.image_size}x{artefact.image_size} images")
+    if artefact.model is not None:
+        found = preprocessing_of(artefact.model)
+        if found != info.preprocessing:
+            raise ValueError(f"{path}: its metadata says preprocessing {info.preprocessing!r}; "
+                             f"the model has {found or 'no MeanSubtraction layer'}")
+
+
+def _layers(model: keras.Model):
+    """Every layer of `model`, those of nested models included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def _mean_subtraction(model: keras.Model) -> preprocessing.MeanSubtraction | None:
+    return next((l for l in _layers(model) if isinstance(l, preprocessing.MeanSubtraction)), None)
+
+
+def preprocessing_of(model: keras.Model) -> str | None:
+    """"caffe" (channels reversed, ImageNet's means) or "pixel_mean" (the
+    training set's mean) for the model's MeanSubtraction; None without one."""
+    layer = _mean_subtraction(model)
+    if layer is None:
+        return None
+    return "caffe" if layer.reverse_channels else "pixel_mean"
+
+
+def pixel_mean_size(model: keras.Model) -> tuple[int, int] | None:
+    """(height, width) of a per-pixel mean inside `model` (CIFAR, Sec. 4.2),
+    which fits images of that size only; None for a per-channel one."""
+    layer = _mean_subtraction(model)
+    if layer is None or len(layer.mean_shape) != 3:
+        return None
+    shape = layer.mean_shape[1:] if layer.data_format == "channels_first" else layer.mean_shape[:2]
+    return tuple(shape)
 
 
 # -------------------------------------------------------------------- Keras
@@ -129,6 +199,7 @@ def keras_artefact(model: keras.Model, path: str, info: ModelInfo | None, strate
     rounding, 1.06x (ResNet-50) to 1.19x (ResNet-20) as fast on CPU as
     with BN (benchmarks/RESULTS.md). `Artefact.model` stays the model as given.
     """
+    check_weights(model, path)
     replicas = strategy.num_replicas_in_sync if strategy else 1
     softmax = _softmax_output(model)
     # Under a strategy the folded copy's variables would have to be made in
@@ -150,8 +221,22 @@ def keras_artefact(model: keras.Model, path: str, info: ModelInfo | None, strate
             out = model.predict(images, batch_size=len(images), verbose=0)[:n]
         return out if softmax else keras.ops.convert_to_numpy(keras.ops.softmax(out))
 
+    size = model.input_shape[1] or (info.image_size if info else None)
+    if predictor is not model and size:
+        _check_unfolded(model, predictor, size, path)
     return Artefact(path=path, predict=predict, image_size=model.input_shape[1],
                     num_classes=model.output_shape[-1], info=info, model=model)
+
+
+def _check_unfolded(model: keras.Model, folded: keras.Model, size: int, path: str) -> None:
+    """Refuses a model whose outputs are not finite on two seeded images
+    although its BN-folded copy's are: finite weights can still overflow
+    (every kernel x 1e30 gives NaN), and the folded copy can hide it (its
+    fused conv, bias and ReLU gave uniform scores there), so that evaluation
+    would score what export refuses. Both are checked, on the same images."""
+    probe = np.random.RandomState(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    check_finite(model.predict_on_batch(probe), f"{path} (with its BatchNormalization)")
+    check_finite(folded.predict_on_batch(probe), path)
 
 
 def _scope(strategy):
@@ -205,21 +290,39 @@ def _saved_model_dir(path: str) -> str:
     """`path`, or its newest numbered version (TF Serving layout)."""
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path
-    versions = [
-        d for d in glob.glob(os.path.join(path, "*"))
-        if os.path.basename(d).isdigit() and os.path.exists(os.path.join(d, "saved_model.pb"))
-    ]
+    versions = _versions(path)
     if not versions:
-        raise ValueError(f"No SavedModel in {path!r} (no saved_model.pb, nor version folders)")
-    return max(versions, key=lambda d: int(os.path.basename(d)))
+        held = {name: _versions(os.path.join(path, name)) for name in sorted(os.listdir(path))}
+        held = ", ".join(f"{os.path.join(path, name)!r} (version{'s' * (len(v) > 1)} "
+                         f"{', '.join(map(str, v))})"
+                         for name, v in held.items() if v)
+        raise ValueError(f"No SavedModel in {path!r} (no saved_model.pb, nor version folders)"
+                         + (f"; it holds the model folders {held}: give one of them" if held else ""))
+    return os.path.join(path, str(versions[-1]))
+
+
+def _versions(folder: str) -> list[int]:
+    """The numbers of `folder`'s SavedModel versions (TF Serving layout), in order."""
+    return sorted(
+        int(os.path.basename(d)) for d in glob.glob(os.path.join(folder, "*"))
+        if os.path.basename(d).isdigit() and os.path.exists(os.path.join(d, "saved_model.pb"))
+    )
 
 
 def saved_model_info(loaded, path: str) -> ModelInfo | None:
     """The ModelInfo a loaded SavedModel returns from its `metadata`
     signature, or None if it has none."""
+    import tensorflow as tf
+
     if METADATA_SIGNATURE not in loaded.signatures:
         return None
-    text = loaded.signatures[METADATA_SIGNATURE]()[METADATA_SIGNATURE].numpy()
+    try:
+        text = loaded.signatures[METADATA_SIGNATURE]()[METADATA_SIGNATURE].numpy()
+    except tf.errors.NotFoundError:  # its signature reads the asset file
+        raise ValueError(
+            f"SavedModel {path!r} lacks its metadata file assets/{metadata.FILE_NAME} (copied "
+            "without its assets/ folder?): copy the whole version folder, assets/ included"
+        ) from None
     return ModelInfo.from_json(text, path)
 
 
@@ -263,7 +366,11 @@ def tflite_artefact(content: bytes, path: str) -> Artefact:
     from ai_edge_litert.interpreter import Interpreter
 
     # LiteRT's default is one thread: all cores run int8 ResNet-50 ~1.9x faster (benchmarks/bench_tflite.py).
-    interpreter = Interpreter(model_content=content, num_threads=os.cpu_count())
+    try:
+        interpreter = Interpreter(model_content=content, num_threads=os.cpu_count())
+    except (ValueError, RuntimeError) as e:  # "The model is not a valid Flatbuffer buffer"
+        raise ValueError(f"{path!r} is not a readable .tflite model, corrupt or truncated? "
+                         f"({' '.join(str(e).split())})") from None
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
 
     def predict(images):
@@ -302,6 +409,12 @@ def load(path: str | None = None, model: str | None = None, weights: str | None 
             "weights and image_size go with a model name; a model file has its own. "
             f"Received: weights={weights!r}, image_size={image_size!r}"
         )
+    artefact = _load_path(path, strategy, any_size)
+    check_info(artefact)
+    return artefact
+
+
+def _load_path(path: str, strategy, any_size: bool) -> Artefact:
     if path.endswith(".keras"):
         return load_keras(path, strategy=strategy, any_size=any_size)
     if not os.path.exists(path):

@@ -10,10 +10,13 @@ Keras 3.15 / TF 2.21, as seen on this project's machines:
 - `model.fit` under MultiWorkerMirroredStrategy fails (keras-team/keras#20585,
   tensorflow/tensorflow#72388) in `_maybe_symbolic_build` (reduces the first
   data batch across workers) and `reduce_per_replica` (reduces scalar logs
-  with axis=0). `patch_keras_for_multi_worker` bypasses both, for Keras 3.15
-  only, and only when a multi-worker strategy is made.
+  with axis=0). `patch_keras_for_multi_worker` bypasses both, only when a
+  multi-worker strategy is made, on any Keras whose trainer still has the two
+  as 3.15 has them; on one that changed them, a multi-worker run is refused
+  in one line before training instead of failing or training wrong.
 """
 
+import inspect
 import json
 import os
 from collections.abc import Callable
@@ -124,17 +127,44 @@ class AverageBatchNormStatistics(keras.callbacks.Callback):
         self._average()
 
 
-_PATCHED_VERSION = "3.15."
+# What patch_keras_for_multi_worker replaces or calls in Keras' TF trainer,
+# with the parameters it relies on (as Keras 3.15 has them).
+_TRAINER_INTERNALS = {
+    "reduce_per_replica": ("values", "strategy", "reduction"),
+    "TensorFlowTrainer._maybe_symbolic_build": ("self", "iterator", "data_batch"),
+    "TensorFlowTrainer._symbolic_build": ("self", "iterator", "data_batch"),
+}
+
+
+def check_trainer_internals(tf_trainer: Any) -> None:
+    """Raises ArgumentError (--strategy) unless Keras' trainer has what the
+    multi-worker patch replaces, as Keras 3.15 has it: the patch does what
+    those functions do, minus the failure, so it holds wherever they are
+    unchanged, and a Keras that changed them is refused, never half-patched."""
+    changed = []
+    for path, parameters in _TRAINER_INTERNALS.items():
+        target = tf_trainer
+        for name in path.split("."):
+            target = getattr(target, name, None)
+        if target is None or tuple(inspect.signature(target).parameters) != parameters:
+            changed.append(path)
+    if changed:
+        raise ArgumentError(
+            "strategy", "multi_worker",
+            f"needs the Keras trainer that its fix of keras-team/keras#20585 replaces, and "
+            f"Keras {keras.__version__} changed {', '.join(changed)} "
+            f"(keras.src.backend.tensorflow.trainer); install keras==3.15.*",
+        )
 
 
 def patch_keras_for_multi_worker() -> None:
-    """Makes `model.fit` work under MultiWorkerMirroredStrategy (Keras 3.15)."""
+    """Makes `model.fit` work under MultiWorkerMirroredStrategy (Keras 3.15
+    fails there); refuses a Keras whose trainer it cannot patch."""
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
-    if not keras.__version__.startswith(_PATCHED_VERSION):
-        return  # untested elsewhere: leave other Keras versions alone.
     if getattr(tf_trainer, "_keras_resnet_patched", False):
         return
+    check_trainer_internals(tf_trainer)
     original_reduce = tf_trainer.reduce_per_replica
 
     def reduce_per_replica(values: Any, strategy: tf.distribute.Strategy, reduction: str) -> Any:

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet import artefacts
 from keras_resnet import augment
 from keras_resnet import sources
 from keras_resnet.artefacts import Artefact
@@ -82,6 +83,8 @@ def resolve(artefact: Artefact, protocol: str | None = None, image_size: int | N
         protocol = info.test_view
     if protocol not in PROTOCOLS:
         raise ArgumentError("protocol", protocol, f"must be one of {', '.join(PROTOCOLS)}")
+    if protocol == "multiscale":
+        _check_multiscale(artefact)
     fixed = artefact.image_size
     size = image_size or (info.image_size if info else None) or fixed
     if size is None:
@@ -110,11 +113,23 @@ def check_fits(artefact: Artefact, protocol: str, class_names: tuple[str, ...] |
             f"{artefact.path} was trained on other classes than the data set's: its "
             f"class {i} is {trained[i]!r}, the data set's {class_names[i]!r}"
         )
-    if protocol == "multiscale" and artefact.image_size is not None:
+
+
+def _check_multiscale(artefact: Artefact) -> None:
+    """Raises ValueError unless the artefact takes the multiscale protocol's
+    several image sizes: before any data is read."""
+    if artefact.image_size is not None:
         raise ValueError(
             f"The multiscale protocol needs a fully-convolutional model taking "
             f"any image size; {artefact.path} takes only {artefact.image_size}x"
             f"{artefact.image_size} (a .keras file or a model name can)"
+        )
+    mean_size = artefact.model is not None and artefacts.pixel_mean_size(artefact.model)
+    if mean_size:
+        raise ValueError(
+            f"The multiscale protocol resizes images to several sizes; {artefact.path} "
+            f"subtracts a per-pixel mean of {mean_size[0]}x{mean_size[1]} (its training set's, "
+            "Sec. 4.2), which fits only images of that size: use its own test view"
         )
 
 
@@ -153,7 +168,8 @@ def evaluate(artefact: Artefact, split: sources.Split, protocol: str | None = No
     protocol, size = resolve(artefact, protocol, image_size)
     check_fits(artefact, protocol, split.class_names)
     metrics = Metrics(len(split.class_names), split.class_names)
-    progress = keras.utils.Progbar(split.count, verbose=verbose)
+    # Counts images: Keras' default unit would label the time per image "ms/step".
+    progress = keras.utils.Progbar(split.count, verbose=verbose, unit_name="image")
     if protocol == "multiscale":
         _score_multiscale(artefact, split.examples, size, scales, metrics, progress)
     else:

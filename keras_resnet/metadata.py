@@ -104,7 +104,12 @@ def read_keras(path: str) -> ModelInfo | None:
     with zipfile.ZipFile(path) as archive:
         if KERAS_METADATA not in archive.namelist():
             return None
-        fields = json.loads(archive.read(KERAS_METADATA))
-    if KEY not in fields:
+        content = archive.read(KERAS_METADATA)
+    try:
+        fields = json.loads(content)
+    except ValueError as e:  # JSONDecodeError (or a UnicodeDecodeError)
+        raise ValueError(f"{path} holds an unreadable {KERAS_METADATA} ({e}); Keras "
+                         "writes it whole, so the file is damaged") from None
+    if not isinstance(fields, dict) or KEY not in fields:
         return None
     return ModelInfo.from_json(json.dumps(fields[KEY]), path)

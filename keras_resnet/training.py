@@ -41,11 +41,11 @@ from keras_resnet import pipeline
 from keras_resnet import recipes
 from keras_resnet import weights as weights_lib
 from keras_resnet.callbacks import Checkpoints
-from keras_resnet.callbacks import catch_up_best
 from keras_resnet.callbacks import DivergedError
 from keras_resnet.callbacks import HistoryFile
 from keras_resnet.callbacks import StopAtStep
 from keras_resnet.callbacks import StopOnDivergence
+from keras_resnet.callbacks import catch_up_best
 from keras_resnet.callbacks import plot_curves
 from keras_resnet.callbacks import read_history
 from keras_resnet.callbacks import save_model
@@ -109,7 +109,17 @@ def distribute_run(run: Run) -> tuple[tf.distribute.Strategy, str]:
 @contextlib.contextmanager
 def locked_model_dir(model_dir: str) -> Iterator[None]:
     """Creates `model_dir` and holds its lock (the lock file proves it
-    writable), or says in one line why not (LockedError: another run)."""
+    writable), or says in one line why not (LockedError: another run).
+
+    A run that wrote nothing there (it failed before training) leaves no
+    folder holding only `.lock` behind: the folder it created is removed
+    again, with the parents it created. A folder that was there before, or
+    that holds anything else, stays.
+    """
+    created, folder = [], os.path.abspath(model_dir)
+    while not os.path.isdir(folder):  # what makedirs creates (`runs/` too), deepest first.
+        created.append(folder)
+        folder = os.path.dirname(folder)
     try:
         os.makedirs(model_dir, exist_ok=True)
         lock = files.RunLock(model_dir, "model_dir").acquire()
@@ -118,7 +128,14 @@ def locked_model_dir(model_dir: str) -> Iterator[None]:
     try:
         yield
     finally:
+        empty = created and os.listdir(model_dir) == [os.path.basename(lock.path)]
+        if empty:  # unlinked while still held, so no other run can hold it meanwhile.
+            os.remove(lock.path)
         lock.release()
+        if empty:
+            with contextlib.suppress(OSError):  # not empty: another run came in meanwhile.
+                for folder in created:
+                    os.rmdir(folder)
 
 
 def stored_run(model_dir: str) -> dict[str, Any] | None:

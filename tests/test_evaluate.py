@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -166,6 +167,12 @@ def test_multiscale_at_224_equals_center_without_the_crop(tmp_path):
         evaluation.evaluate(artefacts.load(path), examples, "multiscale")
 
 
+def _with_mean(model, mean=(0.0, 0.0, 0.0)):
+    """`model` with a MeanSubtraction in front, as the metadata of
+    `_cifar_info` says (a zero mean changes nothing)."""
+    return keras_resnet.with_preprocessing(model, keras_resnet.MeanSubtraction(np.asarray(mean)))
+
+
 def _cifar_info(size, class_names=("r", "g", "b")):
     return metadata.ModelInfo(model="resnet20", family="cifar", image_size=size, test_view="single",
                               class_names=class_names, preprocessing="pixel_mean")
@@ -266,9 +273,15 @@ def _diverged(path, size=8):
     return str(path)
 
 
-def test_non_finite_outputs_are_refused(tmp_path):
-    artefact = artefacts.load(_diverged(tmp_path / "diverged.keras"))
-    with pytest.raises(ValueError, match=r"diverged.keras gives non-finite outputs \(NaN or inf\) for 3 of 3 images"):
+def test_non_finite_weights_and_outputs_are_refused(tmp_path):
+    # The weights when it is loaded: a NaN kernel can give finite outputs.
+    with pytest.raises(ValueError, match=r"diverged.keras holds non-finite weights: "
+                                         r"predictions/kernel has 1 NaN or inf of 9 values"):
+        artefacts.load(_diverged(tmp_path / "diverged.keras"))
+    # The outputs of every batch scored.
+    artefact = artefacts.Artefact(path="nan-model", predict=lambda x: np.full((len(x), 3), np.nan),
+                                  image_size=8, num_classes=3, info=None)
+    with pytest.raises(ValueError, match=r"nan-model gives non-finite outputs \(NaN or inf\) for 3 of 3 images"):
         evaluation.evaluate(artefact, _colour_examples(), "single", batch_size=3, verbose=0)
 
 
@@ -299,7 +312,7 @@ def _evaluate_cli(*args, cwd, **env):
 
 def test_cli_writes_json_and_png_atomically(tmp_path):
     path = str(tmp_path / "r20.keras")
-    keras_resnet.ResNet20(classes=4).save(path)
+    _with_mean(keras_resnet.ResNet20(classes=4)).save(path)
     metadata.write_keras(path, _cifar_info(32, list("abcd")))  # as train.py writes it
     out = tmp_path / "result.json"
     # Staging files of a killed run: removed by the next write beside them.
@@ -318,16 +331,41 @@ def test_cli_writes_json_and_png_atomically(tmp_path):
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["cm.png", "r20.keras", "result.json"]
     assert "top-1" in proc.stdout
+    assert "ms/image" in proc.stdout and "/step" not in proc.stdout  # the progress bar counts images
+
+
+def _damaged_artefacts(tmp_path, keras_path):
+    """Paths of a cut .tflite file, a SavedModel copied without its assets/
+    and a .keras file whose metadata.json is damaged, from `keras_path`."""
+    from keras_resnet.export import saved_model
+    from keras_resnet.export import tflite
+
+    artefact = artefacts.load(keras_path)
+    content = tflite.convert(artefact.model)
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(content[: len(content) // 2])
+    report = saved_model.export_saved_model(artefact.model, str(tmp_path / "copy"), info=artefact.info)
+    os.remove(os.path.join(report.path, "assets", metadata.FILE_NAME))
+    bad = tmp_path / "bad_json.keras"
+    with zipfile.ZipFile(keras_path) as source_zip, zipfile.ZipFile(bad, "w") as target:
+        for member in source_zip.infolist():
+            damaged = member.filename == metadata.KERAS_METADATA
+            target.writestr(member, b"\x00garbage" if damaged else source_zip.read(member))
+    return str(cut), report.path, str(bad)
 
 
 def test_cli_errors_are_one_line(tmp_path, image_folder):
     plain = str(tmp_path / "plain.keras")
     _channel_classifier().save(plain)  # without metadata
     model = str(tmp_path / "channels.keras")
-    _channel_classifier().save(model)
+    _with_mean(_channel_classifier()).save(model)
     metadata.write_keras(model, _cifar_info(8))
     diverged = _diverged(tmp_path / "diverged.keras")
     metadata.write_keras(diverged, _cifar_info(8))
+    per_pixel = str(tmp_path / "per_pixel.keras")  # a CIFAR model's per-pixel mean (Sec. 4.2)
+    _with_mean(_channel_classifier(), np.zeros((8, 8, 3))).save(per_pixel)
+    metadata.write_keras(per_pixel, _cifar_info(8))
+    cut_tflite, no_assets, bad_json = _damaged_artefacts(tmp_path, model)
     os.makedirs(image_folder / "val" / "zebra")
     empty = tmp_path / "empty"
     for folder in ("train/a", "train/b", "train/c", "val/a", "val/b"):
@@ -339,8 +377,26 @@ def test_cli_errors_are_one_line(tmp_path, image_folder):
         ([f"--model_path={plain}", "--dataset=synthetic", "--protocol=center", "--image_size=9"], {},
          f"--image_size=9: must be 8, the input size of {plain}"),
         ([f"--model_path={diverged}", "--dataset=synthetic"], {},
-         f"{diverged} gives non-finite outputs (NaN or inf) for 64 of 64 images; its "
-         "weights may hold NaN (a diverged run) or overflow"),
+         f"{diverged} holds non-finite weights: predictions/kernel has 1 NaN or inf of 9 "
+         "values (a diverged run?); not scored or exported"),
+        ([f"--model_path={per_pixel}", "--dataset=synthetic", "--protocol=multiscale"], {},
+         f"The multiscale protocol resizes images to several sizes; {per_pixel} subtracts a "
+         "per-pixel mean of 8x8 (its training set's, Sec. 4.2), which fits only images of "
+         "that size: use its own test view"),
+        ([f"--model_path={model}", "--dataset=synthetic", f"--output_json={tmp_path}"], {},
+         f"--output_json={tmp_path}: must be a file to write, not a folder"),
+        ([f"--model_path={cut_tflite}", "--dataset=synthetic"], {},
+         f"{cut_tflite!r} is not a readable .tflite model, corrupt or truncated? (The model "
+         "is not a valid Flatbuffer buffer)"),
+        ([f"--model_path={no_assets}", "--dataset=synthetic"], {},
+         f"SavedModel {no_assets!r} lacks its metadata file assets/keras_resnet.json (copied "
+         "without its assets/ folder?): copy the whole version folder, assets/ included"),
+        ([f"--model_path={tmp_path / 'copy'}", "--dataset=synthetic"], {},  # TF Serving's base folder
+         f"No SavedModel in '{tmp_path / 'copy'}' (no saved_model.pb, nor version folders); it "
+         f"holds the model folders '{tmp_path / 'copy' / 'channels'}' (version 1): give one of them"),
+        ([f"--model_path={bad_json}", "--dataset=synthetic"], {},
+         f"{bad_json} holds an unreadable metadata.json (Expecting value: line 1 column 1 "
+         "(char 0)); Keras writes it whole, so the file is damaged"),
         ([f"--model_path={model}", f"--dataset={image_folder}"], {},
          f"'{image_folder / 'val'}' has class folder 'zebra', which the training split "
          "lacks; its classes: class0, class1, class2"),

@@ -162,7 +162,8 @@ def test_saved_model_has_tf_serving_layout_and_signatures(exported, model, workd
     # TF Serving: <base path>/<model name>/<version>/saved_model.pb
     assert report.path == str(workdir / "serving" / "resnet20" / "1")
     assert os.path.isfile(os.path.join(report.path, "saved_model.pb"))
-    assert os.listdir(workdir / "serving" / "resnet20") == ["1"]  # no staging left
+    # No staging left; the lock file of the export's RunLock, which TF Serving ignores.
+    assert sorted(os.listdir(workdir / "serving" / "resnet20")) == [".lock", "1"]
     # Readable by TF Serving running as another user (umask 022).
     assert len(_modes(workdir / "serving")) >= 8
     assert _wrong_modes(workdir / "serving", 0o755, 0o644) == {}
@@ -414,6 +415,9 @@ def test_bad_requests_fail_with_invalid_argument_and_serving_goes_on(exported, w
         # Non-finite pixels: refused, not answered with NaN scores.
         (by_images, dict(images=tf.constant(_with(_images(2), 1, np.nan))), "images holds NaN or infinity"),
         (by_images, dict(images=tf.constant(_with(_images(1), 0, -np.inf))), "images holds NaN or infinity"),
+        # Finite but outside [0, 255]: 3e38 overflowed to NaN probabilities.
+        (by_images, dict(images=tf.constant(_with(_images(1), 0, 3e38))), r"images holds pixels outside \[0, 255\]"),
+        (by_images, dict(images=tf.constant(_with(_images(2), 1, -0.5))), r"images holds pixels outside \[0, 255\]"),
     ]
     for fn, request, message in bad_requests:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -548,7 +552,8 @@ def test_existing_version_is_refused_unless_overwrite(model, info, tmp_path):
     report = saved_model.export_saved_model(model, str(tmp_path), info=info, version=2, overwrite=True)
     assert report.path == str(version) and not (version / "keep.txt").exists()
     assert os.path.isfile(version / "saved_model.pb")
-    assert sorted(os.listdir(tmp_path / "resnet20")) == ["2"]  # nothing hidden left
+    # Nothing hidden left but the model folder's lock file (RunLock's).
+    assert sorted(os.listdir(tmp_path / "resnet20")) == [".lock", "2"]
 
 
 def test_load_model_refuses_what_it_cannot_load(tmp_path):
@@ -670,7 +675,8 @@ def test_converter_options_are_set_or_refused(model):
 
 
 def test_int8_needs_representative_images(model, tmp_path):
-    with pytest.raises(ValueError, match=r"int8 quantization needs a representative dataset"):
+    with pytest.raises(ArgumentError, match=r"images must be given for int8 quantization: "
+                                            r"representative images \(of an image folder"):
         tflite.export_tflite(model, str(tmp_path), quantize="int8")
     with pytest.raises(ValueError, match=r"'int4'. Accepted: none, float16, dynamic, int8"):
         tflite.export_tflite(model, str(tmp_path), quantize="int4")
@@ -720,11 +726,14 @@ def test_cli_errors_are_one_line(tmp_path, keras_file, nan_keras_file):
         ([f"--model_path={keras_file}", f"--output_dir={a_file}"],
          f"Output directory '{a_file}' is a file, not a folder"),
         ([f"--model_path={nan_keras_file}", f"--output_dir={out}"],
-         "The Keras model 'resnet20' gives non-finite outputs (NaN or inf) for 8 of 8 images"),
+         f"{nan_keras_file} holds non-finite weights: predictions/kernel has 1 NaN or inf of 192 values"),
         ([f"--model_path={keras_file}", f"--output_dir={out}", "--format=tflite", "--nofold_bn"],
          "--fold_bn is for --format=saved_model: the TFLite converter folds BN itself"),
         ([f"--model_path={keras_file}", f"--output_dir={out}", "--format=tflite", "--nofreeze"],
          "--freeze is for --format=saved_model: a TFLite file holds its weights as constants"),
+        ([f"--model_path={keras_file}", f"--output_dir={out}", "--format=tflite", "--quantize=int8"],
+         "--representative_dataset=None: must be given for int8 quantization: representative "
+         "images (of an image folder or tfds:NAME[:SPLIT]) to calibrate its ranges on"),
     ]
     for args, message in runs:
         assert _error_line(_cli(*args)).startswith(f"export: error: {message}")
@@ -761,8 +770,11 @@ def test_cli_full_disk_is_one_line_and_leaves_nothing(tmp_path, keras_file, fmt,
         "nothing was written there",
         _error_line(proc),
     ), proc.stderr
-    # No partial file, no staging folder, no temporary copy.
-    assert [p for p in out.rglob("*") if not p.is_dir() or os.listdir(p)] == []
+    # No partial file, no staging folder, no temporary copy; only the
+    # SavedModel's model folder lock (.lock, held while it chose a version).
+    lock = {".lock"} if fmt == "saved_model" else set()
+    assert [p for p in out.rglob("*")
+            if p.name not in lock and (not p.is_dir() or set(os.listdir(p)) - lock)] == []
     assert os.listdir(tmp) == []
 
 
@@ -777,7 +789,7 @@ def test_cli_writes_a_saved_model_with_max_pixels_unfrozen(tmp_path, keras_file,
                 "--max_pixels=1500", "--nofreeze", umask=0o027)
     assert proc.returncode == 0, proc.stderr
     assert f"{model_dir / '1'}: " in proc.stdout
-    assert sorted(os.listdir(model_dir)) == sorted(["1", live.name])
+    assert sorted(os.listdir(model_dir)) == sorted([".lock", "1", live.name])
     # umask 027: the group reads, others nothing; every file and folder.
     assert len(_modes(model_dir / "1")) >= 6
     assert _wrong_modes(model_dir / "1", 0o750, 0o640) == {}
@@ -809,7 +821,7 @@ def test_cli_ctrl_c_is_one_line_and_leaves_no_staging(tmp_path, keras_file):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "export: interrupted"
-    assert os.listdir(model_dir) == []
+    assert os.listdir(model_dir) == [".lock"]  # the lock file of RunLock, no staging
 
 
 def test_cli_writes_and_reports_a_tflite_file(tmp_path, keras_file, workdir):
@@ -823,3 +835,104 @@ def test_cli_writes_and_reports_a_tflite_file(tmp_path, keras_file, workdir):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert f"{path}: " in proc.stdout
     assert "against Keras on 7 images of" in proc.stdout and "top-1 agreement" in proc.stdout
+
+
+# ------------------------------------------ refused before scoring or export
+
+
+def _evaluate(*args):
+    """`python evaluate.py ARGS` on synthetic data in a subprocess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), *args,
+                           "--dataset=synthetic", "--strategy=one_device"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _small_keras(path, change=None, **info_changes):
+    """A ResNet-20 at 16x16 with a per-pixel mean, as train.py writes it;
+    `change(model)` edits its weights first; `info_changes` its metadata."""
+    keras.utils.set_random_seed(0)
+    model = keras_resnet.with_preprocessing(
+        keras_resnet.ResNet20(input_shape=(16, 16, 3)),
+        keras_resnet.MeanSubtraction(np.full((16, 16, 3), 120.0), name="preprocessing"))
+    if change is not None:
+        change(model)
+    model.save(path)
+    metadata.write_keras(path, _info(**{"image_size": 16, **info_changes}))
+    return str(path)
+
+
+def _nan_in_conv1(model):
+    conv = model.get_layer("resnet20").get_layer("conv1_conv")
+    kernel = conv.kernel.numpy()
+    kernel[0, 0, 0, 0] = np.nan
+    conv.kernel.assign(kernel)
+
+
+def _kernels_times_1e30(model):
+    for variable in model.variables:
+        if variable.path.endswith("kernel"):
+            variable.assign(variable.numpy() * 1e30)
+
+
+def test_cli_refuses_non_finite_weights_and_overflow_in_evaluate_and_export(tmp_path):
+    # A NaN in the first kernel: oneDNN's convolution on this CPU gives
+    # finite outputs, so only the weights show it. Every kernel x 1e30: the
+    # weights are finite, the model's outputs NaN, its BN-folded copy's not.
+    nan = _small_keras(tmp_path / "nan.keras", _nan_in_conv1)
+    huge = _small_keras(tmp_path / "huge.keras", _kernels_times_1e30)
+    expected = {
+        nan: f"{nan} holds non-finite weights: conv1_conv/kernel has 1 NaN or inf of 432 values",
+        huge: f"{huge} (with its BatchNormalization) gives non-finite outputs (NaN or inf) for 2 of 2 images",
+    }
+    for path, message in expected.items():
+        out = tmp_path / "out"
+        assert message in _error_line(_cli(f"--model_path={path}", f"--output_dir={out}"))
+        assert not out.exists()  # refused before the output folder is made
+        proc = _evaluate(f"--model_path={path}")
+        assert message in _error_line(proc)
+        assert proc.stderr.strip().splitlines()[-1].startswith("evaluate.py: error: ")
+
+
+def test_cli_refuses_metadata_that_contradicts_the_model(tmp_path):
+    cases = {  # metadata changes: the error line's end
+        "classes": (dict(class_names=list("abcde")), "its metadata names 5 classes; the model has 10 outputs"),
+        "size": (dict(image_size=64), "its metadata says image_size 64; the model takes 16x16 images"),
+    }
+    for name, (changes, message) in cases.items():
+        path = tmp_path / f"{name}.keras"
+        _small_keras(path)
+        # Written after the model: _small_keras' own metadata is replaced.
+        metadata.write_keras(str(path), _info(**{"image_size": 16, **changes}))
+        line = f"{path}: {message}"
+        assert _error_line(_cli(f"--model_path={path}", f"--output_dir={tmp_path / 'out'}")) \
+            == f"export: error: {line}"
+        assert _error_line(_evaluate(f"--model_path={path}")) == f"evaluate.py: error: {line}"
+    # The same loader checks the preprocessing layer (in-process: faster).
+    caffe = _small_keras(tmp_path / "caffe.keras", preprocessing="caffe")
+    with pytest.raises(ValueError, match=re.escape(
+            f"{caffe}: its metadata says preprocessing 'caffe'; the model has pixel_mean")):
+        source.load_artefact(caffe)
+
+
+def test_concurrent_exports_get_their_own_versions_or_are_refused(tmp_path, keras_file):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "export", f"--model_path={keras_file}",
+                          f"--output_dir={tmp_path}"], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    written = [out.split(": ")[0] for rc, out, _ in results if rc == 0]
+    refused = [err.strip().splitlines()[-1] for rc, _, err in results if rc != 0]
+    assert written and len(set(written)) == len(written), results  # never one version twice
+    for line in refused:
+        assert re.fullmatch(r"export: error: Model folder '.*resnet20' is in use by process \d+; "
+                            r"wait for it to finish or use another folder", line), results
+    model_dir = tmp_path / "resnet20"
+    assert sorted(n for n in os.listdir(model_dir) if not n.startswith(".")) == \
+        [os.path.basename(p) for p in sorted(written)]
+    for path in written:  # each intact: it loads and serves
+        served = tf.saved_model.load(path).signatures["serving_default"]
+        assert served(images=tf.constant(_images(1)))["probabilities"].shape == (1, 10)

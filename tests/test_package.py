@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import pytest
 
@@ -47,6 +48,45 @@ def wheel(tmp_path_factory):
          cwd=tmp)
     (path,) = (tmp / "dist").glob("keras_resnet_paper-*.whl")
     return path
+
+
+def test_readme_install_makes_the_checkout_a_package_a_script_anywhere_imports(tmp_path):
+    # README's install, `pip install -r requirements.txt`, installs the checkout
+    # as requirements.txt's first line says: editable, with its extras. Here the
+    # dependencies come from this test's own environment (a .pth file), so that
+    # the test takes seconds; the tests above install them from the registry.
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        (editable,) = [line.split()[1] for line in f if line.startswith("-e ")]
+    assert editable == ".[tensorflow,test]"
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], cwd=tmp_path)
+    python = tmp_path / "venv" / "bin" / "python"
+    site_packages = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         cwd=tmp_path).strip()
+    with open(os.path.join(site_packages, "dependencies.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+          "--no-build-isolation", "-e", str(source) + editable[1:]], cwd=source)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = _run([str(python), "-c", """if True:
+        import json, keras, keras_resnet
+        info = keras_resnet.metadata.ModelInfo(
+            model="resnet20", family="cifar", image_size=32, test_view="single",
+            class_names=("cat", "dog"), preprocessing="pixel_mean")
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+        model.save("mine.keras")
+        before = keras_resnet.metadata.read_keras("mine.keras")
+        keras_resnet.metadata.write_keras("mine.keras", info)
+        print(json.dumps(dict(module=keras_resnet.__file__, before=before,
+                              same=keras_resnet.metadata.read_keras("mine.keras") == info)))
+        """], cwd=elsewhere)
+    facts = json.loads(out.strip().splitlines()[-1])
+    assert facts == dict(module=str(source / "keras_resnet" / "__init__.py"), before=None, same=True)
+    # The console scripts are installed, and list their flags.
+    out = _run([str(tmp_path / "venv" / "bin" / "keras-resnet-train"), "--helpshort"], cwd=elsewhere)
+    assert "  --model: Any name of keras_resnet.list_models()." in out
 
 
 @pytest.mark.slow  # about 1 minute: pip installs keras and JAX.

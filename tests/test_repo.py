@@ -20,3 +20,12 @@ def test_ci_runs_the_readme_test_command():
     for command in (TEST_COMMAND, "python train.py"):
         assert re.search(rf"^{re.escape(command)}$", readme, re.M), command
     assert re.search(r"^python3 -m venv .* pip install -r requirements.txt$", readme, re.M)
+
+
+def test_ci_installs_as_the_readme_says():
+    install = re.search(r"^python3 -m venv \.venv && \. \.venv/bin/activate && (.*)$",
+                        _read("README.md"), re.M).group(1)
+    ci = _read(".ci/run")
+    assert re.search(rf"^  {re.escape(install)}$", ci, re.M), install
+    # Reinstalled when the package's own requirements change too.
+    assert "cat requirements.txt pyproject.toml | sha256sum" in ci

@@ -278,7 +278,9 @@ def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path,
     assert json.loads(proc.stdout.splitlines()[-1]) == [2] * len(commands)
     outputs = proc.stderr.split("---\n")
     for expected, stderr in zip(commands.values(), outputs):
-        _one_line_error(stderr, f"train.py: error: {expected}")
+        line = _one_line_error(stderr, f"train.py: error: {expected}")
+    # The download's advice is the flag the user types, not Python.
+    assert "pass its path: --weights=/path/to/resnet50_weights_tf_dim_ordering_tf_kernels" in line
     # Nothing left there refuses the corrected command.
     assert not (model_dir / "config.json").exists()
 

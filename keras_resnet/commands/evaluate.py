@@ -15,7 +15,6 @@ line and exit 2; Ctrl-C exits 130 (keras_resnet.cli). --output_json and
 
 import json
 
-from absl import app
 from absl import flags
 
 
@@ -42,22 +41,35 @@ flags.DEFINE_string("confusion_png", None, "Write the confusion matrix here as a
 FLAGS = flags.FLAGS
 
 
-def _plot_confusion(confusion, class_names, path):
+def _plot_confusion(confusion, class_names, path, title):
+    """Shades each true class's row by its fraction (classes of unequal size
+    compare), writes the counts in the cells up to 30 classes, names the
+    classes on both axes up to 50."""
     import matplotlib
+    import numpy as np
 
     from keras_resnet import files
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    size = min(4 + 0.25 * len(class_names), 40)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(class_names) <= 50:
-        ax.set_xticks(range(len(class_names)), class_names, rotation=90)
-        ax.set_yticks(range(len(class_names)), class_names)
+    n = len(class_names)
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    size = min(4 + 0.4 * n, 40)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    shading = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(shading, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if n <= 30:
+        for (row, col), count in np.ndenumerate(confusion):
+            if count:
+                ax.text(col, row, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if rates[row, col] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if n <= 50:
+        ax.set_xticks(range(n), class_names, rotation=90)
+        ax.set_yticks(range(n), class_names)
     fig.tight_layout()
     with files.atomic_path(path) as staging:
         fig.savefig(staging, format="png")
@@ -65,18 +77,24 @@ def _plot_confusion(confusion, class_names, path):
 
 
 def run(argv_flags):
+    import os
+
     from keras_resnet import artefacts
     from keras_resnet import cli
     from keras_resnet import distribute
     from keras_resnet import evaluation
     from keras_resnet import files
     from keras_resnet import sources
+    from keras_resnet.errors import ArgumentError
 
     cli.require_tensorflow_backend(cli.program_name())
 
     f = argv_flags
     if (f.model_path is None) == (f.model is None):
         raise ValueError("Give exactly one of --model_path or --model")
+    for flag in ("output_json", "confusion_png"):  # before minutes of evaluation
+        if getattr(f, flag) and os.path.isdir(getattr(f, flag)):
+            raise ArgumentError(flag, getattr(f, flag), "must be a file to write, not a folder")
     named = f.model is not None
     artefact = artefacts.load(
         f.model_path, f.model, f.weights if named else None,
@@ -101,13 +119,14 @@ def run(argv_flags):
     if f.output_json:
         files.write_text(f.output_json, json.dumps(result, indent=2))
     if f.confusion_png:
-        _plot_confusion(confusion, split.class_names, f.confusion_png)
+        title = (f"{os.path.basename(os.path.normpath(result['artefact']))} on {f.dataset}"
+                 f"{' ' + f.split if f.split else ''}: top-1 {100 * result['top1_accuracy']:.2f}%")
+        _plot_confusion(confusion, split.class_names, f.confusion_png, title)
     return result
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # keras_resnet.cli.parse_flags refuses arguments that are not flags.
     from keras_resnet import cli
 
     cli.run_main(cli.program_name(), run, FLAGS)
@@ -115,4 +134,6 @@ def main(argv):
 
 def entry_point():
     """The console script `keras-resnet-evaluate`; `python evaluate.py` in a checkout."""
-    app.run(main)
+    from keras_resnet import cli
+
+    cli.entry_point(main, __name__)

@@ -17,7 +17,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
@@ -79,9 +78,13 @@ flags.mark_flag_as_required("output_dir")
 
 
 def export_model():
+    from keras_resnet.errors import ArgumentError
+
     cli.require_tensorflow_backend(cli.program_name())
     if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
         raise ValueError(f"--quantize={FLAGS.quantize} is for --format=tflite")
+    if FLAGS.quantize == "int8" and not FLAGS.representative_dataset:  # before loading the model
+        raise ArgumentError("representative_dataset", None, tflite.INT8_NEEDS_IMAGES)
     if FLAGS.format == "tflite" and FLAGS["max_pixels"].present:
         raise ValueError("--max_pixels is for --format=saved_model (its serving_bytes signature)")
     if FLAGS.format == "tflite" and FLAGS["fold_bn"].present:
@@ -114,8 +117,7 @@ def export_model():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # keras_resnet.cli.parse_flags refuses arguments that are not flags.
     # TensorFlow's INFO lines about writing SavedModels hide the report.
     logging.set_verbosity(logging.WARNING)
     print(cli.run_main(cli.program_name(), export_model))
@@ -123,4 +125,4 @@ def main(argv):
 
 def entry_point():
     """The console script `keras-resnet-export`; `python -m export` in a checkout."""
-    app.run(main)
+    cli.entry_point(main, __name__)

@@ -16,7 +16,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_resnet import cli  # noqa: E402
@@ -100,4 +99,4 @@ def main(argv: list[str]) -> None:
 
 def entry_point() -> None:
     """The console script `keras-resnet-train`; `python train.py` in a checkout."""
-    app.run(main)
+    cli.entry_point(main, __name__)

@@ -18,7 +18,8 @@ without metadata (a user's own .keras file) is exported without the last.
 Inputs are checked inside the graph, so a bad request fails with
 InvalidArgument (TF Serving answers INVALID_ARGUMENT) and changes nothing: the
 next request is served as usual. `serving_default` refuses NaN and infinite
-pixels. `serving_bytes` reads each image's width and height from its header
+pixels, and pixels outside [0, 255] (3e38 would overflow to NaN scores).
+`serving_bytes` reads each image's width and height from its header
 and refuses one of more than `max_pixels` (default 40 million) before
 decoding it: decoding costs 3 bytes a pixel and more to resize, so a small
 file (a 410 KB PNG of 12000x12000 zeros) would otherwise take gigabytes.
@@ -28,7 +29,10 @@ Versions: TF Serving loads the numbered subfolders of a model's folder and
 serves the highest. Without a version, the export takes the highest existing
 number + 1 (1 for the first), so exporting again rolls out a new version and
 keeps the old ones for rollback. An explicit version that exists is refused
-unless `overwrite`. The SavedModel is written to a hidden staging folder
+unless `overwrite`. An export holds the model folder's lock (a `.lock` file,
+keras_resnet.files.RunLock) from choosing its version to renaming it into
+place: a second export into the same folder at once is refused, not given the
+same version. The SavedModel is written to a hidden staging folder
 beside the versions (keras_resnet.files), checked against the Keras model
 there, and renamed into place: the server never sees a half-written or
 unchecked one, and a killed export's staging is removed by the next one.
@@ -170,8 +174,14 @@ def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXEL
         # Fails with InvalidArgument naming both shapes (a fully
         # convolutional model would otherwise answer any size).
         images = tf.ensure_shape(images, [None, height, width, 3])
-        # NaN would come back as NaN scores and a meaningless top-k.
-        return outputs(tf.debugging.assert_all_finite(images, "images holds NaN or infinity"))
+        # NaN would come back as NaN scores and a meaningless top-k; so
+        # would finite pixels far outside [0, 255] (3e38 overflows).
+        images = tf.debugging.assert_all_finite(images, "images holds NaN or infinity")
+        in_range = tf.debugging.assert_less_equal(
+            tf.reduce_max(tf.abs(images - 127.5)), 127.5,  # an empty batch gives -inf
+            message="images holds pixels outside [0, 255]")
+        with tf.control_dependencies([in_range]):
+            return outputs(tf.identity(images))
 
     def view(args):
         image_bytes, index = args
@@ -277,7 +287,26 @@ def export_saved_model(
     """
     check_max_pixels(max_pixels)
     view = source.test_view(eval_transform, info, repr(model.name))
-    path = version_dir(output_dir, name or model.name, version, overwrite)
+    path = version_dir(output_dir, name or model.name, version, overwrite)  # refused early
+    with _claim(os.path.dirname(path)):
+        # Chosen again under the lock: another export may have taken it meanwhile.
+        path = version_dir(output_dir, name or model.name, version, overwrite)
+        return _export(model, path, info, view, images, max_pixels, fold_bn, freeze)
+
+
+def _claim(model_dir: str) -> files.RunLock:
+    """The model folder's lock, held from choosing a version to renaming it
+    into place: of two exports at once, the second is refused (LockedError)
+    instead of taking the same version and replacing the first's."""
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+    except OSError as e:
+        raise files.write_error(model_dir, e) from None
+    return files.RunLock(model_dir, "Model folder")  # acquired by `with`
+
+
+def _export(model, path, info, view, images, max_pixels, fold_bn, freeze) -> source.Report:
+    """export_saved_model's work, once `path` is claimed."""
     height, _ = source.input_size(model)
     if images is None:
         images = source.load_images(None, height, None, limit=8)

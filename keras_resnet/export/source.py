@@ -138,7 +138,8 @@ def load_images(source: str | None, image_size: int, transform: Callable | None,
 
 def keras_outputs(model: keras.Model, images: "Images") -> np.ndarray:
     """The Keras model's probabilities on `images` (`Images`); a model whose
-    outputs are not finite is refused before anything is written."""
+    weights or outputs are not finite is refused before anything is written."""
+    artefacts.check_weights(model, f"The Keras model {model.name!r}")
     outputs = model.predict(images.pixels, verbose=0)
     artefacts.check_finite(outputs, f"The Keras model {model.name!r}")
     return outputs

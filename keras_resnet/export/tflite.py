@@ -20,6 +20,11 @@ The model's ModelInfo (keras_resnet.metadata) is the file's metadata entry
 "keras_resnet" (the flatbuffer's `metadata` table, as TFLite's own
 "min_runtime_version"): its JSON in a buffer of the file. Runtimes ignore it;
 keras_resnet.artefacts.tflite_info reads it back.
+
+Unlike the SavedModel's `serving_default`, a `.tflite` file cannot refuse a
+request: pixels outside [0, 255] are neither refused nor clamped (clamping
+would hide the caller's bug behind plausible scores), and very large ones
+(3e38) give NaN scores. The caller keeps its input in [0, 255].
 """
 
 import os
@@ -38,6 +43,8 @@ from keras_resnet.export import source
 from keras_resnet.metadata import ModelInfo
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+INT8_NEEDS_IMAGES = ("must be given for int8 quantization: representative images (of an image "
+                     "folder or tfds:NAME[:SPLIT]) to calibrate its ranges on")
 
 
 def check_quantize(quantize: str) -> None:
@@ -135,10 +142,7 @@ def export_tflite(
         raise ArgumentError("overwrite", overwrite, f"must be set to replace the TFLite file {path!r}, which exists")
     if images is None:
         if quantize == "int8":
-            raise ValueError(
-                "int8 quantization needs a representative dataset (an image "
-                "folder or tfds:NAME[:SPLIT]) to calibrate on"
-            )
+            raise ArgumentError("images", None, INT8_NEEDS_IMAGES)
         height, _ = source.input_size(model)
         images = source.load_images(None, height, None, limit=8)
     expected = source.keras_outputs(model, images)
