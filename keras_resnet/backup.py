@@ -197,7 +197,7 @@ def _progress_in_history(iterations: int, history: list[Row]) -> Progress:
     rows = [r for r in history if r.get("iterations") == iterations]
     if not rows:
         raise UnusableError(f"no row of history.csv is at its iteration {iterations}")
-    return Progress(rows[-1]["epoch"] + 1, iterations)
+    return Progress(rows[-1]["epoch"], iterations)
 
 
 class Backup(keras.callbacks.Callback):

@@ -46,11 +46,16 @@ def _history_row(values: dict[str, Any]) -> Row:
 
 
 def read_history(path: str) -> list[Row]:
-    """The rows of a history.csv, or [] if there is none."""
+    """The rows of a history.csv, or [] if there is none. Epochs count from 1,
+    as Keras' progress bar does; a file written before they did (its first
+    epoch 0) is read as if it had."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [_history_row(row) for row in csv.DictReader(f)]
+        rows = [_history_row(row) for row in csv.DictReader(f)]
+    if rows and rows[0]["epoch"] == 0:
+        rows = [dict(row, epoch=row["epoch"] + 1) for row in rows]
+    return rows
 
 
 def write_history(path: str, rows: list[Row]) -> None:
@@ -100,7 +105,7 @@ class HistoryFile(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self._rows is None:  # this process's first epoch: the restored one.
-            self._rows = [r for r in read_history(self.path) if r["epoch"] < epoch]
+            self._rows = [r for r in read_history(self.path) if r["epoch"] <= epoch]
             write_history(self.path, self._rows)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -109,7 +114,7 @@ class HistoryFile(keras.callbacks.Callback):
         # `logs`, TensorBoard would log it a second time, as `epoch_lr` beside
         # its own `epoch_learning_rate`.
         lr = float(self.schedule(max(iterations - 1, 0)))
-        self._rows.append(_history_row(dict(logs, epoch=epoch, iterations=iterations, lr=lr)))
+        self._rows.append(_history_row(dict(logs, epoch=epoch + 1, iterations=iterations, lr=lr)))
         write_history(self.path, self._rows)
 
 

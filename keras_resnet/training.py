@@ -72,6 +72,8 @@ def train(config: Config) -> dict[str, Any]:
     a run that fails before training leaves nothing that refuses the next.
     """
     run = resolve(config)
+    logging.info("Training %s on %s with the %s recipe, into %s.", run.config.model,
+                 run.config.dataset, run.recipe.name, run.config.model_dir)
     strategy, model_dir = distribute_run(run)
     with locked_model_dir(model_dir):
         stored = stored_run(model_dir)
@@ -203,7 +205,7 @@ def restore(run: Run, model: keras.Model, model_dir: str) -> Run:
     history = read_history(os.path.join(model_dir, "history.csv"))
     done, restored_from = backup.restore(model, model_dir, history, run.steps_per_epoch)
     if restored_from == backup.paths(model_dir)[2]:  # checkpoints/last.keras
-        catch_up_best(os.path.dirname(restored_from), [r for r in history if r["epoch"] < done.epochs])
+        catch_up_best(os.path.dirname(restored_from), [r for r in history if r["epoch"] <= done.epochs])
     run = run.with_progress(done)
     length = "epochs" if run.config.epochs is not None else "train_steps"
     if run.train_steps < done.steps:

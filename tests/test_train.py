@@ -41,7 +41,7 @@ def _check_outputs(model_dir, epochs, iterations):
     with open(os.path.join(model_dir, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     rows = callbacks.read_history(os.path.join(model_dir, "history.csv"))
-    assert [r["epoch"] for r in rows] == list(range(epochs))
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
     assert [r["iterations"] for r in rows] == iterations
     assert all(set(callbacks.HISTORY_COLUMNS) <= set(r) for r in rows)
     return rows
@@ -125,14 +125,15 @@ def test_run_decides_each_value_once():
     assert "verbose" not in config.identifying_fields()
 
 
-def test_history_is_rewritten_from_the_restored_epoch(tmp_path):
+@pytest.mark.parametrize("first", [1, 0])  # 0: a file written before epochs counted from 1.
+def test_history_is_rewritten_from_the_restored_epoch(tmp_path, first):
     path = str(tmp_path / "history.csv")
     callbacks.write_history(path, [dict(epoch=e, iterations=e + 1, lr=0.1, loss=1.0)
-                                  for e in range(3)])
+                                  for e in range(first, first + 3)])
     callback = callbacks.HistoryFile(path, recipes.RecipeSchedule(0.1))
-    assert [r["epoch"] for r in callback.rows] == [0, 1, 2]  # a finished run's.
-    callback.on_epoch_begin(1)  # the backup said: resume at epoch 1.
-    assert [r["epoch"] for r in callbacks.read_history(path)] == [0]
+    assert [r["epoch"] for r in callback.rows] == [1, 2, 3]  # a finished run's.
+    callback.on_epoch_begin(1)  # Keras' index after the restored epoch 1.
+    assert [r["epoch"] for r in callbacks.read_history(path)] == [1]
     assert callback.rows == callbacks.read_history(path)
 
 
@@ -225,7 +226,7 @@ def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
 
 def test_curves_mark_each_epoch(tmp_path):
     # A one-epoch run has one point per curve: without markers it is invisible.
-    row = dict(epoch=0, iterations=4, accuracy=0.5, val_accuracy=0.25)
+    row = dict(epoch=1, iterations=4, accuracy=0.5, val_accuracy=0.25)
     lines = callbacks.curves_figure([row], "one epoch").axes[0].lines
     assert [line.get_label() for line in lines] == ["train", "val"]
     assert all(line.get_marker() not in (None, "", "None") for line in lines)
@@ -440,7 +441,7 @@ def test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row(tmp_pa
                                                       "after epoch 2; nothing of it was saved"):
         training.train(config)
     rows = callbacks.read_history(os.path.join(config.model_dir, "history.csv"))
-    assert [r["epoch"] for r in rows] == [0]
+    assert [r["epoch"] for r in rows] == [1]
 
 
 def test_tensorboard_logs_the_learning_rate_under_one_tag(tmp_path):

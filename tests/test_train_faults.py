@@ -122,10 +122,10 @@ def test_kill_while_best_is_first_written_then_rerun(tmp_path, image_folder, rec
             f"--model_dir={model_dir}"]
     code, _, stderr = _run(args, tmp_path, hook=KILL_IN_FIRST_BEST_SAVE)
     assert code == -signal.SIGKILL, stderr
-    # Killed at epoch 0's best.keras: no file, never a partial one; the row of
-    # epoch 0 was logged, the backup not yet made.
+    # Killed at epoch 1's best.keras: no file, never a partial one; the row of
+    # epoch 1 was logged, the backup not yet made.
     assert not (model_dir / "checkpoints" / "best.keras").exists()
-    assert [r["epoch"] for r in callbacks.read_history(str(model_dir / "history.csv"))] == [0]
+    assert [r["epoch"] for r in callbacks.read_history(str(model_dir / "history.csv"))] == [1]
 
     # The same command again (in this process, to save the imports).
     training.train(_same_config(model_dir, dataset=str(image_folder), batch_size=4, epochs=2))
@@ -134,7 +134,7 @@ def test_kill_while_best_is_first_written_then_rerun(tmp_path, image_folder, rec
     messages = [str(w.message) for w in recwarn]
     assert not [m for m in messages if "shuffle=True" in m or "ran out of data" in m], messages
     rows = callbacks.read_history(str(model_dir / "history.csv"))
-    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["epoch"] for r in rows] == [1, 2]
     # best.keras was written again: it scores the best epoch's val_accuracy.
     best = keras.models.load_model(model_dir / "checkpoints" / "best.keras")
     assert metadata.read_keras(str(model_dir / "checkpoints" / "best.keras")).class_names == (
@@ -186,7 +186,7 @@ def test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes(tmp_path, caplog):
     assert re.search(f"Resuming after epoch ({backed_up}|{backed_up + 1}) \\(step \\d+\\) from "
                      f"{model_dir}/", caplog.text), caplog.text
     rows = callbacks.read_history(str(model_dir / "history.csv"))
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
 
 
 def test_diverged_run_exits_1_and_saves_no_nan(tmp_path):
@@ -359,7 +359,7 @@ def _rerun_completes(model_dir, epochs, **changes):
     gap-free history, loadable model files, no staging left."""
     result = training.train(_same_config(model_dir, epochs=epochs, **changes))
     rows = callbacks.read_history(str(model_dir / "history.csv"))
-    assert [r["epoch"] for r in rows] == list(range(epochs))
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
     assert [r["iterations"] for r in rows] == [4 * (e + 1) for e in range(epochs)]
     for name in ("model.keras", "checkpoints/best.keras", "checkpoints/last.keras"):
         keras.models.load_model(model_dir / name)
