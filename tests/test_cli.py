@@ -97,13 +97,17 @@ def test_a_bad_flag_is_one_line_and_exit_2(flag, names, accepted):
     assert proc.returncode == 2
 
 
-def test_console_script_logs_one_line_and_removes_the_model_dir_it_made(console_script):
-    # A run that fails once it holds runs/<model>_<dataset>/ (no class folder).
+def test_console_script_logs_what_it_runs_then_its_error_and_removes_the_model_dir_it_made(
+        console_script):
+    # A run that fails once it holds runs/<model>_<dataset>/ (no class folder):
+    # its output is what the run is, then the error, nothing else.
     data = console_script.parent / "data"
     (data / "train" / "a").mkdir(parents=True)
     proc = _run([str(console_script), f"--dataset={data}"], cwd=console_script.parent)
-    assert proc.stderr.startswith("keras-resnet-train: error: Dataset folder"), proc.stderr
-    assert proc.stderr.count("\n") == 1 and proc.returncode == 2, proc.stderr
+    first, last = proc.stderr.splitlines()
+    assert f"Training resnet20 on {data} with the cifar_paper recipe" in first, proc.stderr
+    assert last.startswith("keras-resnet-train: error: Dataset folder"), proc.stderr
+    assert proc.returncode == 2
     assert not (console_script.parent / "runs").exists()
 
 
