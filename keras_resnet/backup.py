@@ -4,9 +4,8 @@ newest intact copy.
 `backup/latest.weights.h5` holds the model's and the optimizer's variables
 after an epoch (an HDF5 dataset each, named by its place in the model's and
 the optimizer's variables, with the variable's name and shape to check
-against), with the epochs and steps
-done as attributes of the same file,
-so that a state and its place in the run never disagree;
+against), with the epochs and steps done as attributes of the same file, so
+that a state and its place in the run never disagree;
 `latest.weights.h5.bkp` keeps the one before. Each is written aside and renamed
 (keras_resnet.files) like every other file of a run. Keras' BackupAndRestore,
 which this replaces, wrote both in place: a kill, a Ctrl-C or a full disk
@@ -44,10 +43,11 @@ class UnusableError(Exception):
 
 
 def paths(model_dir: str) -> tuple[str, str, str]:
-    """The saved states a run resumes from, newest first."""
+    """The saved states a run resumes from, in the order `restore` tries
+    them: checkpoints/last.keras, the backup, the backup before it."""
     folder = os.path.join(model_dir, "backup")
-    return (os.path.join(folder, LATEST), os.path.join(folder, PREVIOUS),
-            os.path.join(model_dir, "checkpoints", "last.keras"))
+    return (os.path.join(model_dir, "checkpoints", "last.keras"),
+            os.path.join(folder, LATEST), os.path.join(folder, PREVIOUS))
 
 
 def write(model: keras.Model, folder: str, done: Progress, keep_previous: bool) -> None:
@@ -98,12 +98,12 @@ def restore(model: keras.Model, model_dir: str, history: list[Row],
     was stopped while the backup was written. The backup records the steps
     exactly (the optimizer's iterations, by which last.keras is placed in the
     history, leave out the steps a float16 loss scale skipped)."""
-    found = [p for p in (paths(model_dir)[2], *paths(model_dir)[:2]) if os.path.exists(p)]
+    found = [p for p in paths(model_dir) if os.path.exists(p)]
     if not found:
         return Progress(), None
     with model.distribute_strategy.scope():  # the optimizer's variables, to load into.
         model.optimizer.build(model.trainable_variables)
-    variables = model.variables + model.optimizer.variables
+    variables = _state(model)
     initial = [v.numpy() for v in variables]
     passed_over = []
     for path in found:

@@ -204,7 +204,7 @@ def restore(run: Run, model: keras.Model, model_dir: str) -> Run:
     length it has."""
     history = read_history(os.path.join(model_dir, "history.csv"))
     done, restored_from = backup.restore(model, model_dir, history, run.steps_per_epoch)
-    if restored_from == backup.paths(model_dir)[2]:  # checkpoints/last.keras
+    if restored_from == backup.paths(model_dir)[0]:  # checkpoints/last.keras
         catch_up_best(os.path.dirname(restored_from), [r for r in history if r["epoch"] <= done.epochs])
     run = run.with_progress(done)
     length = "epochs" if run.config.epochs is not None else "train_steps"
