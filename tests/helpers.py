@@ -88,6 +88,22 @@ def with_trained_statistics(model, seed=0):
     return model
 
 
+def spread_scores(model, inputs, seed=0):
+    """Sets `model`'s classifier to random weights scaled so that its logits
+    on `inputs` are centred with a spread of about 1: a random net's softmax
+    is otherwise one-hot on every image, whatever view or precision."""
+    import keras
+    import numpy as np
+
+    pooled = keras.Model(model.input, model.get_layer("avg_pool").output)
+    features = keras.ops.convert_to_numpy(pooled(inputs, training=False))
+    head = model.get_layer("predictions")
+    kernel = np.random.default_rng(seed).normal(0, 1, head.kernel.shape)
+    kernel /= features.std(0).mean() * np.sqrt(features.shape[1])
+    head.set_weights([kernel, -features.mean(0) @ kernel])
+    return model
+
+
 def backed_up_epochs(model_dir):
     """The epochs done that `model_dir`'s backup records (0 without one). The
     backup is renamed into place whole, so it can be read while a run writes."""

@@ -51,8 +51,20 @@ def test_cifar_augmentation_pads_crops_and_flips():
 
 
 def test_cifar_augmentation_pads_with_the_mean():
-    out = augment.pad_crop_flip(np.zeros((32, 32, 3), "uint8"), _seed(0), 32, pad_value=100.0)
-    assert set(np.unique(out.numpy())) <= {0.0, 100.0}
+    # A black image padded with 100: each crop is the image, shifted by up to
+    # 4 pixels, beside bands of exactly 100 (the mean, which is zero once
+    # subtracted), and most crops show some padding.
+    borders = []
+    for i in range(12):
+        out = augment.pad_crop_flip(np.zeros((32, 32, 3), "uint8"), _seed(i), 32, pad_value=100.0)
+        out = out.numpy()
+        assert set(np.unique(out)) <= {0.0, 100.0}
+        image = np.argwhere(out[..., 0] == 0)
+        (top, left), (bottom, right) = image.min(0), image.max(0) + 1
+        assert (out[top:bottom, left:right] == 0).all()  # one rectangle: the image
+        borders.append((32 - (bottom - top), 32 - (right - left)))
+    assert all(0 <= rows <= 4 and 0 <= cols <= 4 for rows, cols in borders), borders
+    assert sum(rows + cols > 0 for rows, cols in borders) >= 8, borders
 
 
 def test_imagenet_augmentation_scales_crops_flips_and_shifts_colour():

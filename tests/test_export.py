@@ -651,17 +651,20 @@ def test_tflite_float32_equals_keras(model, info, workdir):
     # Upper bounds of file size per parameter (float32 is 4 bytes) and of the
     # difference with Keras on probabilities.
     "quantize, bytes_per_param, max_diff",
-    [("float16", 2.4, 1e-2), ("dynamic", 1.4, 0.1), ("int8", 1.4, None)],
+    # int8 measured 0.0115 (and 6 of 7 top classes); calibrated on pixels / 255
+    # instead of pixels, 0.65.
+    [("float16", 2.4, 1e-2), ("dynamic", 1.4, 0.1), ("int8", 1.4, 0.04)],
 )
 def test_tflite_quantized(model, workdir, quantize, bytes_per_param, max_diff):
     images = source.load_images(str(workdir / "images"), 32, augment.resize_to)
+    # Scores far from one-hot (BN adapted to images, `keras_file`), so that
+    # agreement and differences measure the quantization.
+    assert model.predict(images.pixels, verbose=0).max() < 0.9
     report = tflite.export_tflite(model, str(workdir / "tflite"), quantize=quantize, images=images)
     assert report.size_bytes < bytes_per_param * keras_resnet.count_params(model)
     print(quantize, report)  # pytest -s shows the measured numbers.
-    if max_diff is not None:
-        assert report.max_abs_diff <= max_diff
-    # int8: measured and reported; no threshold on a random-weight network.
-    assert 0.0 <= report.top1_agreement <= 1.0 and report.max_abs_diff > 0
+    assert 0 < report.max_abs_diff <= max_diff
+    assert report.top1_agreement >= 5 / 7
     assert report.images == "7 images of " + str(workdir / "images")
 
 

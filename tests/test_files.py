@@ -41,6 +41,61 @@ def test_atomic_writes_get_the_modes_of_the_umask(tmp_path, umask, mask, file_mo
     assert sorted(os.listdir(tmp_path)) == ["a.json", "saved"]
 
 
+# What the audit hook below records while `_recording` is a list: (event,
+# path) of every file opened for writing, renamed, linked or removed.
+_recording = None
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def _audit(event, args):
+    if _recording is None:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if (mode and set(mode) & set("wax+")) or (not mode and flags & _WRITE_FLAGS):
+            _record(event, path)
+    elif event in ("os.rename", "os.link", "shutil.copyfile"):  # os.replace is os.rename
+        _record(event, args[1])
+    elif event in ("os.remove", "os.truncate"):
+        _record(event, args[0])
+
+
+def _record(event, path):
+    if isinstance(path, (str, bytes, os.PathLike)):  # not a file descriptor
+        _recording.append((event, os.fsdecode(path)))
+
+
+def test_only_the_rename_touches_a_final_name(tmp_path):
+    # Every file of a run (the Keras checkpoints, h5py's backup, matplotlib's
+    # curves, the history and summary) is written under a staging name and
+    # renamed: the rename is the only operation on its final name, so a
+    # reader or a kill never meets a partial file there.
+    from keras_resnet import run as run_lib
+    from keras_resnet import training
+
+    global _recording
+    sys.addaudithook(_audit)  # stays for the process; records only inside the try
+    model_dir = tmp_path / "run"
+    config = run_lib.Config(dataset="synthetic", recipe="smoke", batch_size=16, image_size=16,
+                            synthetic_examples=32, strategy="one_device", verbose=0,
+                            epochs=2, model_dir=str(model_dir))
+    _recording = []
+    try:
+        training.train(config)
+    finally:
+        recorded, _recording = _recording, None
+    # Not renamed: the lock, and TensorBoard's event files, logs that grow by
+    # appending as TensorBoard reads them (it skips a last record cut short).
+    finals = {str(p) for p in model_dir.rglob("*") if p.is_file() and p.name != ".lock"
+              and "tensorboard" not in p.relative_to(model_dir).parts}
+    assert {os.path.relpath(p, model_dir) for p in finals} >= {
+        "model.keras", "checkpoints/best.keras", "checkpoints/last.keras", "config.json",
+        "history.csv", "curves.png", "backup/latest.weights.h5", "backup/latest.weights.h5.bkp"}
+    on_finals = [(event, path) for event, path in recorded if os.path.abspath(path) in finals]
+    assert {event for event, _ in on_finals} == {"os.rename"}, on_finals
+    assert {os.path.abspath(path) for _, path in on_finals} == finals
+
+
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_staging(tmp_path):
     path = str(tmp_path / "model.keras")
     files.write_text(path, "old")

@@ -166,9 +166,14 @@ def test_import_asks_tensorflow_for_onednn_unless_the_user_said_otherwise(settin
     # conv kernels train ResNet-20 2.6x slower (benchmarks/RESULTS.md).
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env.update(TF_CPP_MIN_LOG_LEVEL="0", **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {}))
-    proc = subprocess.run([sys.executable, "-c", "import keras_resnet, tensorflow"], cwd=ROOT,
+    # What the import asks for is printed before TensorFlow reads it: on CPUs
+    # where TensorFlow turns oneDNN on by itself, the log line alone could not
+    # tell whether we asked.
+    script = "import os, keras_resnet; print(os.environ['TF_ENABLE_ONEDNN_OPTS']); import tensorflow"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [setting or "1"]
     assert ("oneDNN custom operations are on" in proc.stderr) == on, proc.stderr[-2000:]
 
 

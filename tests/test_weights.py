@@ -174,6 +174,38 @@ def test_keras3_weights_file_of_keras_applications_resnet101_reproduces_it(tmp_p
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("kind", ["legacy.h5", "applications.keras", "applications.weights.h5"])
+def test_conv_biases_and_epsilon_fold_into_the_bn_statistics(tmp_path, kind):
+    # keras.applications' convs have biases and its BN epsilon is 1.001e-5,
+    # ours are bias-free with 1e-5. With variances near zero, as in channels
+    # that a trained net silenced, the epsilon sets the scale: leaving out
+    # either fold changes the outputs by more than float rounding does.
+    reference = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(32, 32, 3))
+    _randomise(reference, seed=4)
+    rng = np.random.default_rng(4)
+    for layer in reference.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_variance.assign(rng.uniform(0, 2e-5, layer.moving_variance.shape))
+    path = str(tmp_path / kind)
+    if kind == "legacy.h5":
+        write_legacy(reference, path)
+    elif kind.endswith(".keras"):
+        reference.save(path)
+    else:
+        reference.save_weights(path)
+    ours = keras_resnet.ResNet50(weights=path, include_top=False, input_shape=(32, 32, 3))
+    for name in ("conv1", "conv2_block1_0", "conv3_block2_2", "conv5_block3_3"):
+        ref_bn, bn = reference.get_layer(f"{name}_bn"), ours.get_layer(f"{name}_bn")
+        bias = keras.ops.convert_to_numpy(reference.get_layer(f"{name}_conv").bias)
+        np.testing.assert_allclose(bn.moving_mean.numpy(), ref_bn.moving_mean.numpy() - bias, rtol=1e-6)
+        np.testing.assert_allclose(bn.moving_variance.numpy(),
+                                   ref_bn.moving_variance.numpy() + (1.001e-5 - 1e-5), rtol=1e-6)
+    x = _images(n=1, size=32)
+    first = lambda model: _run(keras.Model(model.input, model.get_layer("conv1_relu").output), x)
+    expected = first(reference)
+    np.testing.assert_allclose(first(ours), expected, atol=1e-5 * np.abs(expected).max())
+
+
 def test_conv_bias_without_a_bn_to_fold_into_is_refused(tmp_path):
     # Our builders put a BN after every conv; a model without one cannot take a bias.
     inputs = keras.Input((8, 8, 3))
