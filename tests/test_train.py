@@ -122,7 +122,13 @@ def test_run_decides_each_value_once():
     run = run.with_data(["a"], num_train=1000)
     assert (run.batch_size, run.steps_per_epoch, run.train_steps, run.last_epoch_steps) == (
         128, 7, 21, 7)
-    assert "verbose" not in config.identifying_fields()
+    # Where and how a run trains, and its length, do not make it another run.
+    elsewhere = dataclasses.replace(config, model_dir="/elsewhere", data_dir="/d", manual_dir="/m",
+                                    strategy="mirrored", jit_compile=True, verbose=2, epochs=9,
+                                    train_steps=99)
+    assert elsewhere.identifying_fields() == config.identifying_fields()
+    assert dataclasses.replace(config, model="resnet32").identifying_fields() != (
+        config.identifying_fields())
 
 
 @pytest.mark.parametrize("first", [1, 0])  # 0: a file written before epochs counted from 1.
@@ -383,7 +389,7 @@ def test_a_moved_run_continues_for_longer_on_the_schedule_it_started_with(
     shutil.move(first.model_dir, tmp_path / "disk2")
     monkeypatch.chdir(tmp_path)
     longer = dataclasses.replace(first, model_dir="disk2/run/", train_steps=18, strategy="auto",
-                                 data_dir=str(tmp_path / "tfds"), jit_compile=True, verbose=2)
+                                 data_dir=str(tmp_path / "tfds"), verbose=2)
     with caplog.at_level("INFO", logger="absl"):
         result = training.train(longer)
     assert "Resuming after epoch 3 (step 10) from disk2/run/checkpoints/last.keras" in caplog.text
