@@ -1,12 +1,18 @@
 """Shared test utilities: a file server on 127.0.0.1, md5 of a file, a full
-disk for a subprocess, a dead process id, BN statistics of a trained net, and
-the epochs a run's backup holds."""
+disk for a subprocess, a dead process id, BN statistics of a trained net, the
+epochs a run's backup holds, and several program runs in one process."""
 
 import functools
 import hashlib
 import http.server
+import json
+import os
 import subprocess
+import sys
+import textwrap
 import threading
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def md5(path):
@@ -116,3 +122,45 @@ def backed_up_epochs(model_dir):
         return 0
     with h5py.File(path, "r") as f:
         return int(f.attrs["epochs"])
+
+
+# Each command parses its flags and runs the program's main, as `python
+# PROGRAM ...` would, in one process: one import of TensorFlow for all.
+_RUN_EACH_COMMAND = """
+    import importlib, json, sys
+    from absl import flags
+    program, module, argvs = json.loads(sys.argv[1])
+    sys.argv = [program]  # the name the program's messages start with
+    main = importlib.import_module(module).main
+    codes = []
+    for argv in argvs:
+        flags.FLAGS.unparse_flags()
+        try:
+            main(flags.FLAGS([program, *argv]))
+            codes.append(0)
+        except SystemExit as e:
+            codes.append(e.code)
+        sys.stderr.write("\\n---\\n")
+    print(json.dumps(codes))
+"""
+_MODULES = {"train.py": "train", "evaluate.py": "evaluate", "export": "export"}
+
+
+def run_commands(program, argvs, cwd, **env):
+    """Runs `program` ("train.py", "evaluate.py" or "export") with each
+    argument list of `argvs` in one subprocess; [(exit code, its stderr)]."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **env)
+    job = json.dumps([program, f"keras_resnet.commands.{_MODULES[program]}", argvs])
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_RUN_EACH_COMMAND), job],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    codes = json.loads(proc.stdout.splitlines()[-1])
+    return list(zip(codes, proc.stderr.split("\n---\n")))
+
+
+def error_line(code, stderr, program):
+    """The one line that a failed run ends with, checked to be one."""
+    assert code == 2 and "Traceback" not in stderr, stderr[-3000:]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{program}: error: "), stderr[-3000:]
+    return line[len(f"{program}: error: "):]

@@ -23,6 +23,8 @@ from keras_resnet import sources
 from keras_resnet.errors import ArgumentError
 from keras_resnet.export import source
 from tests.helpers import dead_pid
+from tests.helpers import error_line
+from tests.helpers import run_commands
 from tests.helpers import spread_scores
 from tests.helpers import with_trained_statistics
 
@@ -378,47 +380,48 @@ def test_cli_errors_are_one_line(tmp_path, image_folder):
     empty = tmp_path / "empty"
     for folder in ("train/a", "train/b", "train/c", "val/a", "val/b"):
         os.makedirs(empty / folder)
-    runs = [  # (flags, environment, the error line)
-        ([f"--model_path={plain}", "--dataset=synthetic"], {},
+    runs = [  # (flags, the error line)
+        ([f"--model_path={plain}", "--dataset=synthetic"],
          f"--protocol=None: must be given (single, center, 10crop, multiscale): {plain} "
          "carries no keras_resnet metadata to read its test view from"),
-        ([f"--model_path={plain}", "--dataset=synthetic", "--protocol=center", "--image_size=9"], {},
+        ([f"--model_path={plain}", "--dataset=synthetic", "--protocol=center", "--image_size=9"],
          f"--image_size=9: must be 8, the input size of {plain}"),
-        ([f"--model_path={diverged}", "--dataset=synthetic"], {},
+        ([f"--model_path={diverged}", "--dataset=synthetic"],
          f"{diverged} holds non-finite weights: predictions/kernel has 1 NaN or inf of 9 "
          "values (a diverged run?); not scored or exported"),
-        ([f"--model_path={per_pixel}", "--dataset=synthetic", "--protocol=multiscale"], {},
+        ([f"--model_path={per_pixel}", "--dataset=synthetic", "--protocol=multiscale"],
          f"The multiscale protocol resizes images to several sizes; {per_pixel} subtracts a "
          "per-pixel mean of 8x8 (its training set's, Sec. 4.2), which fits only images of "
          "that size: use its own test view"),
-        ([f"--model_path={model}", "--dataset=synthetic", f"--output_json={tmp_path}"], {},
+        ([f"--model_path={model}", "--dataset=synthetic", f"--output_json={tmp_path}"],
          f"--output_json={tmp_path}: must be a file to write, not a folder"),
-        ([f"--model_path={cut_tflite}", "--dataset=synthetic"], {},
+        ([f"--model_path={cut_tflite}", "--dataset=synthetic"],
          f"{cut_tflite!r} is not a readable .tflite model, corrupt or truncated? (The model "
          "is not a valid Flatbuffer buffer)"),
-        ([f"--model_path={no_assets}", "--dataset=synthetic"], {},
+        ([f"--model_path={no_assets}", "--dataset=synthetic"],
          f"SavedModel {no_assets!r} lacks its metadata file assets/keras_resnet.json (copied "
          "without its assets/ folder?): copy the whole version folder, assets/ included"),
-        ([f"--model_path={tmp_path / 'copy'}", "--dataset=synthetic"], {},  # TF Serving's base folder
+        ([f"--model_path={tmp_path / 'copy'}", "--dataset=synthetic"],  # TF Serving's base folder
          f"No SavedModel in '{tmp_path / 'copy'}' (no saved_model.pb, nor version folders); it "
          f"holds the model folders '{tmp_path / 'copy' / 'channels'}' (version 1): give one of them"),
-        ([f"--model_path={bad_json}", "--dataset=synthetic"], {},
+        ([f"--model_path={bad_json}", "--dataset=synthetic"],
          f"{bad_json} holds an unreadable metadata.json (Expecting value: line 1 column 1 "
          "(char 0)); Keras writes it whole, so the file is damaged"),
-        ([f"--model_path={model}", f"--dataset={image_folder}"], {},
+        ([f"--model_path={model}", f"--dataset={image_folder}"],
          f"'{image_folder / 'val'}' has class folder 'zebra', which the training split "
          "lacks; its classes: class0, class1, class2"),
-        ([f"--model_path={model}", f"--dataset={empty}"], {},
+        ([f"--model_path={model}", f"--dataset={empty}"],
          f"No JPEG/PNG images in the class folders of '{empty / 'val'}' (classes, from "
          f"'{empty / 'train'}': a, b, c)"),
-        ([f"--model_path={model}", "--dataset=synthetic", f"--output_json={tmp_path / 'r.json'}"],
-         {"KERAS_BACKEND": "jax"},
-         "evaluate.py needs the TensorFlow backend of Keras (tf.data, tf.distribute, "
-         "SavedModel); KERAS_BACKEND is 'jax'. Unset KERAS_BACKEND or set it to "
-         "'tensorflow' (the models themselves run on any backend)"),
     ]
-    for args, env, message in runs:
-        proc = _evaluate_cli(*args, "--strategy=one_device", cwd=tmp_path, **env)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-        assert proc.stderr.strip().splitlines()[-1] == f"evaluate.py: error: {message}"
+    outcomes = run_commands("evaluate.py", [[*args, "--strategy=one_device"] for args, _ in runs],
+                            cwd=tmp_path)
+    for (_, message), (code, stderr) in zip(runs, outcomes, strict=True):
+        assert error_line(code, stderr, "evaluate.py") == message
+    proc = _evaluate_cli(f"--model_path={model}", "--dataset=synthetic",
+                         f"--output_json={tmp_path / 'r.json'}", cwd=tmp_path, KERAS_BACKEND="jax")
+    assert error_line(proc.returncode, proc.stderr, "evaluate.py") == (
+        "evaluate.py needs the TensorFlow backend of Keras (tf.data, tf.distribute, "
+        "SavedModel); KERAS_BACKEND is 'jax'. Unset KERAS_BACKEND or set it to "
+        "'tensorflow' (the models themselves run on any backend)")
     assert not (tmp_path / "r.json").exists()

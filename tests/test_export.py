@@ -32,7 +32,9 @@ from keras_resnet import metadata
 from keras_resnet.errors import ArgumentError
 from tests.helpers import dead_pid
 from tests.helpers import default_sigint
+from tests.helpers import error_line
 from tests.helpers import file_size_limit
+from tests.helpers import run_commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.dirname(sys.executable)
@@ -738,8 +740,9 @@ def test_cli_errors_are_one_line(tmp_path, keras_file, nan_keras_file):
          "--representative_dataset=None: must be given for int8 quantization: representative "
          "images (of an image folder or tfds:NAME[:SPLIT]) to calibrate its ranges on"),
     ]
-    for args, message in runs:
-        assert _error_line(_cli(*args)).startswith(f"export: error: {message}")
+    outcomes = run_commands("export", [args for args, _ in runs], cwd=ROOT)
+    for (_, message), (code, stderr) in zip(runs, outcomes, strict=True):
+        assert error_line(code, stderr, "export").startswith(message)
     assert a_file.read_text() == "a file, not a folder"
     assert os.listdir(out / "resnet20") == ["1"]  # nothing written for the NaN model
 
@@ -843,14 +846,6 @@ def test_cli_writes_and_reports_a_tflite_file(tmp_path, keras_file, workdir):
 # ------------------------------------------ refused before scoring or export
 
 
-def _evaluate(*args):
-    """`python evaluate.py ARGS` on synthetic data in a subprocess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), *args,
-                           "--dataset=synthetic", "--strategy=one_device"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def _small_keras(path, change=None, **info_changes):
     """A ResNet-20 at 16x16 with a per-pixel mean, as train.py writes it;
     `change(model)` edits its weights first; `info_changes` its metadata."""
@@ -888,13 +883,15 @@ def test_cli_refuses_non_finite_weights_and_overflow_in_evaluate_and_export(tmp_
         nan: f"{nan} holds non-finite weights: conv1_conv/kernel has 1 NaN or inf of 432 values",
         huge: f"{huge} (with its BatchNormalization) gives non-finite outputs (NaN or inf) for 2 of 2 images",
     }
-    for path, message in expected.items():
-        out = tmp_path / "out"
-        assert message in _error_line(_cli(f"--model_path={path}", f"--output_dir={out}"))
-        assert not out.exists()  # refused before the output folder is made
-        proc = _evaluate(f"--model_path={path}")
-        assert message in _error_line(proc)
-        assert proc.stderr.strip().splitlines()[-1].startswith("evaluate.py: error: ")
+    out = tmp_path / "out"
+    exports = run_commands("export", [[f"--model_path={p}", f"--output_dir={out}"] for p in expected],
+                           cwd=ROOT)
+    evaluations = run_commands("evaluate.py", [[f"--model_path={p}", "--dataset=synthetic",
+                                                "--strategy=one_device"] for p in expected], cwd=ROOT)
+    for message, exported, evaluated in zip(expected.values(), exports, evaluations, strict=True):
+        assert message in error_line(*exported, "export")
+        assert message in error_line(*evaluated, "evaluate.py")
+    assert not out.exists()  # refused before the output folder is made
 
 
 def test_cli_refuses_metadata_that_contradicts_the_model(tmp_path):
@@ -902,15 +899,19 @@ def test_cli_refuses_metadata_that_contradicts_the_model(tmp_path):
         "classes": (dict(class_names=list("abcde")), "its metadata names 5 classes; the model has 10 outputs"),
         "size": (dict(image_size=64), "its metadata says image_size 64; the model takes 16x16 images"),
     }
-    for name, (changes, message) in cases.items():
-        path = tmp_path / f"{name}.keras"
+    paths = [tmp_path / f"{name}.keras" for name in cases]
+    for path, (changes, _) in zip(paths, cases.values()):
         _small_keras(path)
         # Written after the model: _small_keras' own metadata is replaced.
         metadata.write_keras(str(path), _info(**{"image_size": 16, **changes}))
-        line = f"{path}: {message}"
-        assert _error_line(_cli(f"--model_path={path}", f"--output_dir={tmp_path / 'out'}")) \
-            == f"export: error: {line}"
-        assert _error_line(_evaluate(f"--model_path={path}")) == f"evaluate.py: error: {line}"
+    exports = run_commands("export", [[f"--model_path={p}", f"--output_dir={tmp_path / 'out'}"]
+                                      for p in paths], cwd=ROOT)
+    evaluations = run_commands("evaluate.py", [[f"--model_path={p}", "--dataset=synthetic",
+                                                "--strategy=one_device"] for p in paths], cwd=ROOT)
+    for path, (_, message), exported, evaluated in zip(paths, cases.values(), exports, evaluations,
+                                                       strict=True):
+        assert error_line(*exported, "export") == f"{path}: {message}"
+        assert error_line(*evaluated, "evaluate.py") == f"{path}: {message}"
     # The same loader checks the preprocessing layer (in-process: faster).
     caffe = _small_keras(tmp_path / "caffe.keras", preprocessing="caffe")
     with pytest.raises(ValueError, match=re.escape(

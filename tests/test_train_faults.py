@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,7 +32,9 @@ from keras_resnet import run as run_lib
 from keras_resnet import training
 from tests.helpers import backed_up_epochs
 from tests.helpers import default_sigint
+from tests.helpers import error_line
 from tests.helpers import file_size_limit
+from tests.helpers import run_commands
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 64 images of 16x16, batch 16: 4 steps an epoch.
@@ -218,25 +221,6 @@ def test_full_disk_says_which_file_and_leaves_nothing_partial(tmp_path):
     assert json.loads((model_dir / "config.json").read_text())["epochs"] == 2
 
 
-# Several commands in one process (one import of TensorFlow): each parses
-# its flags and runs train.py's main, as `python train.py ...` would.
-RUN_EACH_COMMAND = """
-    import json, sys
-    from absl import flags
-    from keras_resnet.commands import train
-    argvs, sys.argv = json.loads(sys.argv[1]), ["train.py"]  # the program's name.
-    codes = []
-    for argv in argvs:
-        flags.FLAGS.unparse_flags()
-        try:
-            train.main(flags.FLAGS(["train.py", *argv]))
-        except SystemExit as e:
-            codes.append(e.code)
-        sys.stderr.write("---\\n")
-    print(json.dumps(codes))
-"""
-
-
 def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path, image_folder):
     (image_folder / "val" / "class7").mkdir()
     model_dir = tmp_path / "run"
@@ -269,16 +253,11 @@ def test_bad_input_is_one_line_naming_it_and_leaves_nothing_in_the_way(tmp_path,
     argvs = [argv if any(a.startswith("--model_dir=") for a in argv)
              else [*argv, f"--model_dir={model_dir}"] for argv in argvs]
     (tmp_path / "mirror").mkdir()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, KERAS_HOME=str(tmp_path),
-               KERAS_RESNET_WEIGHTS_URL=f"file://{tmp_path}/mirror/")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(RUN_EACH_COMMAND), json.dumps(argvs)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.splitlines()[-1]) == [2] * len(commands)
-    outputs = proc.stderr.split("---\n")
-    for expected, stderr in zip(commands.values(), outputs):
-        line = _one_line_error(stderr, f"train.py: error: {expected}")
+    outcomes = run_commands("train.py", argvs, cwd=tmp_path, KERAS_HOME=str(tmp_path),
+                            KERAS_RESNET_WEIGHTS_URL=f"file://{tmp_path}/mirror/")
+    for expected, (code, stderr) in zip(commands.values(), outcomes, strict=True):
+        line = error_line(code, stderr, "train.py")
+        assert line.startswith(expected), stderr[-3000:]
     # The download's advice is the flag the user types, not Python.
     assert "pass its path: --weights=/path/to/resnet50_weights_tf_dim_ordering_tf_kernels" in line
     # Nothing left there refuses the corrected command.
@@ -367,8 +346,10 @@ def _rerun_completes(model_dir, epochs, **changes):
     return result
 
 
-@pytest.mark.parametrize("stop,at", [("SIGKILL", 1), ("SIGTERM", 1), ("SIGINT", 1),
-                                     ("SIGKILL", 2), ("SIGTERM", 2), ("SIGINT", 2)])
+# SIGTERM has no handler, as SIGKILL: one `at` each covers both (the first
+# backup; one with a previous backup to keep). SIGINT's handler finishes the
+# write it interrupts: both.
+@pytest.mark.parametrize("stop,at", [("SIGKILL", 1), ("SIGTERM", 2), ("SIGINT", 1), ("SIGINT", 2)])
 def test_stopped_while_the_backup_is_written_then_rerun(tmp_path, stop, at, caplog):
     model_dir = tmp_path / "run"
     code, _, stderr = _run([*TINY, "--epochs=3", f"--model_dir={model_dir}"], tmp_path,
@@ -430,10 +411,19 @@ def _drop_from_keras_file(path, group):
             archive.writestr(name, content)
 
 
-@pytest.mark.parametrize("how", ["empty", "truncated", "hdf5_without_weights"])
-def test_damaged_saved_states_resume_from_the_newest_intact_one(tmp_path, how, caplog):
-    model_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def three_epochs(tmp_path_factory):
+    """A finished 3-epoch run, which each test below copies: a moved run is
+    the same run (its model_dir is not part of what it is)."""
+    model_dir = tmp_path_factory.mktemp("three_epochs") / "run"
     training.train(_same_config(model_dir, epochs=3))
+    return model_dir
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "hdf5_without_weights"])
+def test_damaged_saved_states_resume_from_the_newest_intact_one(tmp_path, how, caplog, three_epochs):
+    model_dir = tmp_path / "run"
+    shutil.copytree(three_epochs, model_dir)
     backup_dir = model_dir / "backup"
     # last.keras and the backup of epoch 3 damaged: the previous backup (epoch
     # 2) is the newest intact state.
@@ -449,9 +439,10 @@ def test_damaged_saved_states_resume_from_the_newest_intact_one(tmp_path, how, c
         assert f.attrs["epochs"] == 2
 
 
-def test_no_intact_saved_state_restarts_the_run_in_one_line(tmp_path, caplog):
+def test_no_intact_saved_state_restarts_the_run_in_one_line(tmp_path, caplog, three_epochs):
     model_dir = tmp_path / "run"
-    before = training.train(_same_config(model_dir, epochs=2))["history"]
+    shutil.copytree(three_epochs, model_dir)
+    before = callbacks.read_history(str(model_dir / "history.csv"))
     backup_dir = model_dir / "backup"
     for path in (backup_dir / "latest.weights.h5", backup_dir / "latest.weights.h5.bkp"):
         _damage(path, "empty")
@@ -462,7 +453,7 @@ def test_no_intact_saved_state_restarts_the_run_in_one_line(tmp_path, caplog):
     # Keras' BackupAndRestore's metadata, left empty by a power loss.
     (backup_dir / "training_metadata.json").write_text("")
     with caplog.at_level("INFO", logger="absl"):
-        result = _rerun_completes(model_dir, 2)
+        result = _rerun_completes(model_dir, 3)
     (line,) = [r.getMessage() for r in caplog.records if "to resume from" in r.getMessage()]
     assert line.startswith(f"Nothing in {model_dir} to resume from: {model_dir}/checkpoints/"
                            "last.keras (")
