@@ -219,7 +219,7 @@ def _keras_side(case: Case, side: str) -> Callable[[int], None]:
                   jit_compile=side == "ours_xla")
     images, labels, classes = _data(case)
     if case.evaluate and side != "reference":
-        from keras_resnet import artefacts
+        from keras_resnet.evaluation import artefacts
 
         predict = artefacts.keras_artefact(model, "bench", None).predict
         return _repeat(lambda: predict(images))

@@ -4,7 +4,7 @@ Two measurements, each against the bare train step of the same model and
 batch (`train_on_batch` on one fixed batch: what training consumes), timed in
 the same process, in interleaved rounds (medians; ratio range over rounds):
 
-(a) tf.data alone: images/s that `pipeline.load(...).train` delivers,
+(a) tf.data alone: images/s that `pipeline.make_datasets(...).train` delivers,
     iterated without a model, for
       cifar_png       a generated folder of 32x32 PNGs, augment="cifar"
                       (pad, crop, flip), batch 128, vs ResNet-20's step;
@@ -105,12 +105,13 @@ def _write_folder(root, count, size_range, ext, classes=4, seed=0):
 
 def _model(model_name, batch, image_size, classes):
     """A model built and compiled as training builds and compiles it."""
-    from keras_resnet import training
+    from keras_resnet.training import model as model_lib
+    from keras_resnet.training import run as run_lib
 
-    run = training.resolve(training.Config(model=model_name, dataset="synthetic",
-                                           batch_size=batch, epochs=1, image_size=image_size))
-    run = run.with_data([str(c) for c in range(classes)], batch * 10)
-    return training.build_model(run, None if run.preprocessing == "caffe" else _zero_mean(image_size))
+    settings = run_lib.resolve_settings(run_lib.Config(
+        model=model_name, dataset="synthetic", batch_size=batch, epochs=1, image_size=image_size))
+    run = settings.with_data([str(c) for c in range(classes)], batch * 10)
+    return model_lib.build_model(run, None if run.preprocessing == "caffe" else _zero_mean(image_size))
 
 
 def _bare_step(model_name, batch, image_size, classes):
@@ -154,8 +155,8 @@ def _row(case, batch, ours, reference, target, **extra):
 
 def measure_pipeline(case, root, uncached=False):
     """(a): pipeline batches/s vs the bare step of the model that eats them."""
-    from keras_resnet import augment
-    from keras_resnet import pipeline
+    from keras_resnet.data import augment
+    from keras_resnet.data import pipeline
 
     if case.startswith("cifar"):
         model_name, batch, size, aug, opts = "resnet20", 128, 32, "cifar", None
@@ -167,7 +168,7 @@ def measure_pipeline(case, root, uncached=False):
     limit = pipeline.CACHE_LIMIT_BYTES
     pipeline.CACHE_LIMIT_BYTES = 0 if uncached else limit
     try:
-        data = pipeline.load(root, image_size=size, batch_size=batch, augment=aug, options=opts,
+        data = pipeline.make_datasets(root, image_size=size, batch_size=batch, augment=aug, options=opts,
                              pixel_mean=aug == "cifar")
     finally:
         pipeline.CACHE_LIMIT_BYTES = limit
@@ -246,11 +247,11 @@ class _Clock:
 
 def measure_train(root=None):
     """(b): keras_resnet.training.train vs the bare step, interleaved."""
-    from keras_resnet import training
+    from keras_resnet.training import trainer
 
     batch, examples = 128, _quick(FLAGS.train_examples, 1280)
     epochs = FLAGS.epochs if not FLAGS.quick else 3
-    original = training.make_callbacks
+    original = trainer.make_callbacks
     step = _bare_step("resnet20", batch, 32, 10)
     _time(step, 2)
     trained, used, parts = [], [], {"train": [], "validation": [], "callbacks": [], "gap": []}
@@ -263,16 +264,16 @@ def measure_train(root=None):
             history, callbacks = original(run, model_dir)
             return history, [clock.first, *callbacks, clock.last]
 
-        training.make_callbacks = with_clock
+        trainer.make_callbacks = with_clock
         try:
             with tempfile.TemporaryDirectory() as model_dir:
-                config = training.Config(
+                config = trainer.Config(
                     model="resnet20", dataset="synthetic", batch_size=batch, epochs=epochs,
                     synthetic_examples=examples, model_dir=model_dir, verbose=0,
                 )
-                training.train(config)
+                trainer.train(config)
         finally:
-            training.make_callbacks = original
+            trainer.make_callbacks = original
         used.append((before + batch * 10 / _time(step, 10)) / 2)
         rows, ends = clock.epochs()
         steps = examples // batch
@@ -291,10 +292,10 @@ def measure_fed_step():
     import tensorflow as tf
 
     import timing
-    from keras_resnet import pipeline
+    from keras_resnet.data import pipeline
 
     batch, steps = 128, _quick(40, 4)
-    data = pipeline.load("synthetic", image_size=32, batch_size=batch, augment="cifar",
+    data = pipeline.make_datasets("synthetic", image_size=32, batch_size=batch, augment="cifar",
                          synthetic_examples=_quick(FLAGS.train_examples, 1280))
     model = _model("resnet20", batch, 32, data.num_classes)
     model.make_train_function()

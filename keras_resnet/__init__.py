@@ -13,57 +13,75 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # train.py, evaluate.py, export and their console scripts: their logging, and
 # one line if TensorFlow is missing, before Keras imports it just below.
-from keras_resnet import cli  # noqa: E402  (imports neither Keras nor TensorFlow)
+from keras_resnet.programs import cli  # noqa: E402  (imports neither Keras nor TensorFlow)
 
 cli.prepare_program()
 
-from keras_resnet.applications import Plain18
-from keras_resnet.applications import Plain20
-from keras_resnet.applications import Plain32
-from keras_resnet.applications import Plain34
-from keras_resnet.applications import Plain44
-from keras_resnet.applications import Plain56
-from keras_resnet.applications import Plain110
-from keras_resnet.applications import ResNet18
-from keras_resnet.applications import ResNet20
-from keras_resnet.applications import ResNet32
-from keras_resnet.applications import ResNet34
-from keras_resnet.applications import ResNet44
-from keras_resnet.applications import ResNet50
-from keras_resnet.applications import ResNet56
-from keras_resnet.applications import ResNet101
-from keras_resnet.applications import ResNet110
-from keras_resnet.applications import ResNet152
-from keras_resnet.applications import ResNet1202
-from keras_resnet.complexity import count_flops
-from keras_resnet.complexity import count_params
-from keras_resnet.folding import fold_batch_norm
-from keras_resnet.layers import ZeroPadShortcut
-from keras_resnet.models import FAMILIES
-from keras_resnet.models import VARIANTS
-from keras_resnet.models import ResNet
-from keras_resnet.models import canonical_name
-from keras_resnet.models import get_model
-from keras_resnet.models import list_models
-from keras_resnet.preprocessing import MeanSubtraction
-from keras_resnet.preprocessing import caffe_preprocessing
-from keras_resnet.preprocessing import compute_pixel_mean
-from keras_resnet.preprocessing import decode_predictions
-from keras_resnet.preprocessing import preprocess_input
-from keras_resnet.preprocessing import with_preprocessing
+from keras_resnet.models.applications import Plain110
+from keras_resnet.models.applications import Plain18
+from keras_resnet.models.applications import Plain20
+from keras_resnet.models.applications import Plain32
+from keras_resnet.models.applications import Plain34
+from keras_resnet.models.applications import Plain44
+from keras_resnet.models.applications import Plain56
+from keras_resnet.models.applications import ResNet101
+from keras_resnet.models.applications import ResNet110
+from keras_resnet.models.applications import ResNet1202
+from keras_resnet.models.applications import ResNet152
+from keras_resnet.models.applications import ResNet18
+from keras_resnet.models.applications import ResNet20
+from keras_resnet.models.applications import ResNet32
+from keras_resnet.models.applications import ResNet34
+from keras_resnet.models.applications import ResNet44
+from keras_resnet.models.applications import ResNet50
+from keras_resnet.models.applications import ResNet56
+from keras_resnet.models.complexity import count_flops
+from keras_resnet.models.complexity import count_params
+from keras_resnet.models.folding import fold_batch_norm
+from keras_resnet.models.layers import ZeroPadShortcut
+from keras_resnet.models.preprocessing import MeanSubtraction
+from keras_resnet.models.preprocessing import caffe_preprocessing
+from keras_resnet.models.preprocessing import compute_pixel_mean
+from keras_resnet.models.preprocessing import decode_predictions
+from keras_resnet.models.preprocessing import preprocess_input
+from keras_resnet.models.preprocessing import with_preprocessing
+from keras_resnet.models.resnet import FAMILIES
+from keras_resnet.models.resnet import ResNet
+from keras_resnet.models.resnet import VARIANTS
+from keras_resnet.models.resnet import canonical_name
+from keras_resnet.models.resnet import get_model
+from keras_resnet.models.resnet import list_models
 # Registers the learning-rate schedule that train.py's .keras files refer to.
-from keras_resnet.recipes import RecipeSchedule
+from keras_resnet.training.recipes import RecipeSchedule
 
 __version__ = "0.1.0"
 
 
+# Where the modules of releases before the layout of subpackages went: the old
+# names still give them (`keras_resnet.augment` is keras_resnet.data.augment).
+_MOVED = {
+    "applications": "models.applications", "blocks": "models.blocks", "layers": "models.layers",
+    "fused": "models.fused", "folding": "models.folding", "complexity": "models.complexity",
+    "weights": "models.weights", "downloads": "models.downloads",
+    "preprocessing": "models.preprocessing", "metadata": "models.metadata",
+    "sources": "data.sources", "images": "data.images", "augment": "data.augment",
+    "pipeline": "data.pipeline", "run": "training.run", "recipes": "training.recipes",
+    "callbacks": "training.callbacks", "backup": "training.backup",
+    "distribute": "training.distribute", "artefacts": "evaluation.artefacts",
+    "cli": "programs.cli", "commands": "programs",
+}
+
+
 def __getattr__(name):
-    """`keras_resnet.metadata`, `keras_resnet.export`, ...: a submodule on first
+    """`keras_resnet.export`, `keras_resnet.data`, ...: a subpackage on first
     use (PEP 562), so that `import keras_resnet` gives the models without
     importing what the others need (TensorFlow, for export)."""
+    if name in _MOVED:
+        return importlib.import_module(f"{__name__}.{_MOVED[name]}")
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The public API; a static type checker re-exports only what this lists (PEP 561).
 __all__ = [

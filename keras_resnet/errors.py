@@ -1,7 +1,7 @@
 """The errors the library raises about its arguments, named as the caller wrote them.
 
 Library code speaks of its arguments (`batch_size`); the command-line programs
-(keras_resnet.cli) show the same error as the flag they read it from
+(keras_resnet.programs.cli) show the same error as the flag they read it from
 (`--batch_size=-4: must be >= 1`).
 """
 

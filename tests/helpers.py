@@ -124,6 +124,21 @@ def backed_up_epochs(model_dir):
         return int(f.attrs["epochs"])
 
 
+def write_legacy(model, path):
+    """Writes `model`'s weights as the published keras.applications files are laid out."""
+    import h5py
+    import keras
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [l.name.encode() for l in model.layers]
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{v.name}:0" for v in layer.weights]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for name, v in zip(names, layer.weights):
+                group.create_dataset(name, data=keras.ops.convert_to_numpy(v))
+
+
 # Each command parses its flags and runs the program's main, as `python
 # PROGRAM ...` would, in one process: one import of TensorFlow for all.
 _RUN_EACH_COMMAND = """
@@ -150,7 +165,7 @@ def run_commands(program, argvs, cwd, **env):
     """Runs `program` ("train.py", "evaluate.py" or "export") with each
     argument list of `argvs` in one subprocess; [(exit code, its stderr)]."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **env)
-    job = json.dumps([program, f"keras_resnet.commands.{_MODULES[program]}", argvs])
+    job = json.dumps([program, f"keras_resnet.programs.{_MODULES[program]}", argvs])
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_RUN_EACH_COMMAND), job],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from keras_resnet import cli
 from keras_resnet import files
+from keras_resnet.programs import cli
 from tests.helpers import dead_pid
 from tests.helpers import default_sigint
 from tests.helpers import file_size_limit
@@ -70,8 +70,8 @@ def test_only_the_rename_touches_a_final_name(tmp_path):
     # curves, the history and summary) is written under a staging name and
     # renamed: the rename is the only operation on its final name, so a
     # reader or a kill never meets a partial file there.
-    from keras_resnet import run as run_lib
-    from keras_resnet import training
+    from keras_resnet.training import run as run_lib
+    from keras_resnet.training import trainer
 
     global _recording
     sys.addaudithook(_audit)  # stays for the process; records only inside the try
@@ -81,7 +81,7 @@ def test_only_the_rename_touches_a_final_name(tmp_path):
                             epochs=2, model_dir=str(model_dir))
     _recording = []
     try:
-        training.train(config)
+        trainer.train(config)
     finally:
         recorded, _recording = _recording, None
     # Not renamed: the lock, and TensorBoard's event files, logs that grow by
@@ -211,7 +211,8 @@ def test_a_ctrl_c_python_swallows_still_stops_the_run(tmp_path, writes):
     target.write_bytes(b"old")
     script = f"""
         import os, signal
-        from keras_resnet import cli, files
+        from keras_resnet import files
+        from keras_resnet.programs import cli
 
         class InterruptedInDel:
             def __del__(self):

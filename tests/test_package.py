@@ -86,15 +86,15 @@ def test_readme_install_makes_the_checkout_a_package_a_script_anywhere_imports(t
     elsewhere.mkdir()
     out = _run([str(python), "-c", """if True:
         import json, keras, keras_resnet
-        info = keras_resnet.metadata.ModelInfo(
+        info = keras_resnet.models.metadata.ModelInfo(
             model="resnet20", family="cifar", image_size=32, test_view="single",
             class_names=("cat", "dog"), preprocessing="pixel_mean")
         model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
         model.save("mine.keras")
-        before = keras_resnet.metadata.read_keras("mine.keras")
-        keras_resnet.metadata.write_keras("mine.keras", info)
+        before = keras_resnet.models.metadata.read_keras("mine.keras")
+        keras_resnet.models.metadata.write_keras("mine.keras", info)
         print(json.dumps(dict(module=keras_resnet.__file__, before=before,
-                              same=keras_resnet.metadata.read_keras("mine.keras") == info)))
+                              same=keras_resnet.models.metadata.read_keras("mine.keras") == info)))
         """], cwd=elsewhere)
     facts = json.loads(out.strip().splitlines()[-1])
     assert facts == dict(module=str(source / "keras_resnet" / "__init__.py"), before=None, same=True)

@@ -20,9 +20,9 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
-from keras_resnet import augment
-from keras_resnet import recipes
-from keras_resnet.preprocessing import caffe_preprocessing
+from keras_resnet.data import augment
+from keras_resnet.models.preprocessing import caffe_preprocessing
+from keras_resnet.training import recipes
 
 
 def _layers(model, kind):

@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet
-from keras_resnet import metadata
 from keras_resnet.export import export_saved_model
 from keras_resnet.export import export_tflite
 from keras_resnet.export import load_images
+from keras_resnet.models import metadata
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 TFLITE = "Run it with LiteRT (`ai-edge-litert`):"

@@ -4,9 +4,9 @@ Signatures (the first two with the model's preprocessing inside):
 - `serving_default`: `images`, float32 RGB in [0, 255], [None, H, W, 3];
 - `serving_bytes`: `image_bytes`, string [None] of encoded JPEG, PNG, GIF,
   BMP or WebP, decoded to RGB and put through the model's test view
-  (export.source) inside the graph;
+  (export.inputs) inside the graph;
 - `metadata`: no inputs; `metadata`, a string scalar: the JSON of the model's
-  ModelInfo (keras_resnet.metadata), read from the asset file
+  ModelInfo (keras_resnet.models.metadata), read from the asset file
   `assets/keras_resnet.json`, which travels with the SavedModel. TF Serving
   answers it over gRPC (Predict with no inputs); its REST API refuses a
   signature without inputs (tensorflow/serving#1676), so REST clients read
@@ -40,7 +40,7 @@ Files and folders get the umask's modes (0644/0755 by default), so a server
 running as another user can read them.
 
 The served graph has BatchNormalization folded into the convolutions
-(keras_resnet.folding; `fold_bn=False` keeps it), which serves ResNets faster
+(keras_resnet.models.folding; `fold_bn=False` keeps it), which serves ResNets faster
 on CPU (benchmarks/RESULTS.md); the check against the Keras model covers it.
 
 The weights are frozen into the graph as constants (`freeze=False` keeps them
@@ -55,24 +55,25 @@ its variables, as the SavedModel protocol buffer cannot exceed 2 GiB.
 
 import os
 import tempfile
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_resnet import artefacts
 from keras_resnet import files
-from keras_resnet import folding
-from keras_resnet import metadata
-from keras_resnet import sources
+from keras_resnet.data import sources
+from keras_resnet.data.images import MAX_PIXELS
+from keras_resnet.data.images import check_header
+from keras_resnet.data.images import check_max_pixels
 from keras_resnet.errors import ArgumentError
-from keras_resnet.export import source
-from keras_resnet.images import MAX_PIXELS
-from keras_resnet.images import check_header
-from keras_resnet.images import check_max_pixels
-from keras_resnet.images import header_size  # noqa: F401 (re-exported: serving's reader)
-from keras_resnet.metadata import ModelInfo
+from keras_resnet.evaluation import artefacts
+from keras_resnet.export import inputs
+from keras_resnet.models import folding
+from keras_resnet.models import metadata
+from keras_resnet.data.images import header_size  # noqa: F401 (re-exported: serving's reader)
+from keras_resnet.models.metadata import ModelInfo
 
 TOP_K = 5
 FREEZE_MAX_BYTES = 1 << 30  # half of protobuf's 2 GiB limit on saved_model.pb
@@ -92,9 +93,9 @@ def version_dir(output_dir: str, name: str, version: int | None = None, overwrit
     """Where the export goes; refuses an existing version without overwrite."""
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"Model name must be a plain folder name. Received: {name!r}")
-    source.check_folder(output_dir)
+    inputs.check_folder(output_dir)
     model_dir = os.path.join(output_dir, name)
-    source.check_folder(model_dir, "Model folder")
+    inputs.check_folder(model_dir, "Model folder")
     if version is None:
         version = next_version(model_dir)
     elif int(version) < 1:
@@ -122,7 +123,7 @@ def frozen_call(model: keras.Model) -> tf.types.experimental.PolymorphicFunction
     """
     trainable = [v.numpy() for v in model.trainable_variables]
     non_trainable = [v.numpy() for v in model.non_trainable_variables]
-    height, width = source.input_size(model)
+    height, width = inputs.input_size(model)
 
     def call(images):
         outputs, _ = model.stateless_call(
@@ -136,22 +137,8 @@ def frozen_call(model: keras.Model) -> tf.types.experimental.PolymorphicFunction
     return tf.function(call, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
 
 
-def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXELS,
-                      freeze: bool = True) -> dict:
-    """{signature name: (function, input signature)} for `model`, whose
-    `serving_bytes` applies the test view `view` ("single" or "center");
-    `freeze` puts the weights in the graph (`frozen_call`)."""
-    check_max_pixels(max_pixels)
-    height, width = source.input_size(model)
-    if freeze:
-        # One trace for both signatures: a tf.function called inside two
-        # others would be traced (and saved, weights and all) once in each.
-        predict = frozen_call(model).get_concrete_function()
-    else:
-        def predict(images):
-            return model(images, training=False)
-    transform = source.eval_transform(view)
-    num_classes = model.output_shape[-1]
+def _scored(predict: Callable, num_classes: int) -> Callable:
+    """fn(images) -> the signatures' outputs: probabilities and the top k."""
     k = min(TOP_K, num_classes)
 
     def outputs(images):
@@ -170,6 +157,12 @@ def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXEL
             "top_k_scores": scores,
         }
 
+    return outputs
+
+
+def _serving_images(outputs: Callable, height: int, width: int) -> Callable:
+    """`serving_default`: float32 RGB pixels in [0, 255], checked."""
+
     def serve_images(images):
         # Fails with InvalidArgument naming both shapes (a fully
         # convolutional model would otherwise answer any size).
@@ -182,6 +175,14 @@ def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXEL
             message="images holds pixels outside [0, 255]")
         with tf.control_dependencies([in_range]):
             return outputs(tf.identity(images))
+
+    return serve_images
+
+
+def _serving_bytes(outputs: Callable, transform: Callable, height: int, width: int,
+                   max_pixels: int) -> Callable:
+    """`serving_bytes`: encoded images, their size checked from the header
+    before decoding, then the test view."""
 
     def view(args):
         image_bytes, index = args
@@ -198,9 +199,28 @@ def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXEL
         )
         return outputs(images)
 
+    return serve_bytes
+
+
+def serving_functions(model: keras.Model, view: str, max_pixels: int = MAX_PIXELS,
+                      freeze: bool = True) -> dict:
+    """{signature name: (function, input signature)} for `model`, whose
+    `serving_bytes` applies the test view `view` ("single" or "center");
+    `freeze` puts the weights in the graph (`frozen_call`)."""
+    check_max_pixels(max_pixels)
+    height, width = inputs.input_size(model)
+    if freeze:
+        # One trace for both signatures: a tf.function called inside two
+        # others would be traced (and saved, weights and all) once in each.
+        predict = frozen_call(model).get_concrete_function()
+    else:
+        def predict(images):
+            return model(images, training=False)
+    outputs = _scored(predict, model.output_shape[-1])
+    serve_bytes = _serving_bytes(outputs, inputs.eval_transform(view), height, width, max_pixels)
     return {
         "serving_default": (
-            serve_images,
+            _serving_images(outputs, height, width),
             [tf.TensorSpec([None, height, width, 3], tf.float32, name="images")],
         ),
         "serving_bytes": (
@@ -258,23 +278,23 @@ def export_saved_model(
     name: str | None = None,
     version: int | None = None,
     overwrite: bool = False,
-    images: source.Images | None = None,
+    images: inputs.Images | None = None,
     max_pixels: int = MAX_PIXELS,
     fold_bn: bool = True,
     freeze: bool = True,
-) -> source.Report:
+) -> inputs.Report:
     """Exports `model` for TF Serving and checks the reloaded SavedModel.
 
     Args:
-        model: a Keras model taking float32 RGB in [0, 255] (source.load_artefact).
+        model: a Keras model taking float32 RGB in [0, 255] (inputs.load_exportable).
         output_dir: the TF Serving model base path's parent.
         info: the model's ModelInfo, recorded in the SavedModel (None: none).
         eval_transform: `serving_bytes`' test view: "single", "center", or
-            "auto", the one `info` names (source.test_view).
+            "auto", the one `info` names (inputs.test_view).
         name: the model's folder (default: `model.name`).
         version: a positive integer (default: the next free one).
         overwrite: replace an existing `version`.
-        images: `source.Images` to compare on (default: 8 random images).
+        images: `inputs.Images` to compare on (default: 8 random images).
         max_pixels: `serving_bytes` refuses larger images (width x height).
         fold_bn: serve a graph with BN folded into the convolutions
             (folding.fold_batch_norm; a non-functional model is served as it is).
@@ -283,10 +303,10 @@ def export_saved_model(
             of more than FREEZE_MAX_BYTES of weights keeps its variables.
 
     Returns:
-        A `source.Report` of `serving_default` against the Keras model.
+        A `inputs.Report` of `serving_default` against the Keras model.
     """
     check_max_pixels(max_pixels)
-    view = source.test_view(eval_transform, info, repr(model.name))
+    view = inputs.test_view(eval_transform, info, repr(model.name))
     path = version_dir(output_dir, name or model.name, version, overwrite)  # refused early
     with _claim(os.path.dirname(path)):
         # Chosen again under the lock: another export may have taken it meanwhile.
@@ -305,12 +325,12 @@ def _claim(model_dir: str) -> files.RunLock:
     return files.RunLock(model_dir, "Model folder")  # acquired by `with`
 
 
-def _export(model, path, info, view, images, max_pixels, fold_bn, freeze) -> source.Report:
+def _export(model, path, info, view, images, max_pixels, fold_bn, freeze) -> inputs.Report:
     """export_saved_model's work, once `path` is claimed."""
-    height, _ = source.input_size(model)
+    height, _ = inputs.input_size(model)
     if images is None:
-        images = source.load_images(None, height, None, limit=8)
-    expected = source.keras_outputs(model, images)
+        images = inputs.load_images(None, height, None, limit=8)
+    expected = inputs.keras_outputs(model, images)
     served = model
     if fold_bn and folding.is_functional(model):
         served = folding.fold_batch_norm(model)
@@ -324,12 +344,12 @@ def _export(model, path, info, view, images, max_pixels, fold_bn, freeze) -> sou
         freeze = False
     with files.atomic_path(path) as staging:
         try:
-            write(served, staging, view, source.exported_info(info, view), max_pixels, freeze)
+            write(served, staging, view, inputs.exported_info(info, view), max_pixels, freeze)
         except tf.errors.OpError as e:
             raise _write_error(path, e) from None
         # Checked before it is renamed into place: TF Serving never loads a
         # version whose outputs are not finite.
         served = tf.saved_model.load(staging).signatures["serving_default"]
         probabilities = served(images=tf.constant(images.pixels))["probabilities"]
-        diff, agree = source.compare(expected, probabilities.numpy(), f"The SavedModel {path!r}")
-    return source.Report(path, source.directory_size(path), diff, agree, images.source)
+        diff, agree = inputs.compare(expected, probabilities.numpy(), f"The SavedModel {path!r}")
+    return inputs.Report(path, inputs.directory_size(path), diff, agree, images.source)

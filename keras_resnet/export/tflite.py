@@ -16,10 +16,10 @@ export leaves no temporary folder. The result is run with LiteRT's
 interpreter and compared with the Keras model before it is written, whole or
 not at all, with the umask's modes (keras_resnet.files).
 
-The model's ModelInfo (keras_resnet.metadata) is the file's metadata entry
+The model's ModelInfo (keras_resnet.models.metadata) is the file's metadata entry
 "keras_resnet" (the flatbuffer's `metadata` table, as TFLite's own
 "min_runtime_version"): its JSON in a buffer of the file. Runtimes ignore it;
-keras_resnet.artefacts.tflite_info reads it back.
+keras_resnet.evaluation.artefacts.tflite_info reads it back.
 
 Unlike the SavedModel's `serving_default`, a `.tflite` file cannot refuse a
 request: pixels outside [0, 255] are neither refused nor clamped (clamping
@@ -36,11 +36,11 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 
-from keras_resnet import artefacts
 from keras_resnet import files
 from keras_resnet.errors import ArgumentError
-from keras_resnet.export import source
-from keras_resnet.metadata import ModelInfo
+from keras_resnet.evaluation import artefacts
+from keras_resnet.export import inputs
+from keras_resnet.models.metadata import ModelInfo
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 INT8_NEEDS_IMAGES = ("must be given for int8 quantization: representative images (of an image "
@@ -102,7 +102,7 @@ def with_metadata(content: bytes, info: ModelInfo) -> bytes:
     return bytes(builder.Output())
 
 
-def run(tflite_model: bytes | str, pixels: np.ndarray) -> np.ndarray:
+def predict_tflite(tflite_model: bytes | str, pixels: np.ndarray) -> np.ndarray:
     """Runs a .tflite model (bytes or path) on float32 pixels [N, H, W, 3]."""
     if isinstance(tflite_model, bytes):
         return artefacts.tflite_artefact(tflite_model, "bytes").predict(pixels)
@@ -115,41 +115,41 @@ def export_tflite(
     *,
     info: ModelInfo | None = None,
     quantize: str = "none",
-    images: source.Images | None = None,
+    images: inputs.Images | None = None,
     name: str | None = None,
     overwrite: bool = False,
-) -> source.Report:
+) -> inputs.Report:
     """Writes `output_dir/<name>_<quantize or float32>.tflite` and checks it.
 
     Args:
-        model: a Keras model taking float32 RGB in [0, 255] (source.load_artefact).
+        model: a Keras model taking float32 RGB in [0, 255] (inputs.load_exportable).
         info: the model's ModelInfo, the file's metadata (None: none).
         quantize: one of QUANTIZATIONS.
-        images: `source.Images`: calibration data for int8, and the images
+        images: `inputs.Images`: calibration data for int8, and the images
             the file is compared with Keras on (default: 8 random images,
             float modes only).
         name: the file's stem (default: `model.name`).
         overwrite: replace an existing file.
 
     Returns:
-        A `source.Report`.
+        A `inputs.Report`.
     """
     check_quantize(quantize)
     suffix = "float32" if quantize == "none" else quantize
-    source.check_folder(output_dir)
+    inputs.check_folder(output_dir)
     path = os.path.join(output_dir, f"{name or model.name}_{suffix}.tflite")
     if os.path.exists(path) and not overwrite:
         raise ArgumentError("overwrite", overwrite, f"must be set to replace the TFLite file {path!r}, which exists")
     if images is None:
         if quantize == "int8":
             raise ArgumentError("images", None, INT8_NEEDS_IMAGES)
-        height, _ = source.input_size(model)
-        images = source.load_images(None, height, None, limit=8)
-    expected = source.keras_outputs(model, images)
+        height, _ = inputs.input_size(model)
+        images = inputs.load_images(None, height, None, limit=8)
+    expected = inputs.keras_outputs(model, images)
     content = convert(model, quantize, images.pixels)
     if info is not None:
         content = with_metadata(content, info)
     # Checked before it is written: no file whose outputs are not finite.
-    diff, agree = source.compare(expected, run(content, images.pixels), f"The TFLite model {path!r}")
+    diff, agree = inputs.compare(expected, predict_tflite(content, images.pixels), f"The TFLite model {path!r}")
     files.write_bytes(path, content)
-    return source.Report(path, len(content), diff, agree, images.source)
+    return inputs.Report(path, len(content), diff, agree, images.source)

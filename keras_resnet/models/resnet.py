@@ -1,0 +1,286 @@
+"""ResNet builders: one generic builder over one table of variants.
+
+ImageNet family: paper Table 1 (ResNet-18/34/50/101/152, 224x224 input).
+CIFAR family: paper Sec. 4.2 (depth 6n+2: ResNet-20/32/44/56/110/1202).
+Every residual net has a plain twin (Sec. 4.1, 4.2): the same stack, no shortcuts.
+The public per-variant builders (`ResNet50`, ...) are in `applications.py`.
+"""
+
+import contextlib
+import dataclasses
+import operator
+import sys
+from collections.abc import Iterator
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+
+from keras_resnet.models import weights as weights_lib
+from keras_resnet.models.arguments import Arguments
+from keras_resnet.models.arguments import check_options
+from keras_resnet.models.arguments import check_weights
+from keras_resnet.models.arguments import checked_input_shape
+from keras_resnet.models.blocks import BLOCKS
+from keras_resnet.models.blocks import BlockSettings
+from keras_resnet.models.layers import channel_axis
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Family:
+    """What the networks trained on one data set share (stem, widths, head)."""
+
+    stem: str  # "imagenet": 7x7/2 conv + 3x3/2 max pool; "cifar": 3x3 conv.
+    widths: tuple[int, ...]  # filters of each stage's first conv (bottleneck width).
+    default_size: int
+    min_size: int  # the network's total stride: smaller inputs vanish.
+    classes: int
+    shortcut: str  # the paper's default option.
+
+
+FAMILIES = {
+    "imagenet": Family(  # Table 1.
+        stem="imagenet", widths=(64, 128, 256, 512), default_size=224, min_size=32,
+        classes=1000, shortcut="B",
+    ),
+    "cifar": Family(  # Sec. 4.2.
+        stem="cifar", widths=(16, 32, 64), default_size=32, min_size=4, classes=10,
+        shortcut="A",
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One row of the table: a network's family, block type and depth."""
+
+    family: str
+    block: str  # a key of `blocks.BLOCKS`.
+    blocks_per_stage: tuple[int, ...]
+    residual: bool = True  # False: the plain twin, without shortcuts.
+
+
+def _cifar_variant(n: int) -> Variant:
+    """The CIFAR net of depth 6n+2: n basic blocks per stage (Sec. 4.2)."""
+    return Variant(family="cifar", block="basic", blocks_per_stage=(n, n, n))
+
+
+_RESIDUAL = {
+    "resnet18": Variant(family="imagenet", block="basic", blocks_per_stage=(2, 2, 2, 2)),
+    "resnet34": Variant(family="imagenet", block="basic", blocks_per_stage=(3, 4, 6, 3)),
+    "resnet50": Variant(family="imagenet", block="bottleneck", blocks_per_stage=(3, 4, 6, 3)),
+    "resnet101": Variant(family="imagenet", block="bottleneck", blocks_per_stage=(3, 4, 23, 3)),
+    "resnet152": Variant(family="imagenet", block="bottleneck", blocks_per_stage=(3, 8, 36, 3)),
+    "resnet20": _cifar_variant(3),
+    "resnet32": _cifar_variant(5),
+    "resnet44": _cifar_variant(7),
+    "resnet56": _cifar_variant(9),
+    "resnet110": _cifar_variant(18),
+    "resnet1202": _cifar_variant(200),
+}
+VARIANTS = dict(_RESIDUAL)
+VARIANTS.update(
+    (name.replace("resnet", "plain"), dataclasses.replace(spec, residual=False))
+    for name, spec in _RESIDUAL.items()
+)
+
+
+def list_models() -> list[str]:
+    """Every name `get_model` accepts, ImageNet family first, by depth."""
+    return sorted(
+        VARIANTS,
+        key=lambda n: (
+            VARIANTS[n].family != "imagenet",
+            not VARIANTS[n].residual,
+            int(n.lstrip("resnetplain")),
+        ),
+    )
+
+
+def canonical_name(name: str) -> str:
+    """The table's name for `name` ("ResNet-50" -> "resnet50"), or ValueError."""
+    key = str(name).lower().replace("-", "").replace("_", "")
+    if key not in VARIANTS:
+        raise ValueError(
+            f"Unknown model name: {name!r}. Available: {', '.join(list_models())}"
+        )
+    return key
+
+
+def get_model(name: str, **kwargs: Any) -> keras.Model:
+    """Builds the model called `name` (see `list_models()`), e.g. "resnet50".
+
+    Names are case-insensitive; "ResNet-50" works too. Keyword arguments are
+    those of `ResNet`.
+    """
+    return ResNet(name, **kwargs)
+
+
+def _model_input(
+    input_tensor: keras.KerasTensor | None,
+    input_shape: Sequence[int | None] | None,
+    family: Family,
+    args: Arguments,
+) -> keras.KerasTensor:
+    """The tensor the network starts from: `input_tensor`, or a new Input."""
+    if input_tensor is None:
+        inputs = keras.Input(shape=checked_input_shape(input_shape, family, args.include_top))
+    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs = input_tensor
+        checked_input_shape(input_tensor.shape[1:], family, args.include_top)
+    else:
+        raise ValueError(
+            "`input_tensor` must be a Keras tensor (the output of "
+            f"`keras.Input()`). Received: input_tensor={input_tensor!r}"
+        )
+    if args.weights == "imagenet" and inputs.shape[channel_axis()] != 3:
+        raise ValueError(
+            "The published weights need 3 input channels (RGB). Received: "
+            f"input_shape={tuple(inputs.shape[1:])}"
+        )
+    return inputs
+
+
+def ResNet(
+    variant: str,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int | None = None,
+    classifier_activation: str | None = "softmax",
+    name: str | None = None,
+    *,
+    shortcut: str | None = None,
+    version: str = "v1",
+    zero_init_residual: bool = False,
+    weight_decay: float = 0.0,
+) -> keras.Model:
+    """Builds a ResNet (or plain net) of the paper as a Functional model.
+
+    Args:
+        variant: a name from `list_models()`, e.g. "resnet50" or "plain20".
+        include_top: whether to include the global average pooling and the
+            fully-connected classifier (`avg_pool`, `predictions`).
+        weights: None (He-normal initialisation), "imagenet" (the published
+            keras.applications weights; ResNet50/101/152), or the path to a
+            weights file: a Keras `.weights.h5`/`.keras` file, or an HDF5 file
+            in the legacy keras.applications layout.
+        input_tensor: optional Keras tensor (output of `keras.Input()`) to use
+            as the model's input.
+        input_shape: optional (height, width, channels). Defaults to the
+            family's size (224 or 32) with the top, any size without it. The
+            network is fully convolutional, so the top also works at any size.
+        pooling: with `include_top=False`: None (4D feature map), "avg" or
+            "max" (global pooling to a 2D tensor).
+        classes: number of classes (default: 1000 for the ImageNet family,
+            10 for CIFAR).
+        classifier_activation: activation of the `predictions` layer; None
+            returns logits.
+        name: the model's name (default: the variant's name).
+        shortcut: "A" (zero-padding, parameter-free), "B" (projection where
+            dimensions grow) or "C" (projection everywhere); paper Sec. 3.3.
+            Defaults to B for ImageNet and A for CIFAR, as in the paper.
+            Ignored by plain nets, which have no shortcuts.
+        version: "v1" (default; stride on the bottleneck's first 1x1 conv, as
+            the paper and its released models) or "v1.5" (stride on the 3x3).
+        zero_init_residual: start the last BN gamma of each residual branch
+            at zero.
+        weight_decay: L2 weight decay of conv and dense kernels in Caffe's
+            convention (the paper uses 1e-4); 0 adds no regularization loss.
+
+    Returns:
+        A `keras.Model`.
+    """
+    variant_name = canonical_name(variant)
+    spec = VARIANTS[variant_name]
+    family = FAMILIES[spec.family]
+    args = Arguments(
+        include_top=include_top, weights=weights, pooling=pooling,
+        classes=family.classes if classes is None else classes,
+        classifier_activation=classifier_activation,
+        shortcut=family.shortcut if shortcut is None else shortcut,
+        version=version, zero_init_residual=zero_init_residual, weight_decay=weight_decay,
+    )
+    check_options(variant_name, spec, args)
+    check_weights(variant_name, args)
+    inputs = _model_input(input_tensor, input_shape, family, args)
+    settings = args.block_settings(residual=spec.residual)
+    x = _stem(inputs, family, settings)
+    x = _stages(x, spec, family, settings)
+    outputs = _head(x, args)
+    # A model on a user's `input_tensor` starts from the Input(s) it comes from.
+    sources = inputs if input_tensor is None else keras.utils.get_source_inputs(inputs)
+    with _recursion_limit(50 * sum(spec.blocks_per_stage) + 1000):
+        model = keras.Model(sources, outputs, name=name or variant_name)
+    if weights is not None:
+        weights_lib.load_weights(model, weights, variant_name, include_top)
+    return model
+
+
+@contextlib.contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    """Keras walks the layer graph recursively; ResNet-1202 is 4,000 layers deep."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
+def classifier(
+    classes: int, activation: str | None = "softmax", weight_decay: float = 0.0
+) -> keras.layers.Dense:
+    """The fully-connected `predictions` layer of the head (Table 1: "fc").
+
+    Under a mixed-precision policy it computes in float32, softmax included.
+    `classes` may be a NumPy integer, which Dense alone refuses.
+    """
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
+    return keras.layers.Dense(
+        operator.index(classes),
+        activation=activation,
+        kernel_initializer="he_normal",
+        kernel_regularizer=BlockSettings(weight_decay=weight_decay).regularizer,
+        dtype="float32" if mixed else None,
+        name="predictions",
+    )
+
+
+def _stem(x: keras.KerasTensor, family: Family, settings: BlockSettings) -> keras.KerasTensor:
+    """conv1 (and pool1 for ImageNet) of Table 1; the 3x3 conv of Sec. 4.2."""
+    if family.stem == "cifar":
+        return settings.conv_bn_relu(x, family.widths[0], 3, 1, "conv1")
+    x = settings.conv_bn_relu(x, family.widths[0], 7, 2, "conv1")
+    # Padding with zeros before max pooling is safe: the inputs are >= 0.
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+
+def _stages(
+    x: keras.KerasTensor, spec: Variant, family: Family, settings: BlockSettings
+) -> keras.KerasTensor:
+    """The stacked blocks, conv2_x to conv5_x (Table 1) or the 3 CIFAR stages."""
+    block_fn = BLOCKS[spec.block]
+    for stage, (filters, blocks) in enumerate(
+        zip(family.widths, spec.blocks_per_stage), start=2
+    ):
+        for i in range(1, blocks + 1):
+            # conv2_x keeps the stem's resolution; later stages halve it.
+            strides = 2 if i == 1 and stage > 2 else 1
+            x = block_fn(x, filters, strides, settings, f"conv{stage}_block{i}")
+    return x
+
+
+def _head(x: keras.KerasTensor, args: Arguments) -> keras.KerasTensor:
+    """Global average pooling and the fc classifier, or the pooling asked for."""
+    if args.include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return classifier(args.classes, args.classifier_activation, args.weight_decay)(x)
+    if args.pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if args.pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x

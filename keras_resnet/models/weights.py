@@ -1,0 +1,399 @@
+"""Pretrained weights: the published keras.applications files, and weight files.
+
+keras.applications' ResNet50/101/152 (converted from the authors' Caffe models)
+have a bias on every conv and BN epsilon 1.001e-5. Our convs have no bias (BN
+follows, as in the authors' models) and epsilon 1e-5. Both differences fold
+exactly into the BN statistics:
+    BN(conv(x) + b)  with mean m      ==  BN(conv(x))  with mean m - b
+    (var + eps_file) with epsilon eps ==  (var + eps_file - eps) + eps
+Every format is matched to the model by layer name and loaded this way: the
+legacy HDF5 layout of the published files, and Keras 3 `.weights.h5`/`.keras`
+files (of keras.applications models or of ours).
+"""
+
+import dataclasses
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
+
+import h5py
+import keras
+import numpy as np
+
+from keras_resnet.errors import ArgumentError
+from keras_resnet.models import downloads
+from keras_resnet.models import metadata
+
+# Where keras.applications publishes the ResNet weights.
+WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# Models with published 'imagenet' weights.
+PUBLISHED = ("resnet50", "resnet101", "resnet152")
+# BN epsilon of keras.applications' ResNets, which wrote the published files.
+LEGACY_BN_EPSILON = 1.001e-5
+# The top's fc layer (keras.applications' name), and the head layers a file
+# may hold that a model built with include_top=False lacks.
+TOP_LAYER = "predictions"
+HEAD_LAYERS = (TOP_LAYER,)
+# The class of the input preprocessing train.py puts in front of the network
+# (keras_resnet.models.preprocessing): not the network's, so never loaded into one.
+INPUT_LAYER_CLASS = "MeanSubtraction"
+FILE_KINDS = (
+    "a Keras '.weights.h5' or '.keras' file, or an HDF5 file in the "
+    "keras.applications layout"
+)
+ACCEPTED_FILES = f"Accepted: {FILE_KINDS}."
+
+
+class _NotWeights(Exception):
+    """A readable file that is no weights file (the reason, without the path)."""
+
+
+def check_published(
+    name: str, *, include_top: bool, classes: int, shortcut: str, version: str
+) -> None:
+    """Raises ValueError unless `weights="imagenet"` fits the model these build."""
+    if name not in PUBLISHED:
+        raise ValueError(
+            f"No published 'imagenet' weights for {name}; models that have them: "
+            f"{', '.join(PUBLISHED)}. Use weights=None or the path to a weights file."
+        )
+    if include_top and classes != 1000:
+        raise ValueError(
+            "If using weights='imagenet' with include_top=True, `classes` "
+            f"should be 1000. Received: classes={classes}"
+        )
+    if shortcut != "B" or version != "v1":
+        raise ValueError(
+            f"The published {name} weights are for shortcut='B', version='v1'. "
+            f"Received: shortcut={shortcut!r}, version={version!r}"
+        )
+
+
+def fetch(name: str, include_top: bool) -> str:
+    """The published weights of `name`: downloaded once, md5-verified."""
+    suffix = "" if include_top else "_notop"
+    fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+    builder = name.replace("resnet", "ResNet")
+    top = "" if include_top else ", include_top=False"
+    return downloads.download(
+        fname, WEIGHTS_URL, argument="weights", call=f"{builder}(weights={{path}}{top})"
+    )
+
+
+# Weight files ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(kw_only=True)
+class StoredWeights:
+    """What a weights file holds, by layer name.
+
+    `layers` maps a layer name to {weight name: array} (legacy files name
+    their weights) or to its arrays in creation order (Keras 3 files).
+    `epsilons` maps BN layer names to the epsilon of the model that wrote
+    the file, where the file says (`.keras` configs; legacy files).
+    `means` maps the input preprocessing layers of a model train.py wrote
+    (MeanSubtraction, outside the network) to the mean each subtracts: kept
+    apart from `layers`, so the network loads without them.
+    """
+
+    layers: Mapping[str, dict[str, np.ndarray] | list[np.ndarray]]
+    epsilons: dict[str, float]
+    means: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @property
+    def top_classes(self) -> int | None:
+        """The class count of the file's top (its fc layer's outputs), or None
+        if it has no top: a fine-tuning run keeps the top only if it fits."""
+        top = self.layers.get(TOP_LAYER)
+        if not top:
+            return None
+        kernel = top["kernel"] if isinstance(top, dict) else top[0]
+        return int(kernel.shape[-1])
+
+
+def load_weights(model: keras.Model, weights: str, variant_name: str, include_top: bool) -> None:
+    """Loads `weights` ("imagenet" or a path) into `model`, all or nothing."""
+    path = fetch(variant_name, include_top) if weights == "imagenet" else weights
+    assign(model, path, read_weights(path, model))
+
+
+def check_not_directory(path: str) -> None:
+    """Raises an ArgumentError for `weights` if `path` is a directory: a
+    common slip (a run folder for its model.keras), which a reader would only
+    call unreadable."""
+    if os.path.isdir(path):
+        raise ArgumentError("weights", path, f"must be a file, not a directory: {FILE_KINDS}")
+
+
+def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
+    """Reads any accepted weights file; ValueError naming it if it cannot.
+
+    `model` maps the groups of Keras 3 files from before Keras stored layer
+    names in them (its own files: same layer order).
+    """
+    check_not_directory(path)
+    try:
+        if zipfile.is_zipfile(path):
+            return _read_keras_archive(path, model)
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                if "layer_names" in f.attrs or "model_weights" in f:
+                    return _read_legacy(f)
+                if "layers" in f or "vars" in f:
+                    return StoredWeights(layers=_read_keras_h5(f, model), epsilons={})
+            raise _NotWeights("an HDF5 file with neither Keras layout")
+        reason = "neither an HDF5 file nor a zip archive"
+    except _NotWeights as e:
+        raise ValueError(f"Weights file {path} is not usable: {e}. {ACCEPTED_FILES}") from None
+    except (OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        reason = _first_line(e)
+    raise _unreadable_error(path, reason)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).split("\n")[0] or type(error).__name__
+
+
+def _unreadable_error(path: str, reason: str) -> ValueError:
+    return ValueError(f"Weights file {path} is corrupt or unreadable: {reason}. {ACCEPTED_FILES}")
+
+
+def _as_strings(names: Iterable[Any]) -> list[str]:
+    """HDF5 attributes as str: h5py gives bytes or numpy strings."""
+    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _read_legacy(f: h5py.File) -> StoredWeights:
+    """The legacy layout: root attribute `layer_names`; one group per layer
+    whose attribute `weight_names` lists its datasets ("conv1_conv/kernel:0").
+    Whole-model files keep the same under the group `model_weights`."""
+    root = f if "layer_names" in f.attrs else f["model_weights"]
+    layers = {}
+    for layer_name in _as_strings(root.attrs["layer_names"]):
+        group = root[layer_name]
+        names = _as_strings(group.attrs.get("weight_names", []))
+        if names:
+            layers[layer_name] = {
+                n.split("/")[-1].split(":")[0]: np.asarray(group[n]) for n in names
+            }
+    return StoredWeights(layers=layers, epsilons=dict.fromkeys(layers, LEGACY_BN_EPSILON))
+
+
+def _read_keras_archive(path: str, model: keras.Model | None) -> StoredWeights:
+    """A `.keras` zip: `model.weights.h5`, and BN epsilons from `config.json`."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if "model.weights.h5" not in names:
+            raise _NotWeights("a zip archive without model.weights.h5, so no .keras file")
+        data = io.BytesIO(archive.read("model.weights.h5"))
+        config = json.loads(archive.read("config.json")) if "config.json" in names else {}
+    epsilons, inputs = {}, []
+
+    def walk(node: Any) -> None:  # the config nests models in models
+        if isinstance(node, dict):
+            if node.get("class_name") == "BatchNormalization":
+                epsilons[node["config"]["name"]] = node["config"]["epsilon"]
+            if node.get("class_name") == INPUT_LAYER_CLASS:
+                inputs.append(node["config"]["name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    with h5py.File(data, "r") as f:
+        layers = _read_keras_h5(f, model)
+    means = {name: layers.pop(name)[0] for name in inputs if name in layers}
+    return StoredWeights(layers=layers, epsilons=epsilons, means=means)
+
+
+def read_info(path: str) -> metadata.ModelInfo | None:
+    """The ModelInfo of a `.keras` file train.py wrote (its model, classes and
+    preprocessing), or None for any other weights file; ValueError naming
+    the file if it cannot be read."""
+    try:
+        return metadata.read_keras(path) if zipfile.is_zipfile(path) else None
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise _unreadable_error(path, _first_line(e)) from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WeightsSource:
+    """What a run that starts from weights needs to know of them, besides
+    the weights: whether their top fits its classes, and what the model they
+    come from subtracted from its inputs."""
+
+    name: str  # "imagenet" or the file's path
+    top_classes: int | None  # outputs of their top (TOP_LAYER); None: no top
+    info: metadata.ModelInfo | None  # what a model train.py wrote says of itself
+    mean: np.ndarray | None  # that model's input mean (its MeanSubtraction's)
+
+
+def read_source(weights: str) -> WeightsSource:
+    """The `WeightsSource` of `weights` ("imagenet" or a path). The published
+    weights need no download for it: their top has ImageNet's 1000 classes."""
+    if weights == "imagenet":
+        return WeightsSource(name=weights, top_classes=1000, info=None, mean=None)
+    stored = read_weights(weights)
+    return WeightsSource(name=weights, top_classes=stored.top_classes, info=read_info(weights),
+                          mean=next(iter(stored.means.values()), None))
+
+
+def _read_keras_h5(f: h5py.File, model: keras.Model | None) -> dict[str, list[np.ndarray]]:
+    """{layer name: [arrays]} of a Keras 3 weights file.
+
+    Keras 3 stores a layer's variables as `layers/<class>_<n>/vars/<i>`; since
+    Keras 3.x (3.15 does) the `vars` group carries the layer's name as an
+    attribute, nested models included. Older files are mapped through the
+    groups `model.save_weights` would write.
+    """
+    by_position = _keras_groups(model) if model is not None else {}
+    layers = {}
+
+    def visit(key: str, item: Any) -> None:  # returns None, or visititems would stop
+        if not (isinstance(item, h5py.Group) and key.startswith("layers/") and key.endswith("/vars")):
+            return
+        name = item.attrs.get("name")
+        name = name.decode() if isinstance(name, bytes) else name
+        name = name or by_position.get(key[: -len("/vars")])
+        values = [np.asarray(item[k]) for k in sorted(item, key=int)]
+        if name is None or not values:
+            return
+        if name in layers:
+            raise _NotWeights(f"it has two layers named {name!r}")
+        layers[name] = values
+
+    f.visititems(visit)
+    return layers
+
+
+def _snake_case(name: str) -> str:
+    """Keras' group name for a class: "Conv2D" -> "conv2d"."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _keras_groups(model: keras.Model) -> dict[str, str]:
+    """{group path: layer name} of what `model.save_weights` writes: Keras
+    names a layer's group by its class and position (`layers/conv2d_3`)."""
+    groups: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for layer in model.layers:
+        base = _snake_case(type(layer).__name__)
+        groups[base if base not in used else f"{base}_{used[base]}"] = layer.name
+        used[base] = used.get(base, 0) + 1
+    return {f"layers/{group}": name for group, name in groups.items()}
+
+
+def _mismatch_error(path: str, message: str) -> ValueError:
+    return ValueError(f"Weights file {path} does not fit the model: {message}")
+
+
+def _blocks_per_stage(names: Iterable[str]) -> tuple[int, ...]:
+    """Blocks per stage, from keras.applications-style names `conv3_block4_...`."""
+    stages: dict[int, int] = {}
+    for name in names:
+        match = re.match(r"conv(\d+)_block(\d+)_", name)
+        if match:
+            stage, block = int(match.group(1)), int(match.group(2))
+            stages[stage] = max(stages.get(stage, 0), block)
+    return tuple(stages[s] for s in sorted(stages))
+
+
+def assign(model: keras.Model, path: str, stored: StoredWeights) -> None:
+    """Assigns `stored` to `model` by layer name, folding conv biases and BN
+    epsilon; refuses (assigning nothing) unless every weight fits."""
+    weighted = [layer for layer in model.layers if layer.weights]
+    ours, theirs = _blocks_per_stage(l.name for l in weighted), _blocks_per_stage(stored.layers)
+    if theirs and ours != theirs:
+        raise _mismatch_error(
+            path, f"the file is for another depth: its stages have {theirs} "
+            f"blocks, the model's have {ours}."
+        )
+    names = {layer.name for layer in weighted}
+    extra = [n for n in stored.layers if n not in names and n not in HEAD_LAYERS]
+    if extra:
+        raise _mismatch_error(
+            path, f"the file has layer {extra[0]!r}, which the model lacks "
+            f"({len(extra)} such layers)."
+        )
+    assignments = []
+    for layer in weighted:
+        if layer.name not in stored.layers:
+            hint = " (the file has no top: use include_top=False)" if layer.name in HEAD_LAYERS else ""
+            raise _mismatch_error(path, f"layer {layer.name!r} is missing from the file{hint}.")
+        values = _weights_by_name(layer, stored.layers[layer.name], path)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            _fold_into_bn(layer, values, stored)
+        elif isinstance(layer, keras.layers.Conv2D) and not layer.use_bias and "bias" in values:
+            if _bn_name(layer.name) not in names:
+                raise _mismatch_error(
+                    path, f"layer {layer.name!r} has a conv bias in the file, which "
+                    "the model's bias-free conv cannot take (no BN follows to fold it into)."
+                )
+            del values["bias"]  # folded into the BN that follows
+        for variable in layer.weights:
+            value = values.pop(variable.name, None)
+            if value is None:
+                raise _mismatch_error(path, f"layer {layer.name!r} weight {variable.name!r} is missing from the file.")
+            if tuple(value.shape) != tuple(variable.shape):
+                raise _mismatch_error(
+                    path, f"layer {layer.name!r} weight {variable.name!r} has shape "
+                    f"{tuple(variable.shape)}, the file has {tuple(value.shape)}."
+                )
+            assignments.append((variable, value))
+        if values:
+            raise _mismatch_error(path, f"layer {layer.name!r} has no weight {sorted(values)[0]!r}, which the file has.")
+    for variable, value in assignments:
+        variable.assign(value.astype(variable.dtype))
+
+
+def _weights_by_name(
+    layer: keras.layers.Layer, values: dict[str, np.ndarray] | list[np.ndarray], path: str
+) -> dict[str, np.ndarray]:
+    """{weight name: array}; Keras 3 files list a layer's arrays in the order
+    its build() creates them: a conv's kernel, then its bias."""
+    if isinstance(values, dict):
+        return dict(values)
+    names = [v.name for v in layer.weights]
+    if isinstance(layer, keras.layers.Conv2D) and len(values) == len(names) + 1:
+        names.append("bias")
+    if len(values) != len(names):
+        raise _mismatch_error(
+            path, f"layer {layer.name!r} has {len(names)} weights "
+            f"({', '.join(names)}), the file has {len(values)}."
+        )
+    return dict(zip(names, values))
+
+
+def _bn_name(conv_name: str) -> str | None:
+    return conv_name[: -len("_conv")] + "_bn" if conv_name.endswith("_conv") else None
+
+
+def _fold_into_bn(
+    bn: keras.layers.BatchNormalization, values: dict[str, np.ndarray], stored: StoredWeights
+) -> None:
+    """Moves the preceding conv's bias and the file's epsilon into BN stats.
+
+    The file's epsilon is what it says (legacy files, `.keras` configs); for
+    a `.weights.h5` file, keras.applications' where the conv has a bias.
+    """
+    conv = stored.layers.get(bn.name[: -len("_bn")] + "_conv") if bn.name.endswith("_bn") else None
+    bias = None
+    if isinstance(conv, dict):
+        bias = conv.get("bias")
+    elif conv is not None and len(conv) == 2:  # kernel, bias
+        bias = conv[1]
+    source_epsilon = stored.epsilons.get(
+        bn.name, LEGACY_BN_EPSILON if bias is not None else bn.epsilon
+    )
+    if "moving_mean" in values and bias is not None:
+        values["moving_mean"] = values["moving_mean"] - bias
+    if "moving_variance" in values:
+        values["moving_variance"] = values["moving_variance"] + (source_epsilon - bn.epsilon)

@@ -1,0 +1,136 @@
+"""The layout: the packages are layers that import only downwards, the model
+code needs only Keras, only the programs read flags, modules and functions
+stay small, and tests/ and README.md's Layout section follow the tree."""
+
+import ast
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "keras_resnet")
+# Each layer may import from itself and the layers before it.
+LAYERS = ("files", "errors", "models", "data", "training", "evaluation", "export", "programs")
+RANK = {"files": 0, "errors": 0, **{name: i for i, name in enumerate(LAYERS)}}
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60  # docstrings aside
+
+
+def _modules():
+    """(dotted name, path) of every module of the package."""
+    for folder, _, names in os.walk(PACKAGE):
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, ROOT)[: -len(".py")].replace(os.sep, ".")
+                yield dotted.removesuffix(".__init__"), path
+
+
+def _layer(dotted):
+    """The layer of `keras_resnet.X...` (X), or None for the package root."""
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _imports(tree):
+    """Every module an import statement names, at any depth (lazy imports too)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def _parsed():
+    for dotted, path in _modules():
+        with open(path) as f:
+            source = f.read()
+        yield dotted, path, source, ast.parse(source)
+
+
+def test_every_module_belongs_to_a_layer():
+    layers = {_layer(dotted) for dotted, _ in _modules()} - {None, "__main__"}
+    assert layers == set(RANK)
+
+
+def test_no_module_imports_a_later_layer():
+    upward = []
+    for dotted, _, _, tree in _parsed():
+        layer = _layer(dotted)
+        if layer in (None, "__main__"):  # the package root gives every layer
+            continue
+        for name in _imports(tree):
+            other = _layer(name) if name.startswith("keras_resnet.") else None
+            if other in RANK and RANK[other] > RANK[layer]:
+                upward.append(f"{dotted} imports {name}")
+    assert upward == []
+
+
+def test_the_model_code_needs_only_keras_and_only_the_programs_read_flags():
+    found = []
+    for dotted, _, _, tree in _parsed():
+        names = set(_imports(tree))
+        # fused.py imports TensorFlow's kernel, inside a function, on that backend only.
+        if _layer(dotted) in ("models", "files", "errors") and dotted != "keras_resnet.models.fused":
+            found += [f"{dotted} imports {n}" for n in names
+                      if n.split(".")[0] in ("tensorflow", "tensorflow_datasets", "absl")]
+        if _layer(dotted) != "programs":
+            found += [f"{dotted} imports {n}" for n in names if n == "absl.flags"]
+    assert found == []
+
+
+def _docstring_lines(node):
+    body = getattr(node, "body", [])
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[0].end_lineno - body[0].lineno + 1
+    return 0
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    long = []
+    for dotted, _, source, tree in _parsed():
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            long.append(f"{dotted}: {len(source.splitlines())} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1 - _docstring_lines(node)
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{dotted}.{node.name}: {lines} lines")
+    assert long == []
+
+
+def test_tests_mirror_the_packages():
+    # tests/<package>/ for each package, and each of its test files tests
+    # that package: it names it, in its imports or in the code it runs in a
+    # subprocess (the models also through the package root).
+    packages = {name for name in os.listdir(PACKAGE)
+                if os.path.isfile(os.path.join(PACKAGE, name, "__init__.py"))}
+    tests = os.path.join(ROOT, "tests")
+    folders = {name for name in os.listdir(tests) if os.path.isdir(os.path.join(tests, name))}
+    assert folders - {"fixtures", "__pycache__"} == packages
+    strays = []
+    for package in packages:
+        for name in os.listdir(os.path.join(tests, package)):
+            if not name.startswith("test_"):
+                continue
+            with open(os.path.join(tests, package, name)) as f:
+                source = f.read()
+            imported = set(_imports(ast.parse(source)))
+            if f"keras_resnet.{package}" not in source and not (
+                    package == "models" and "keras_resnet" in imported):
+                strays.append(f"tests/{package}/{name}")
+    assert strays == []
+
+
+@pytest.mark.parametrize("layer", sorted(set(RANK) - {"files", "errors"}))
+def test_the_readme_layout_names_every_package(layer):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    layout = readme[readme.index("## Layout"): readme.index("## Models")]
+    assert f"{layer}/" in layout
+    for name in os.listdir(os.path.join(PACKAGE, layer)):
+        if name.endswith(".py") and name != "__init__.py":
+            assert f"`{name}`" in layout, f"{layer}/{name} is not in README's Layout section"
