@@ -450,6 +450,26 @@ def test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row(tmp_pa
     assert [r["epoch"] for r in rows] == [1]
 
 
+def test_a_loss_that_turns_nan_stops_the_run_at_that_step(tmp_path, monkeypatch):
+    # The loss goes NaN at the third step while the weights stay finite (as
+    # when a float16 loss scale skips that update): the run stops there,
+    # before the epoch ends, and nothing of it is saved.
+    from keras_resnet import distribute
+
+    def nan_loss(self, batch, logs=None):
+        if batch == 2:
+            logs["loss"] = float("nan")
+
+    monkeypatch.setattr(distribute.AverageBatchNormStatistics, "on_train_batch_end", nan_loss,
+                        raising=False)
+    config = _config(tmp_path, epochs=2)
+    with pytest.raises(callbacks.DivergedError, match=r"^Training diverged: the loss is nan at "
+                                                      r"iteration 3; nothing of it was saved"):
+        training.train(config)
+    assert not os.path.exists(os.path.join(config.model_dir, "checkpoints", "last.keras"))
+    assert backed_up_epochs(config.model_dir) == 0
+
+
 def test_tensorboard_logs_the_learning_rate_under_one_tag(tmp_path):
     # HistoryFile once put "lr" into the epoch logs, which TensorBoard wrote as
     # `epoch_lr` beside its own `epoch_learning_rate`.
