@@ -29,3 +29,21 @@ def test_ci_installs_as_the_readme_says():
     assert re.search(rf"^  {re.escape(install)}$", ci, re.M), install
     # Reinstalled when the package's own requirements change too.
     assert "cat requirements.txt pyproject.toml | sha256sum" in ci
+
+
+def test_every_mutation_applies_to_the_tree():
+    # tests/mutations.py's list stays in step with the code and the tests: each
+    # bug applies exactly once, and each test it names exists (no TensorFlow here).
+    from tests import mutations
+
+    names = [m.name for m in mutations.MUTATIONS]
+    assert len(names) >= 30 and len(set(names)) == len(names)
+    for m in mutations.MUTATIONS + mutations.NOT_YET_CAUGHT:
+        assert m.new != m.old, m.name
+        assert _read(m.path).count(m.old) == 1, (m.name, m.path)
+    for m in mutations.MUTATIONS:  # NOT_YET_CAUGHT's may name tests still to write.
+        assert m.tests, m.name
+        for node in m.tests:
+            path, _, function = node.partition("::")
+            function = function.split("[")[0]
+            assert re.search(rf"^def {re.escape(function)}\(", _read(path), re.M), (m.name, node)

@@ -79,6 +79,7 @@ def test_legacy_file_reproduces_keras_applications(applications_files):
     assert np.abs(reference.get_layer("conv1_conv").bias.numpy()).max() > 0.1
 
 
+@pytest.mark.slow  # ~25 s (ResNet-50 at 224, twice); the fold and the top file: the tests above
 def test_legacy_notop_file_and_top_file_into_feature_extractor(applications_files):
     reference, top, notop = applications_files
     x = _images(n=1, size=96)

@@ -246,6 +246,7 @@ def _cli(args, cwd, **kwargs):
         cwd=cwd, env=env, text=True, **kwargs)
 
 
+@pytest.mark.slow  # ~20 s; a kill during the backup, resumed: test_train_faults' [SIGKILL-1]
 def test_sigkill_then_same_command_resumes(tmp_path):
     model_dir = tmp_path / "run"
     args = ["--dataset=synthetic", "--recipe=smoke", "--image_size=16", "--batch_size=16",
@@ -330,6 +331,7 @@ def test_two_workers_train_in_lockstep(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
+@pytest.mark.slow  # ~25 s; the recipe's values: test_paper_facts, a run on a folder: test_short_run_on_image_folder
 def test_imagenet_recipe_on_image_folder(tmp_path, image_folder):
     # Scale augmentation, PCA colour noise and the "caffe" mean on a tiny ResNet-18.
     from keras_resnet.models.preprocessing import IMAGENET_BGR_MEAN
@@ -449,6 +451,26 @@ def test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row(tmp_pa
         trainer.train(config)
     rows = callbacks.read_history(os.path.join(config.model_dir, "history.csv"))
     assert [r["epoch"] for r in rows] == [1]
+
+
+def test_a_loss_that_turns_nan_stops_the_run_at_that_step(tmp_path, monkeypatch):
+    # The loss goes NaN at the third step while the weights stay finite (as
+    # when a float16 loss scale skips that update): the run stops there,
+    # before the epoch ends, and nothing of it is saved.
+    from keras_resnet import distribute
+
+    def nan_loss(self, batch, logs=None):
+        if batch == 2:
+            logs["loss"] = float("nan")
+
+    monkeypatch.setattr(distribute.AverageBatchNormStatistics, "on_train_batch_end", nan_loss,
+                        raising=False)
+    config = _config(tmp_path, epochs=2)
+    with pytest.raises(callbacks.DivergedError, match=r"^Training diverged: the loss is nan at "
+                                                      r"iteration 3; nothing of it was saved"):
+        training.train(config)
+    assert not os.path.exists(os.path.join(config.model_dir, "checkpoints", "last.keras"))
+    assert backed_up_epochs(config.model_dir) == 0
 
 
 def test_tensorboard_logs_the_learning_rate_under_one_tag(tmp_path):

@@ -1,0 +1,437 @@
+"""Mutation check: does each promise of the project have a test that breaks?
+
+Each `Mutation` below is a small, realistic bug (a changed constant, a dropped
+check, an inverted condition, a skipped call) in behaviour the project
+promises: the paper's facts, and the failure behaviour README.md describes.
+This script applies them one at a time to a copy of the tree (the files
+`git ls-files` lists), runs the few tests that should catch each, and prints
+a table: every mutation must be caught (a test fails), or the script exits 1.
+
+    python -m tests.mutations [--jobs N] [-k SUBSTRING] [--list] [--not-yet-caught]
+
+Before any mutation it runs all the selected mutations' tests on the
+unmutated copy: a test that already fails proves nothing. A mutation whose
+`old` text no longer occurs exactly once in its file stops the script (exit
+2): the list went stale, update it with the code.
+
+New promised behaviour adds its mutation here, next to the test that pins it;
+one that no test catches yet goes to NOT_YET_CAUGHT (`--not-yet-caught` runs
+those) until its test is written.
+A general tool such as mutmut is not used: it would mutate every line and run
+the whole suite for each, days on this suite on 2 cores, where this curated
+list takes minutes.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 600  # seconds for one pytest run: a mutation that hangs is an error, not a catch
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    """A bug: `old` (exactly once in `path`) becomes `new`; `tests` catch it."""
+
+    name: str
+    path: str  # relative to the repository root
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest node ids
+
+
+M = Mutation
+PAPER = "tests/test_paper_facts.py::"
+
+MUTATIONS = [
+    # ------------------------------------------------------ (a) the paper's facts
+    # Blocks: BN after every conv (Caffe's epsilon, PyTorch's momentum), He init, no biases.
+    M("BN epsilon 1e-5 -> 1e-3", "keras_resnet/blocks.py",
+      "BN_EPSILON = 1e-5", "BN_EPSILON = 1e-3",
+      (PAPER + "test_every_bn_has_the_papers_epsilon_and_momentum[resnet20]",)),
+    M("BN momentum 0.9 -> 0.95", "keras_resnet/blocks.py",
+      "BN_MOMENTUM = 0.9", "BN_MOMENTUM = 0.95",
+      (PAPER + "test_every_bn_has_the_papers_epsilon_and_momentum[resnet20]",)),
+    M("conv init he_normal -> glorot_uniform", "keras_resnet/blocks.py",
+      'kernel_initializer="he_normal"', 'kernel_initializer="glorot_uniform"',
+      (PAPER + "test_every_conv_is_bias_free_and_he_initialised[resnet20]",)),
+    M("convs before BN get a bias", "keras_resnet/blocks.py",
+      "            use_bias=False,", "            use_bias=True,",
+      (PAPER + "test_every_conv_is_bias_free_and_he_initialised[resnet20]",)),
+    M("weight decay: L2 of wd, not wd / 2 (not Caffe's)", "keras_resnet/blocks.py",
+      "keras.regularizers.L2(self.weight_decay / 2)", "keras.regularizers.L2(self.weight_decay)",
+      ("tests/test_models.py::test_weight_decay_is_caffe_weight_decay",)),
+    # Shortcuts (Sec. 3.3) and where a bottleneck strides (v1 / v1.5).
+    M("v1 bottleneck strides on the 3x3 (v1.5's place)", "keras_resnet/blocks.py",
+      '(strides, 1) if settings.version == "v1" else (1, strides)',
+      '(strides, 1) if settings.version == "v1.5" else (1, strides)',
+      (PAPER + "test_bottleneck_downsampling_is_on_the_first_1x1_in_v1_and_the_3x3_in_v1_5[v1-strides0]",)),
+    M("option B projects every shortcut (as C)", "keras_resnet/blocks.py",
+      'if self.shortcut == "C" or (self.shortcut == "B" and grows):',
+      'if self.shortcut == "C" or self.shortcut == "B":',
+      (PAPER + "test_shortcut_options_project_where_the_paper_says[resnet34-None-3]",)),
+    M("CIFAR nets default to option B, not A", "keras_resnet/models.py",
+      '        shortcut="A",', '        shortcut="B",',
+      (PAPER + "test_shortcut_options_project_where_the_paper_says[resnet20-None-0]",)),
+    M("option A pads channels on both sides", "keras_resnet/layers.py",
+      "paddings[axis] = [0, extra]", "paddings[axis] = [extra // 2, extra - extra // 2]",
+      ("tests/test_models.py::test_option_a_shortcut_subsamples_and_pads[channels_last]",)),
+    # Augmentation and test views (Sec. 3.4, 4.2, Tables 3 and 4).
+    M("ImageNet scale range [256, 480] -> [224, 960]", "keras_resnet/augment.py",
+      "low, high = scaled(256, image_size), scaled(480, image_size)",
+      "low, high = scaled(224, image_size), scaled(960, image_size)",
+      (PAPER + "test_imagenet_training_scales_the_shorter_side_to_256_480",)),
+    M("CIFAR padding 4 -> 8 pixels", "keras_resnet/augment.py",
+      "    pad = image_size // 8", "    pad = image_size // 4",
+      (PAPER + "test_cifar_training_pads_4_pixels_and_crops_32",)),
+    M("CIFAR padding with 0, not the mean", "keras_resnet/augment.py",
+      "image = resize_to(image, image_size) - pad_value", "image = resize_to(image, image_size)",
+      ("tests/test_data.py::test_cifar_augmentation_pads_with_the_mean",)),
+    M("test resize 256 -> 288", "keras_resnet/augment.py",
+      'return resize_shorter(tf.cast(image, "float32"), scaled(256, image_size))',
+      'return resize_shorter(tf.cast(image, "float32"), scaled(288, image_size))',
+      (PAPER + "test_test_views_are_256_center_224_and_ten_crops",)),
+    M("10-crop flips vertically", "keras_resnet/augment.py",
+      "tf.reverse(crops, axis=[2])", "tf.reverse(crops, axis=[1])",
+      (PAPER + "test_test_views_are_256_center_224_and_ten_crops",)),
+    M("multi-scale 640 -> 600", "keras_resnet/augment.py",
+      "SCALES = (224, 256, 384, 480, 640)", "SCALES = (224, 256, 384, 480, 600)",
+      (PAPER + "test_multiscale_uses_table_4s_scales",)),
+    # Preprocessing: the caffe mean (BGR) and the per-pixel mean (Sec. 4.2).
+    M("caffe mean in RGB order", "keras_resnet/preprocessing.py",
+      "IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)", "IMAGENET_BGR_MEAN = (123.68, 116.779, 103.939)",
+      (PAPER + "test_the_caffe_mean_is_keras_applications",)),
+    M("per-pixel mean divides by batches, not images", "keras_resnet/preprocessing.py",
+      "count += batch.shape[0]", "count += 1",
+      ("tests/test_preprocessing.py::test_pixel_mean_from_array_and_batches_and_subtraction",)),
+    M("CIFAR split 45k/5k -> 49k/1k", "keras_resnet/sources.py",
+      'TFDS_SPLITS = {"cifar10": ("train[:45000]", "train[45000:]")}',
+      'TFDS_SPLITS = {"cifar10": ("train[:49000]", "train[49000:]")}',
+      ("tests/test_data.py::test_tfds_cifar10_uses_the_45k_5k_split",)),
+    # Recipes (Sec. 3.4, 4.2) and the linear learning-rate scaling.
+    M("CIFAR lr drops 32k/48k -> 32k/49k", "keras_resnet/recipes.py",
+      "boundaries=(32000, 48000)", "boundaries=(32000, 49000)",
+      (PAPER + "test_the_cifar_recipe_is_section_4_2",)),
+    M("ResNet-110 warm-up lr 0.01 -> 0.001", "keras_resnet/recipes.py",
+      "warmup_learning_rate=0.01", "warmup_learning_rate=0.001",
+      (PAPER + "test_the_cifar_recipe_is_section_4_2",)),
+    M("weight decay 1e-4 -> 5e-4", "keras_resnet/recipes.py",
+      "weight_decay: float = 1e-4", "weight_decay: float = 5e-4",
+      (PAPER + "test_the_cifar_recipe_is_section_4_2",)),
+    M("SGD momentum 0.9 -> 0.99", "keras_resnet/recipes.py",
+      "momentum: float = 0.9", "momentum: float = 0.99",
+      (PAPER + "test_the_imagenet_recipe_is_section_3_4",)),
+    M("PCA colour noise std 0.1 -> 0.01", "keras_resnet/recipes.py",
+      "pca_lighting=0.1,", "pca_lighting=0.01,",
+      (PAPER + "test_the_imagenet_recipe_is_section_3_4",)),
+    M("ImageNet lr drops not every 30 epochs", "keras_resnet/recipes.py",
+      "boundaries=(150150, 300300, 450450)", "boundaries=(150150, 300300, 400400)",
+      ("tests/test_recipes.py::test_imagenet_paper_drops_every_30_epochs",)),
+    M("lr scales inversely with the global batch", "keras_resnet/recipes.py",
+      "lr = recipe.learning_rate / ratio", "lr = recipe.learning_rate * ratio",
+      ("tests/test_recipes.py::test_linear_scaling_with_global_batch",)),
+    # keras.applications' files: conv biases and epsilon 1.001e-5 folded into BN.
+    M("conv bias added to the BN mean, not subtracted", "keras_resnet/weights.py",
+      'values["moving_mean"] - bias', 'values["moving_mean"] + bias',
+      ("tests/test_weights.py::test_conv_biases_and_epsilon_fold_into_the_bn_statistics[legacy.h5]",)),
+    M("file's BN epsilon folded with the wrong sign", "keras_resnet/weights.py",
+      "(source_epsilon - bn.epsilon)", "(bn.epsilon - source_epsilon)",
+      ("tests/test_weights.py::test_conv_biases_and_epsilon_fold_into_the_bn_statistics[legacy.h5]",)),
+    # Speed on CPUs without AVX-512 (benchmarks/RESULTS.md).
+    M("oneDNN not asked for by default", "keras_resnet/__init__.py",
+      'os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")', 'os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")',
+      ("tests/test_package.py::test_import_asks_tensorflow_for_onednn_unless_the_user_said_otherwise",)),
+    # --------------------------------------------- (b) failure-behaviour promises
+    # Atomic writes: staging path, renamed into place; nothing partial left.
+    M("atomic write done in place (yields the final path)", "keras_resnet/files.py",
+      "        yield staging\n"
+      "        if not os.path.lexists(staging):\n"
+      '            raise RuntimeError(f"Nothing was written to the staging path of {path}")\n'
+      "        _fsync(staging)\n",
+      "        yield path\n"
+      "        staging = path\n"
+      "        _fsync(path)\n"
+      "        return\n",
+      ("tests/test_files.py::test_only_the_rename_touches_a_final_name",)),
+    M("a failed write leaves its staging file", "keras_resnet/files.py",
+      "    except BaseException as e:\n        _remove(staging)\n",
+      "    except BaseException as e:\n",
+      ("tests/test_files.py::test_a_failed_write_keeps_the_old_file_and_leaves_no_staging",)),
+    M("staging of live processes removed, of dead ones kept", "keras_resnet/files.py",
+      "if pid is None or pid == os.getpid() or _alive(pid):",
+      "if pid is None or pid == os.getpid() or not _alive(pid):",
+      ("tests/test_files.py::test_staging_of_dead_processes_is_removed_and_of_live_ones_kept",)),
+    M("full disk: the error does not say the free space", "keras_resnet/files.py",
+      'f"Cannot write {path}: {reason} ({_free_space(folder)} free in {folder}); "',
+      'f"Cannot write {path}: {reason}; "',
+      ("tests/test_files.py::test_full_disk_is_one_line_naming_the_file_and_nothing_partial_stays",)),
+    M("a recorded Ctrl-C does not stop the next write", "keras_resnet/files.py",
+      "        if interrupted():\n            raise KeyboardInterrupt\n        _replace(staging, path)",
+      "        _replace(staging, path)",
+      ("tests/test_files.py::test_a_ctrl_c_python_swallows_still_stops_the_run[then_writes]",)),
+    # The run lock.
+    M("run lock shared, not exclusive", "keras_resnet/files.py",
+      "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", "fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)",
+      ("tests/test_files.py::test_run_lock_refuses_a_second_holder_and_not_a_killed_one",)),
+    M("Ctrl-C exits 1, not 130", "keras_resnet/cli.py",
+      "INTERRUPTED_EXIT = 130", "INTERRUPTED_EXIT = 1",
+      ("tests/test_files.py::test_run_main_interrupt_and_errors_are_one_line",)),
+    # Divergence: NaN/inf loss or weights stop the run before anything is saved.
+    M("a NaN loss does not stop the run (wrong key)", "keras_resnet/callbacks.py",
+      'loss = float((logs or {}).get("loss", 0.0))', 'loss = float((logs or {}).get("val_loss", 0.0))',
+      ("tests/test_train.py::test_a_loss_that_turns_nan_stops_the_run_at_that_step",)),
+    M("infinite weights checked after the history row", "keras_resnet/training.py",
+      "        StopOnDivergence(),\n        history,\n", "        history,\n        StopOnDivergence(),\n",
+      ("tests/test_train.py::test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row",)),
+    M("weights not checked at the end of an epoch", "keras_resnet/callbacks.py",
+      '        check_finite_weights(self.model, f"after epoch {epoch + 1}")',
+      "        pass",
+      ("tests/test_train.py::test_weights_that_turn_infinite_stop_the_epoch_before_its_history_row",)),
+    # Resume, backup, restore: the newest intact saved state, the run's identity.
+    M("restore tries the backup before checkpoints/last.keras", "keras_resnet/backup.py",
+      '    return (os.path.join(model_dir, "checkpoints", "last.keras"),\n'
+      "            os.path.join(folder, LATEST), os.path.join(folder, PREVIOUS))",
+      "    return (os.path.join(folder, LATEST), os.path.join(folder, PREVIOUS),\n"
+      '            os.path.join(model_dir, "checkpoints", "last.keras"))',
+      ("tests/test_train_faults.py::test_stopped_while_the_backup_is_written_then_rerun[SIGTERM-2]",)),
+    M("the previous backup is not kept", "keras_resnet/backup.py",
+      "keep_previous=self._latest_usable()", "keep_previous=False",
+      ("tests/test_train_faults.py::test_damaged_saved_states_resume_from_the_newest_intact_one[empty]",)),
+    M("an unreadable saved state stops the resume", "keras_resnet/backup.py",
+      "    except Exception as e:  # h5py, Keras and JSON errors alike: not this file.",
+      "    except (KeyError, ValueError) as e:  # h5py, Keras and JSON errors alike: not this file.",
+      ("tests/test_train_faults.py::test_damaged_saved_states_resume_from_the_newest_intact_one[empty]",)),
+    M("no intact state: restarts from a half-loaded model", "keras_resnet/backup.py",
+      "    for variable, value in zip(variables, initial):\n        variable.assign(value)\n", "",
+      ("tests/test_train_faults.py::test_no_intact_saved_state_restarts_the_run_in_one_line",)),
+    M("history keeps the restored epoch's stale rows", "keras_resnet/callbacks.py",
+      'if r["epoch"] <= epoch]', 'if r["epoch"] <= epoch + 1]',
+      ("tests/test_train.py::test_history_is_rewritten_from_the_restored_epoch[1]",)),
+    M("a model_dir of another run's is overwritten", "keras_resnet/training.py",
+      "not any(os.path.exists(p) for p in state)", "not all(os.path.exists(p) for p in state)",
+      ("tests/test_train.py::test_model_dir_of_another_run_is_refused",)),
+    M("a changed dataset continues the run", "keras_resnet/training.py",
+      "        if before != now:", "        if before > now:",
+      ("tests/test_train.py::test_a_dataset_changed_since_the_run_started_is_refused",)),
+    M("a run that wrote nothing leaves its model_dir", "keras_resnet/training.py",
+      "empty = created and os.listdir(model_dir)", "empty = not created and os.listdir(model_dir)",
+      ("tests/test_cli.py::test_locked_model_dir_removes_only_what_it_made_and_left_empty",)),
+    # Metadata and weights of artefacts, checked by evaluate.py and export.
+    M("NaN weights of evaluated/exported models not refused", "keras_resnet/artefacts.py",
+      "bad = int(np.size(values) - np.isfinite(values).sum())",
+      "bad = int(np.isinf(values).sum())",
+      ("tests/test_evaluate.py::test_non_finite_weights_and_outputs_are_refused",)),
+    M("metadata class count not checked", "keras_resnet/artefacts.py",
+      "if info.num_classes != artefact.num_classes:", "if info.num_classes > artefact.num_classes:",
+      ("tests/test_export.py::test_cli_refuses_metadata_that_contradicts_the_model",)),
+    M("metadata input size not checked", "keras_resnet/artefacts.py",
+      "if artefact.image_size is not None and info.image_size != artefact.image_size:",
+      "if artefact.image_size is None and info.image_size != artefact.image_size:",
+      ("tests/test_export.py::test_cli_refuses_metadata_that_contradicts_the_model",)),
+    M("metadata preprocessing not checked", "keras_resnet/artefacts.py",
+      "        if found != info.preprocessing:", "        if found is None:",
+      ("tests/test_export.py::test_cli_refuses_metadata_that_contradicts_the_model",)),
+    M("a damaged .keras (CRC) not refused", "keras_resnet/artefacts.py",
+      "damaged = archive.testzip()", "damaged = None",
+      ("tests/test_evaluate.py::test_corrupt_or_truncated_keras_files_are_named",)),
+    M("an existing SavedModel version overwritten", "keras_resnet/export/saved_model.py",
+      "if os.path.exists(path) and not overwrite:", "if os.path.isfile(path) and not overwrite:",
+      ("tests/test_export.py::test_existing_version_is_refused_unless_overwrite",)),
+    # Bad input: flags, data, files.
+    M("learning_rate 0 accepted", "keras_resnet/run.py",
+      "not 0 < config.learning_rate < math.inf", "not 0 <= config.learning_rate < math.inf",
+      ("tests/test_train.py::test_bad_values_are_refused_before_any_work"
+       "[change0-learning_rate must be > 0. Received: learning_rate=0.0]",)),
+    M("--freeze_backbone accepted without --weights", "keras_resnet/run.py",
+      "if config.freeze_backbone and config.weights is None:",
+      "if config.freeze_backbone and config.weights == \"\":",
+      ("tests/test_finetune.py::test_refused_before_any_work",)),
+    M("an argument that is not a flag is ignored", "keras_resnet/cli.py",
+      "if len(argv) > 1:", "if len(argv) > 2:",
+      ("tests/test_cli.py::test_a_bad_flag_is_one_line_and_exit_2[resnet56-unexpected arguments: resnet56---name=value]",)),
+    M("one class accepted for training", "keras_resnet/sources.py",
+      "if len(names) < 2:", "if len(names) < 1:",
+      ("tests/test_data.py::test_one_class_is_refused",)),
+    M("hidden files count as data (only ._ skipped)", "keras_resnet/sources.py",
+      'return name.startswith(".")', 'return name.startswith("._")',
+      ("tests/test_data.py::test_hidden_files_and_folders_are_not_data",)),
+    M("symlink loops followed", "keras_resnet/sources.py",
+      "commonpath([real, holder]) == real", "commonpath([real, holder]) == holder",
+      ("tests/test_data.py::test_symlink_loops_are_refused_naming_the_link",)),
+    M("val/ class folder that train/ lacks accepted", "keras_resnet/sources.py",
+      "unknown = sorted(set(class_folders(split_dir)) - set(class_names))",
+      "unknown = sorted(set(class_names) - set(class_folders(split_dir)))",
+      ("tests/test_evaluate.py::test_folder_split_without_images_or_with_unknown_classes",)),
+    M("images over max_pixels decoded", "keras_resnet/sources.py",
+      "pixels <= max_pixels,", "pixels <= 2 * max_pixels,",
+      ("tests/test_data.py::test_images_above_max_pixels_are_skipped_before_decoding",)),
+    # Downloads: the md5 of a download and of the cached copy.
+    M("cached download used without its checksum", "keras_resnet/downloads.py",
+      "        if _md5(path) == expected:\n            return path\n        os.remove(path)\n",
+      "        return path\n",
+      ("tests/test_weights.py::test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced",)),
+    M("downloaded file's checksum not compared", "keras_resnet/downloads.py",
+      "            if got != expected:", "            if not got:",
+      ("tests/test_weights.py::test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced",)),
+]
+
+# Promised behaviour that no test catches yet: not run by default (see --help).
+NOT_YET_CAUGHT: list[Mutation] = []
+
+
+# ------------------------------------------------------------------- the run
+
+
+def stale(mutations: list[Mutation]) -> str | None:
+    """A line naming the first mutation whose `old` is not exactly once in its file."""
+    for m in mutations:
+        with open(os.path.join(ROOT, m.path)) as f:
+            count = f.read().count(m.old)
+        if count != 1:
+            return f"stale mutation {m.name!r}: its old text occurs {count} times in {m.path}"
+    return None
+
+
+def copy_tree(target: str) -> str:
+    """Copies the files `git ls-files` lists (as they are in the working tree) to `target`."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = os.path.join(ROOT, name)
+        if os.path.isfile(source):  # a tracked file deleted in the work tree is left out
+            os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
+            shutil.copy2(source, os.path.join(target, name))
+    return target
+
+
+def run_tests(copy: str, tests: tuple[str, ...] | list[str]) -> tuple[int, str]:
+    """pytest's exit code and output for `tests`, run in `copy` with its code first."""
+    env = dict(os.environ, PYTHONPATH=copy, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0",
+               *tests]
+    try:
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                              timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return -1, f"timed out after {TIMEOUT} s"
+    return done.returncode, done.stdout + done.stderr
+
+
+def check_copy_runs(copy: str) -> None:
+    """Exits 2 unless the package imported under the copy's PYTHONPATH is the copy's
+    (the checkout is installed editable, so it could shadow the copy)."""
+    env = dict(os.environ, PYTHONPATH=copy)
+    code = "import importlib.util; print(importlib.util.find_spec('keras_resnet').origin)"
+    origin = subprocess.run([sys.executable, "-c", code], cwd=copy, env=env,
+                            capture_output=True, text=True).stdout.strip()
+    if not os.path.realpath(origin).startswith(os.path.realpath(copy) + os.sep):
+        print(f"the copy's package is not the one that runs ({origin}); nothing was checked")
+        sys.exit(2)
+
+
+def baseline(copies: list[str], mutations: list[Mutation]) -> None:
+    """Exits 2 if a selected test fails on the unmutated copies (the tests
+    shared out among them)."""
+    tests = sorted({t for m in mutations for t in m.tests})
+    shares = [tests[i::len(copies)] for i in range(len(copies))]
+    with concurrent.futures.ThreadPoolExecutor(len(copies)) as pool:
+        runs = list(pool.map(run_tests, copies, shares))
+    for rc, output in runs:
+        if rc != 0:
+            print(output[-4000:])
+            print(f"baseline: the unmutated tree fails its tests (rc {rc}); nothing was checked")
+            sys.exit(2)
+
+
+def check(copy: str, m: Mutation) -> tuple[Mutation, str, float]:
+    """Runs `m`'s tests on the copy with `m` applied; (m, result, seconds)."""
+    path = os.path.join(copy, m.path)
+    with open(path) as f:
+        original = f.read()
+    start = time.monotonic()
+    try:
+        with open(path, "w") as f:
+            f.write(original.replace(m.old, m.new, 1))
+        rc, _ = run_tests(copy, m.tests)
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+    result = {1: "caught", 0: "missed"}.get(rc, f"error (rc {rc})")
+    return m, result, time.monotonic() - start
+
+
+def check_all(copies: list[str], mutations: list[Mutation]) -> list[tuple[Mutation, str, float]]:
+    """Checks every mutation, one copy per job; results in the list's order."""
+    free = list(copies)
+
+    def in_a_copy(m: Mutation) -> tuple[Mutation, str, float]:
+        copy = free.pop()  # list.pop/append are atomic: each job has its own copy.
+        try:
+            return check(copy, m)
+        finally:
+            free.append(copy)
+
+    with concurrent.futures.ThreadPoolExecutor(len(copies)) as pool:
+        return list(pool.map(in_a_copy, mutations))
+
+
+def table(results: list[tuple[Mutation, str, float]], seconds: float) -> str:
+    """The markdown table of the results and a total line."""
+    lines = ["| mutation | tests | result | seconds |", "|---|---|---|---|"]
+    for m, result, took in results:
+        tests = ", ".join(t.removeprefix("tests/") for t in m.tests)
+        lines.append(f"| {m.name} | {tests} | {result} | {took:.0f} |")
+    caught = sum(result == "caught" for _, result, _ in results)
+    lines.append(f"\n{caught}/{len(results)} caught in {seconds:.0f} s")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutations",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="mutations checked at a time (a copy of the tree each)")
+    parser.add_argument("-k", dest="substring", default="",
+                        help="only the mutations whose name contains this")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--not-yet-caught", action="store_true",
+                        help="check NOT_YET_CAUGHT instead of MUTATIONS")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pool = NOT_YET_CAUGHT if args.not_yet_caught else MUTATIONS
+    mutations = [m for m in pool if args.substring in m.name]
+    if args.list or not mutations:
+        print("\n".join(f"{m.name}  ({m.path}; {', '.join(m.tests)})" for m in mutations)
+              or "no mutation matches")
+        return 0 if mutations else 2
+    problem = stale(mutations)
+    if problem:
+        print(problem)
+        return 2
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mutations-") as tmp:
+        jobs = min(args.jobs, len(mutations))
+        copies = [copy_tree(os.path.join(tmp, f"copy{i}")) for i in range(jobs)]
+        for copy in copies:
+            check_copy_runs(copy)
+        baseline(copies, mutations)
+        results = check_all(copies, mutations)
+    print(table(results, time.monotonic() - start))
+    return 0 if all(result == "caught" for _, result, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
