@@ -123,6 +123,10 @@ def test_run_decides_each_value_once():
     run = settings.with_data(["a"], num_train=1000)
     assert (run.batch_size, run.steps_per_epoch, run.train_steps, run.last_epoch_steps) == (
         128, 7, 21, 7)
+    # Where a run writes unless told, decided here only: runs/<model>_<dataset>.
+    assert run.config.model_dir == os.path.join("runs", "resnet20_cifar10")
+    folder = run_lib.resolve_settings(run_lib.Config(model="ResNet-56", dataset="/data/flowers/"))
+    assert folder.config.model_dir == os.path.join("runs", "resnet56_flowers")
     # Where and how a run trains, and its length, do not make it another run.
     elsewhere = dataclasses.replace(config, model_dir="/elsewhere", data_dir="/d", manual_dir="/m",
                                     strategy="mirrored", jit_compile=True, verbose=2, epochs=9,
@@ -457,7 +461,7 @@ def test_a_loss_that_turns_nan_stops_the_run_at_that_step(tmp_path, monkeypatch)
     # The loss goes NaN at the third step while the weights stay finite (as
     # when a float16 loss scale skips that update): the run stops there,
     # before the epoch ends, and nothing of it is saved.
-    from keras_resnet import distribute
+    from keras_resnet.training import distribute
 
     def nan_loss(self, batch, logs=None):
         if batch == 2:
@@ -468,7 +472,7 @@ def test_a_loss_that_turns_nan_stops_the_run_at_that_step(tmp_path, monkeypatch)
     config = _config(tmp_path, epochs=2)
     with pytest.raises(callbacks.DivergedError, match=r"^Training diverged: the loss is nan at "
                                                       r"iteration 3; nothing of it was saved"):
-        training.train(config)
+        trainer.train(config)
     assert not os.path.exists(os.path.join(config.model_dir, "checkpoints", "last.keras"))
     assert backed_up_epochs(config.model_dir) == 0
 
