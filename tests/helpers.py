@@ -144,28 +144,33 @@ def write_legacy(model, path):
 _RUN_EACH_COMMAND = """
     import importlib, json, sys
     from absl import flags
-    program, module, argvs = json.loads(sys.argv[1])
+    from keras_resnet.programs import cli
+    program, module, arguments, argvs = json.loads(sys.argv[1])
     sys.argv = [program]  # the name the program's messages start with
     main = importlib.import_module(module).main
     codes = []
     for argv in argvs:
         flags.FLAGS.unparse_flags()
         try:
-            main(flags.FLAGS([program, *argv]))
+            main(cli.parse_flags([program, *argv], arguments=arguments))
             codes.append(0)
         except SystemExit as e:
             codes.append(e.code)
         sys.stderr.write("\\n---\\n")
     print(json.dumps(codes))
 """
-_MODULES = {"train.py": "train", "evaluate.py": "evaluate", "export": "export"}
+# Each program's module, and how many arguments that are not flags it takes.
+_PROGRAMS = {"train.py": ("train", 0), "evaluate.py": ("evaluate", 0), "export": ("export", 0),
+             "reproduce": ("reproduce", 1)}
 
 
 def run_commands(program, argvs, cwd, **env):
-    """Runs `program` ("train.py", "evaluate.py" or "export") with each
-    argument list of `argvs` in one subprocess; [(exit code, its stderr)]."""
+    """Runs `program` ("train.py", "evaluate.py", "export" or "reproduce")
+    with each argument list of `argvs` in one subprocess, its flags parsed as
+    the program parses them; [(exit code, its stderr)]."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO, **env)
-    job = json.dumps([program, f"keras_resnet.programs.{_MODULES[program]}", argvs])
+    module, arguments = _PROGRAMS[program]
+    job = json.dumps([program, f"keras_resnet.programs.{module}", arguments, argvs])
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_RUN_EACH_COMMAND), job],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

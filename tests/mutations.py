@@ -3,8 +3,8 @@
 Each `Mutation` below is a small, realistic bug (a changed constant, a dropped
 check, an inverted condition, a skipped call) in behaviour the project
 promises: the paper's facts, and the failure behaviour README.md describes.
-This script applies them one at a time to a copy of the tree (the files
-`git ls-files` lists), runs the few tests that should catch each, and prints
+This script applies them one at a time to a copy of the tree (the files git
+tracks, and the new ones it does not ignore), runs the few tests that should catch each, and prints
 a table: every mutation must be caught (a test fails), or the script exits 1.
 
     python -m tests.mutations [--jobs N] [-k SUBSTRING] [--list] [--not-yet-caught]
@@ -254,7 +254,7 @@ MUTATIONS = [
       "if config.freeze_backbone and config.weights == \"\":",
       ("tests/training/test_finetune.py::test_refused_before_any_work",)),
     M("an argument that is not a flag is ignored", "keras_resnet/programs/cli.py",
-      "if len(argv) > 1:", "if len(argv) > 2:",
+      "if len(argv) > 1 + arguments:", "if len(argv) > 2 + arguments:",
       ("tests/programs/test_cli.py::test_a_bad_flag_is_one_line_and_exit_2[resnet56-unexpected arguments: resnet56---name=value]",)),
     M("one class accepted for training", "keras_resnet/data/folders.py",
       "if len(names) < 2:", "if len(names) < 1:",
@@ -299,6 +299,13 @@ MUTATIONS = [
       "keras_resnet/models/__init__.py",
       "import importlib\n", "import importlib\n\nimport keras  # noqa: F401\n",
       ("tests/programs/test_cli.py::test_console_script_without_tensorflow_says_what_to_install",)),
+    # -------------------------------------- (d) the paper's experiments (issue 23)
+    M("a finished run made with other settings is reused", "keras_resnet/reproduce/runs.py",
+      "        check_reusable(spec)\n", "        pass\n",
+      ("tests/reproduce/test_experiments.py::test_a_finished_run_made_otherwise_is_refused",)),
+    M("Fig. 7's std with ddof=1", "keras_resnet/reproduce/responses.py",
+      "return float(np.sqrt(self.m2 / self.count))", "return float(np.sqrt(self.m2 / (self.count - 1)))",
+      ("tests/reproduce/test_responses.py::test_stds_of_the_3x3_responses_match_the_hand_computation",)),
 ]
 
 
@@ -320,8 +327,10 @@ def stale(mutations: list[Mutation]) -> str | None:
 
 
 def copy_tree(target: str) -> str:
-    """Copies the files `git ls-files` lists (as they are in the working tree) to `target`."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True,
+    """Copies the tree's files (tracked, and new ones git does not ignore), as
+    they are in the working tree, to `target`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout.split("\0")
     for name in filter(None, listed):
         source = os.path.join(ROOT, name)

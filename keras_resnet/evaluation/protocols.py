@@ -159,7 +159,7 @@ def evaluate(artefact: Artefact, split: sources.Split, protocol: str | None = No
              image_size: int | None = None, batch_size: int = 64, scales=SCALES,
              verbose: int = 1) -> tuple[dict, np.ndarray]:
     """Scores `artefact` on `split` by `protocol` at `image_size` (both by
-    default from the artefact's metadata, see `resolve`).
+    default from the artefact's metadata, see `resolve_protocol`).
 
     Returns the dict of `Metrics.result()` plus the protocol, artefact and
     image size, and the confusion matrix.

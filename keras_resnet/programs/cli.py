@@ -12,6 +12,7 @@ TensorFlow (from keras_resnet/__init__.py): it sets the programs' logging
 and says in one line what to install where TensorFlow is missing.
 """
 
+import functools
 import importlib
 import os
 import re
@@ -55,7 +56,8 @@ def require_tensorflow_backend(program):
 
 # The three programs: as installed, and as a checkout runs them (the
 # checkout's root holds them beside keras_resnet/).
-CONSOLE_SCRIPTS = ("keras-resnet-train", "keras-resnet-evaluate", "keras-resnet-export")
+CONSOLE_SCRIPTS = ("keras-resnet-train", "keras-resnet-evaluate", "keras-resnet-export",
+                   "keras-resnet-reproduce")
 CHECKOUT_SCRIPTS = ("train.py", "evaluate.py", os.path.join("export", "__main__.py"))
 INSTALL_TENSORFLOW = 'pip install "keras-resnet-paper[tensorflow]"'
 # What TensorFlow's C++ code writes while it is imported, before
@@ -119,24 +121,27 @@ def _import_quietly(module):
             sys.stderr.write("".join(l for l in lines if not any(n in l for n in _IMPORT_NOISE)))
 
 
-def entry_point(main, flags_module):
+def entry_point(main, flags_module, arguments=0, usage=None):
     """Runs `main` under absl.app, as each program's entry_point does.
 
     absl's --help and --helpshort list the flags of the main module only,
     which is train.py or a console script's wrapper, while the flags are
     defined in `flags_module` (keras_resnet.programs.*): they are made the
     main module's too (--helpfull still lists every flag). Flag errors go
-    through `parse_flags`.
+    through `parse_flags`, which takes up to `arguments` arguments that are
+    not flags. `usage` heads the help (absl prints the main module's doc).
     """
     from absl import app
     from absl import flags
 
     for flag in flags.FLAGS.get_key_flags_for_module(flags_module):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main, flags_parser=parse_flags)
+    if usage is not None:
+        sys.modules["__main__"].__doc__ = usage
+    app.run(main, flags_parser=functools.partial(parse_flags, arguments=arguments))
 
 
-def parse_flags(argv):
+def parse_flags(argv, arguments=0):
     """absl's flag parsing, where a bad flag (a value out of its choices, a
     misspelt flag) is bad input like any other: one line naming the flag and
     what it accepts, exit 2 (absl prints two and exits 1, the code of a
@@ -151,7 +156,7 @@ def parse_flags(argv):
     except flags.Error as e:
         print(f"{program_name()}: error: {_one_line(e)}{_accepted(flags.FLAGS, e)}", file=sys.stderr)
         sys.exit(2)
-    if len(argv) > 1:  # absl would print its whole usage and exit 1.
+    if len(argv) > 1 + arguments:  # absl would print its whole usage and exit 1.
         print(f"{program_name()}: error: unexpected arguments: {' '.join(argv[1:])}; every "
               "input is a flag, --name=value (--helpshort lists them)", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,157 @@
+"""The paper's CIFAR-10 experiments (Sec. 4.2): Fig. 6, Table 6 and Fig. 7.
+
+Every run trains a CIFAR net with the paper's recipe (`cifar_paper`: batch
+128, lr 0.1, divided by 10 at 32k and 48k of 64k iterations, on the 45k/5k
+split) at `paper` scale; `quick` shortens the schedule (the drops stay at 50%
+and 75% of it) and keeps two depths, enough to show the trend on a laptop;
+`tiny` is for the tests. The curves are Keras' training error (dashed) and
+the error on the held-out validation split after each epoch (bold): the
+paper's Fig. 6 plots test error, which this code scores once, at the end (in
+the tables), so that the test set never chooses anything.
+"""
+
+import dataclasses
+import os
+import statistics
+from collections.abc import Sequence
+
+from keras_resnet.errors import ArgumentError
+from keras_resnet.models import complexity
+from keras_resnet.reproduce import report
+from keras_resnet.reproduce.runs import RunResult
+from keras_resnet.reproduce.runs import RunSpec
+from keras_resnet.training.run import Config
+
+DEPTHS = (20, 32, 44, 56, 110, 1202)  # 6n + 2 (Sec. 4.2)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Scale:
+    """How much of an experiment to run: depths and schedule."""
+
+    plain: tuple[int, ...]  # Fig. 6 left, Fig. 7
+    residual: tuple[int, ...]  # Fig. 6 middle, Table 6
+    deep: tuple[int, ...]  # Fig. 6 right: ResNet-110 and -1202
+    train_steps: int | None  # None: the recipe's 64k iterations
+    batch_size: int | None = None  # None: the recipe's 128
+    image_size: int | None = None
+    cost: str  # what it takes, for --help
+
+
+SCALES = {
+    "paper": Scale(plain=(20, 32, 44, 56), residual=(20, 32, 44, 56, 110), deep=(110, 1202),
+                   train_steps=None, cost="64k iterations a run (estimated: about 25 GPU-hours "
+                   "for Fig. 6, not yet measured)"),
+    "quick": Scale(plain=(20, 56), residual=(20, 56), deep=(), train_steps=1500,
+                   cost="1.5k iterations a run (estimated: under an hour for Fig. 6 on a "
+                   "2-core CPU)"),
+    "tiny": Scale(plain=(20,), residual=(20,), deep=(), train_steps=2, batch_size=8,
+                  image_size=16, cost="seconds (for tests)"),
+}
+# CIFAR-10 test error % (Table 6); Fig. 6's plain nets have no table.
+PAPER_ERRORS = {name: figures.top1 for name, figures in complexity.PAPER.items()
+                if figures.top1 is not None and figures.params is not None}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Options:
+    """What the command line sets for a CIFAR experiment."""
+
+    dataset: str = "cifar10"
+    scale: str = "paper"
+    runs_dir: str  # one folder per run below it
+    depths: tuple[int, ...] | None = None  # Table 6's, instead of the scale's
+    seeds: int = 1
+    data_dir: str | None = None
+    verbose: int = 2
+
+
+def check_depths(depths: Sequence[int]) -> None:
+    for depth in depths:
+        if depth not in DEPTHS:
+            raise ArgumentError("depths", depth, f"must be one of {', '.join(map(str, DEPTHS))} "
+                                "(the paper's 6n+2 CIFAR nets)")
+
+
+def spec(options: Options, model: str, seed: int = 0) -> RunSpec:
+    """The run of `model` (e.g. "plain20") with `seed` at the options' scale."""
+    scale = SCALES[options.scale]
+    name = model if options.seeds == 1 else f"{model}_seed{seed}"
+    config = Config(model=model, dataset=options.dataset, recipe="cifar_paper",
+                    train_steps=scale.train_steps, batch_size=scale.batch_size,
+                    image_size=scale.image_size, seed=seed,
+                    model_dir=os.path.join(options.runs_dir, name), data_dir=options.data_dir,
+                    verbose=options.verbose)
+    return RunSpec(name=name, config=config)
+
+
+def fig6_specs(options: Options) -> list[RunSpec]:
+    scale = SCALES[options.scale]
+    models = ([f"plain{d}" for d in scale.plain] + [f"resnet{d}" for d in scale.residual]
+              + [f"resnet{d}" for d in scale.deep if d not in scale.residual])
+    return [spec(options, model) for model in models]
+
+
+def table6_specs(options: Options) -> list[RunSpec]:
+    depths = options.depths or SCALES[options.scale].residual
+    return [spec(options, f"resnet{d}", seed) for d in depths for seed in range(options.seeds)]
+
+
+def fig7_specs(options: Options) -> list[RunSpec]:
+    """Fig. 7 measures the nets of Fig. 6's left and middle panels."""
+    scale = SCALES[options.scale]
+    return [spec(options, f"{kind}{d}") for kind, depths in (("plain", scale.plain),
+                                                             ("resnet", scale.residual))
+            for d in depths]
+
+
+def _curve(result: RunResult) -> report.Curve:
+    rows = result.history
+    return report.Curve(label=result.spec.name, iterations=[r["iterations"] for r in rows],
+                        train_error=[100 * (1 - r["accuracy"]) for r in rows],
+                        test_error=[100 * (1 - r["val_accuracy"]) for r in rows
+                                    if "val_accuracy" in r])
+
+
+def fig6_figure(results: list[RunResult]):
+    """Fig. 6's panels that have runs: plain nets; ResNets; ResNet-110 and
+    -1202 (when -1202 was trained). A matplotlib Figure."""
+    names = {r.spec.name for r in results}
+    panels = [(title, [_curve(r) for r in results if keep(r.spec.name)]) for title, keep in (
+        ("plain", lambda n: n.startswith("plain")),
+        ("ResNet", lambda n: n.startswith("resnet") and n != "resnet1202"),
+        ("ResNet-110 and ResNet-1202",
+         lambda n: "resnet1202" in names and n in ("resnet110", "resnet1202")))]
+    return report.curves_figure([panel for panel in panels if panel[1]])
+
+
+def fig6_outputs(results: list[RunResult], output_dir: str) -> dict:
+    """fig6.png, fig6.csv/.md (each run's final errors); returns the numbers
+    for summary.json."""
+    report.save_figure(fig6_figure(results), os.path.join(output_dir, "fig6.png"))
+    rows = [_row(r) for r in results]
+    report.write_table(os.path.join(output_dir, "fig6"), list(rows[0]), rows)
+    return {"runs": rows}
+
+
+def _row(result: RunResult) -> dict:
+    last = result.history[-1]
+    return {"run": result.spec.name, "iterations": last["iterations"],
+            "train error (%)": result.train_error,
+            "val error (%)": 100 * (1 - last["val_accuracy"]) if "val_accuracy" in last else None,
+            "test error (%)": result.test_error,
+            "paper test error (%)": PAPER_ERRORS.get(result.spec.config.model)}
+
+
+def table6_outputs(results: list[RunResult], output_dir: str) -> dict:
+    """table6.csv/.md: each depth's test error (best, and mean +- std over
+    seeds, as the paper gives ResNet-110's) beside the paper's column."""
+    rows = []
+    for model in dict.fromkeys(r.spec.config.model for r in results):
+        errors = [r.test_error for r in results if r.spec.config.model == model]
+        rows.append({"model": model, "runs": len(errors), "best test error (%)": min(errors),
+                     "mean (%)": statistics.mean(errors),
+                     "std (%)": statistics.stdev(errors) if len(errors) > 1 else None,
+                     "paper (%)": PAPER_ERRORS.get(model)})
+    report.write_table(os.path.join(output_dir, "table6"), list(rows[0]), rows)
+    return {"rows": rows, "runs": [_row(r) for r in results]}

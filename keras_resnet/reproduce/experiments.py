@@ -1,0 +1,120 @@
+"""The experiments, by name, and the loop that runs one.
+
+`run_experiment` checks the output folder (it holds this experiment's outputs
+or nothing), trains and scores each run that is missing, one after another
+(with MirroredStrategy on a multi-GPU machine, as train.py), saying which run
+of how many and the time left, then writes the experiment's figures, tables
+and `summary.json`: every number, with the files it came from. With
+`dry_run` it prints the train.py and evaluate.py commands instead.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+
+from keras_resnet import files
+from keras_resnet.errors import ArgumentError
+from keras_resnet.reproduce import cifar
+from keras_resnet.reproduce import report
+from keras_resnet.reproduce import runs
+from keras_resnet.reproduce.runs import RunResult
+from keras_resnet.reproduce.runs import RunSpec
+
+MARKER = "experiment.json"  # what an output folder holds, to refuse another experiment's
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """What an experiment trains (`specs`) and writes of the results (`outputs`)."""
+
+    description: str
+    specs: Callable[[cifar.Options], list[RunSpec]] | None = None  # None: nothing to train
+    outputs: Callable[[list[RunResult], str, cifar.Options], dict] | None = None
+
+
+def _fig7(results: list[RunResult], output_dir: str, options: cifar.Options) -> dict:
+    from keras_resnet.reproduce import fig7  # imports TensorFlow's data pipelines
+
+    return fig7.outputs(results, output_dir, options)
+
+
+EXPERIMENTS = {
+    "table1": Experiment(description="parameters and FLOPs of every model beside Tables 1 "
+                         "and 6; no training, seconds"),
+    "fig6": Experiment(description="plain and residual CIFAR nets, training and validation "
+                       "error against iterations (Fig. 6), and their test errors",
+                       specs=cifar.fig6_specs,
+                       outputs=lambda results, out, _: cifar.fig6_outputs(results, out)),
+    "table6": Experiment(description="CIFAR-10 test errors of ResNet-20 to -110 beside "
+                         "Table 6 (--depths, --seeds)",
+                         specs=cifar.table6_specs,
+                         outputs=lambda results, out, _: cifar.table6_outputs(results, out)),
+    "fig7": Experiment(description="the std of every 3x3 layer's response on the test split, "
+                       "plain against residual (Fig. 7); reuses fig6's runs",
+                       specs=cifar.fig7_specs, outputs=_fig7),
+}
+
+
+def check_output_dir(output_dir: str, identity: dict) -> None:
+    """Refuses an output folder that holds another experiment's outputs."""
+    path = os.path.join(output_dir, MARKER)
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(path):
+        raise ArgumentError("output_dir", output_dir, "holds files of something else: "
+                            "choose an empty or new folder")
+    if os.path.exists(path):
+        with open(path) as f:
+            there = json.load(f)
+        diff = [k for k in identity if there.get(k) != identity[k]]
+        if diff:
+            raise ArgumentError("output_dir", output_dir, (
+                f"holds another experiment's outputs ({diff[0]}: {there.get(diff[0])!r} there, "
+                f"{identity[diff[0]]!r} now): choose another folder"))
+    files.write_text(path, json.dumps(identity, indent=2))
+
+
+def run_experiment(name: str, options: cifar.Options, output_dir: str, *, dry_run: bool = False,
+                   say: Callable[[str], None] = print) -> dict | None:
+    """Runs experiment `name`; returns its summary (None for a dry run)."""
+    experiment = EXPERIMENTS[name]
+    specs = experiment.specs(options) if experiment.specs else []
+    if dry_run:
+        for spec in specs:
+            say("\n".join(runs.commands(spec)))
+        return None
+    identity = {"experiment": name, **{k: v for k, v in dataclasses.asdict(options).items()
+                                       if k != "verbose"}}
+    check_output_dir(output_dir, identity)
+    if experiment.specs is None:
+        return report.table1(output_dir)
+    results = train_all(specs, say)
+    summary = {"experiment": name, "options": identity, **experiment.outputs(
+        results, output_dir, options), "sources": {r.spec.name: _sources(r.spec) for r in results}}
+    report.write_summary(os.path.join(output_dir, "summary.json"), summary)
+    say(f"Wrote {name}'s figures and tables to {output_dir}")
+    return summary
+
+
+def train_all(specs: list[RunSpec], say: Callable[[str], None]) -> list[RunResult]:
+    """Each run, trained and scored unless finished, with progress."""
+    results, started, trained = [], time.monotonic(), 0
+    for i, spec in enumerate(specs, 1):
+        finished = runs.is_finished(spec)
+        say(f"Run {i} of {len(specs)}: {spec.name} "
+            f"({'finished, reused' if finished else 'training'}; {spec.config.model_dir})")
+        results.append(runs.train_and_score(spec))
+        trained += not finished
+        left = sum(not runs.is_finished(s) for s in specs[i:])
+        if trained and left:
+            per_run = (time.monotonic() - started) / trained
+            say(f"About {per_run * left / 60:.0f} min left ({left} runs to train)")
+    return results
+
+
+def _sources(spec: RunSpec) -> dict:
+    """Where a run's numbers come from."""
+    return {"model_dir": spec.config.model_dir,
+            "history": os.path.join(spec.config.model_dir, "history.csv"),
+            "evaluation": runs.evaluation_path(spec),
+            "commands": runs.commands(spec)}
