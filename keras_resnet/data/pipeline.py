@@ -33,12 +33,14 @@ class Data:
     num_train: int
     num_val: int
     num_test: int = 0
-    num_classes: int
-    image_size: int
     class_names: list
     pixel_mean: np.ndarray | None = None  # (H, W, 3) of the training images
     skipped: int = 0  # files left out: unreadable, or above max_pixels
     splits: dict[str, str] = dataclasses.field(default_factory=dict)  # where each split came from
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
 
 def make_datasets(
@@ -114,8 +116,7 @@ def make_datasets(
     test, num_test = in_test_view(source.test, "test") if source.test else (None, 0)
     read = [train, source.val] + ([source.test] if source.test else [])
     return Data(train=train_batches, val=val, test=test, num_train=train.count, num_val=num_val,
-                num_test=num_test, num_classes=num_classes, image_size=image_size,
-                class_names=list(train.class_names), pixel_mean=mean,
+                num_test=num_test, class_names=list(train.class_names), pixel_mean=mean,
                 skipped=sum(split.skipped for split in read), splits=source.splits)
 
 
