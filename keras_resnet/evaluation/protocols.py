@@ -179,3 +179,22 @@ def evaluate(artefact: Artefact, split: sources.Split, protocol: str | None = No
     if protocol == "multiscale":
         result["scales"] = [augment.scaled(s, size) for s in scales]
     return result, metrics.confusion
+
+
+def evaluate_on(artefact: Artefact, dataset: str, split: str | None = None, *,
+                protocol: str | None = None, image_size: int | None = None,
+                batch_size: int = 64, data_dir: str | None = None,
+                manual_dir: str | None = None,
+                verbose: int = 1) -> tuple[dict, np.ndarray, sources.Split]:
+    """What evaluate.py does: scores `artefact` on `split` of `dataset` (its
+    test split by default) by `protocol` at `image_size` (by default from the
+    artefact's metadata). Returns `evaluate`'s result, which also records the
+    dataset and split, its confusion matrix, and the split read."""
+    protocol, size = resolve_protocol(artefact, protocol, image_size)
+    examples = sources.eval_split(dataset, split, image_size=size, num_classes=artefact.num_classes,
+                                  data_dir=data_dir, manual_dir=manual_dir)
+    result, confusion = evaluate(artefact, examples, protocol, image_size=size,
+                                 batch_size=batch_size, verbose=verbose)
+    result.update(dataset=dataset, split=split)
+    return result, confusion, examples
+

@@ -80,7 +80,6 @@ def evaluate_from_flags(argv_flags):
     import os
 
     from keras_resnet import files
-    from keras_resnet.data import sources
     from keras_resnet.errors import ArgumentError
     from keras_resnet.evaluation import artefacts
     from keras_resnet.evaluation import protocols
@@ -101,16 +100,11 @@ def evaluate_from_flags(argv_flags):
         image_size=f.image_size if named else None,
         strategy=distribute.make_strategy(f.strategy), any_size=f.protocol == "multiscale",
     )
-    protocol, size = protocols.resolve_protocol(artefact, f.protocol, f.image_size)
-    split = sources.eval_split(
-        f.dataset, f.split, image_size=size, num_classes=artefact.num_classes,
-        data_dir=f.data_dir, manual_dir=f.manual_dir,
+    result, confusion, split = protocols.evaluate_on(
+        artefact, f.dataset, f.split, protocol=f.protocol, image_size=f.image_size,
+        batch_size=f.batch_size, data_dir=f.data_dir, manual_dir=f.manual_dir,
     )
-    result, confusion = protocols.evaluate(
-        artefact, split, protocol, image_size=size, batch_size=f.batch_size
-    )
-    result.update(dataset=f.dataset, split=f.split)
-    print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{protocol}"
+    print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{result['protocol']}"
           f"\n{'examples':<12}{result['num_examples']}")
     print(f"{'top-1':<12}{100 * result['top1_accuracy']:.2f}% accuracy, "
           f"{100 * result['top1_error']:.2f}% error")

@@ -4,8 +4,8 @@ of each trained run (keras_resnet.reproduce.responses), plain against residual."
 import os
 
 import keras
-import tensorflow as tf
 
+from keras_resnet.data import augment
 from keras_resnet.data import sources
 from keras_resnet.reproduce import report
 from keras_resnet.reproduce import responses
@@ -15,12 +15,10 @@ from keras_resnet.reproduce.runs import RunResult
 
 def _test_images(result: RunResult, options: Options, image_size: int, num_classes: int):
     """The run's test split as batches of RGB pixels, as the model takes them."""
-    config = result.spec.config
     split = sources.eval_split(options.dataset, result.spec.split, image_size=image_size,
-                               num_classes=num_classes, synthetic_examples=config.synthetic_examples,
-                               seed=config.seed, data_dir=options.data_dir)
-    resize = lambda image, label: tf.image.resize(tf.cast(image, tf.float32), (image_size,) * 2)
-    return split.examples.map(resize).batch(100)
+                               num_classes=num_classes, data_dir=options.data_dir)
+    # The CIFAR nets' test view: the whole image at the model's size.
+    return split.examples.map(lambda image, _: augment.resize_to(image, image_size)).batch(100)
 
 
 def outputs(results: list[RunResult], output_dir: str, options: Options) -> dict:

@@ -17,7 +17,6 @@ import shlex
 from typing import Any
 
 from keras_resnet import files
-from keras_resnet.data import sources
 from keras_resnet.errors import ArgumentError
 from keras_resnet.evaluation import artefacts
 from keras_resnet.evaluation import protocols
@@ -97,14 +96,10 @@ def score(spec: RunSpec) -> dict[str, Any]:
     """evaluate.py's result for the run's model.keras on its test split."""
     config = spec.config
     artefact = artefacts.load_artefact(os.path.join(config.model_dir, "model.keras"))
-    protocol, size = protocols.resolve_protocol(artefact)
-    split = sources.eval_split(config.dataset, spec.split, image_size=size,
-                               num_classes=artefact.num_classes,
-                               synthetic_examples=config.synthetic_examples, seed=config.seed,
-                               data_dir=config.data_dir, manual_dir=config.manual_dir)
-    result, _ = protocols.evaluate(artefact, split, protocol, image_size=size,
-                                   batch_size=config.batch_size or 64, verbose=0)
-    return dict(result, dataset=config.dataset, split=spec.split)
+    result, _, _ = protocols.evaluate_on(artefact, config.dataset, spec.split,
+                                         data_dir=config.data_dir, manual_dir=config.manual_dir,
+                                         verbose=0)
+    return result
 
 
 def read_result(spec: RunSpec) -> RunResult:

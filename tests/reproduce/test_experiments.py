@@ -3,6 +3,7 @@ their tables and figures hold the runs' own numbers, an interrupted one trains
 only what is missing, and bad input is one line."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -10,10 +11,15 @@ import subprocess
 import sys
 import textwrap
 
+import keras
+import numpy as np
 import pytest
 
+from keras_resnet.data import augment
+from keras_resnet.data import sources
 from keras_resnet.reproduce import cifar
 from keras_resnet.reproduce import experiments
+from keras_resnet.reproduce import responses
 from keras_resnet.reproduce import runs
 from keras_resnet.training import callbacks
 from tests.helpers import REPO
@@ -71,6 +77,19 @@ def test_fig6_and_table6_write_the_runs_own_numbers(tmp_path, image_folder):
     assert float(row["best test error (%)"]) == pytest.approx(
         100 * _run_numbers(model_dir)[1]["top1_error"])
     assert float(row["paper (%)"]) == 8.75
+    # fig7 measures the same runs: a std for each of the 19 3x3 layers of each,
+    # those of the run's own model on the folder's test split.
+    summary = experiments.run_experiment("fig7", options, str(tmp_path / "fig7"), say=lambda _: None)
+    rows = _csv(tmp_path / "fig7" / "fig7.csv")
+    assert [r["run"] for r in rows] == ["plain20"] * 19 + ["resnet20"] * 19
+    model = keras.saving.load_model(model_dir / "model.keras")
+    images = np.stack([augment.resize_to(image, 16).numpy() for image, _ in
+                       sources.eval_split(str(image_folder), image_size=16, num_classes=3).examples])
+    expected = responses.response_stds(model, images)
+    assert [(r["layer"], float(r["std"])) for r in rows[19:]] == [
+        (name, pytest.approx(std, rel=1e-5)) for name, std in expected]
+    assert summary["responses"]["resnet20"] == pytest.approx([std for _, std in expected], rel=1e-5)
+    assert (tmp_path / "fig7" / "fig7.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # The experiment as its command runs it, in a process of its own; prints the
@@ -126,13 +145,11 @@ def test_a_finished_run_made_otherwise_is_refused(tmp_path, image_folder):
     options = _options(image_folder, tmp_path / "runs")
     spec = cifar.spec(options, "resnet20")
     runs.train_and_score(spec)
-    longer = runs.RunSpec(name=spec.name, config=spec.config.__class__(
-        **{**spec.config.__dict__, "train_steps": 3}))
+    longer = dataclasses.replace(spec, config=dataclasses.replace(spec.config, train_steps=3))
     with pytest.raises(ValueError, match=r"runs_dir holds a finished resnet20 of 2 steps, "
                                          r"where this scale trains 3: choose another folder"):
         runs.train_and_score(longer)
-    other = runs.RunSpec(name=spec.name, config=spec.config.__class__(
-        **{**spec.config.__dict__, "seed": 1}))
+    other = dataclasses.replace(spec, config=dataclasses.replace(spec.config, seed=1))
     with pytest.raises(ValueError, match=r"holds another run \(seed: 0 there, 1 now\)"):
         runs.train_and_score(other)
 
