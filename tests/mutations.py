@@ -306,6 +306,11 @@ MUTATIONS = [
     M("Fig. 7's std with ddof=1", "keras_resnet/reproduce/responses.py",
       "return float(np.sqrt(self.m2 / self.count))", "return float(np.sqrt(self.m2 / (self.count - 1)))",
       ("tests/reproduce/test_responses.py::test_stds_of_the_3x3_responses_match_the_hand_computation",)),
+    # ------------------------------------------- (e) the default run (issue 25)
+    M("a slow test's cover is itself left out of the default run", "tests/training/test_train_faults.py",
+      "def test_full_disk_says_which_file_and_leaves_nothing_partial(",
+      "@pytest.mark.slow\ndef test_full_disk_says_which_file_and_leaves_nothing_partial(",
+      ("tests/test_repo.py::test_each_slow_test_names_the_faster_tests_that_cover_it",)),
 ]
 
 
@@ -343,8 +348,9 @@ def copy_tree(target: str) -> str:
 def run_tests(copy: str, tests: tuple[str, ...] | list[str]) -> tuple[int, str]:
     """pytest's exit code and output for `tests`, run in `copy` with its code first."""
     env = dict(os.environ, PYTHONPATH=copy, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    # -m "": the slow tests too (the default run leaves them out).
     command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0",
-               *tests]
+               "-m", "", *tests]
     try:
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
                               timeout=TIMEOUT)

@@ -42,8 +42,10 @@ def _venv(path, *requirements, **env):
     test is skipped, saying so in one line; under CI (`CI` set) it fails."""
     _run([sys.executable, "-m", "venv", str(path)], cwd=path.parent)
     python = str(path / "bin" / "python")
+    # --no-compile: Python compiles what the test imports; compiling all of
+    # TensorFlow's and JAX's modules ahead took ~10 s more.
     try:
-        _run([python, "-m", "pip", "install", "-q", *requirements], cwd=path.parent, **env)
+        _run([python, "-m", "pip", "install", "-q", "--no-compile", *requirements], cwd=path.parent, **env)
     except AssertionError as e:
         if os.environ.get("CI") or not any(sign in str(e) for sign in _OFFLINE):
             raise
@@ -103,7 +105,7 @@ def test_readme_install_makes_the_checkout_a_package_a_script_anywhere_imports(t
     assert "  --model: Any name of keras_resnet.list_models()." in out
 
 
-@pytest.mark.slow  # about 1 minute: pip installs keras and JAX.
+# About 30 s: pip installs keras and JAX. Not marked slow: CI must run it.
 def test_base_install_builds_models_on_jax_without_tensorflow(wheel, tmp_path):
     bin_dir = _venv(tmp_path / "venv", str(wheel), "jax[cpu]")
     elsewhere = tmp_path / "elsewhere"
@@ -136,7 +138,8 @@ def test_base_install_builds_models_on_jax_without_tensorflow(wheel, tmp_path):
     assert math.isfinite(facts["loss"]) and facts["moving_mean"] > 0  # BN's statistics moved.
 
 
-@pytest.mark.slow  # about 4 minutes: pip installs TensorFlow, then three programs run.
+# About 1 minute: pip installs TensorFlow, then three programs run. Not marked
+# slow: CI must run it.
 def test_tensorflow_extra_runs_the_three_console_scripts(wheel, tmp_path):
     bin_dir = _venv(tmp_path / "venv", f"{wheel}[tensorflow]")
     work = tmp_path / "elsewhere"

@@ -47,3 +47,47 @@ def test_every_mutation_applies_to_the_tree():
             path, _, function = node.partition("::")
             function = function.split("[")[0]
             assert re.search(rf"^def {re.escape(function)}\(", _read(path), re.M), (m.name, node)
+
+
+def _slow_marks():
+    """(file, line number, the comment above its decorators) of each slow mark."""
+    for folder, _, names in os.walk(os.path.join(ROOT, "tests")):
+        for name in sorted(n for n in names if n.startswith("test_") and n.endswith(".py")):
+            path = os.path.join(folder, name)
+            lines = _read(path).splitlines()
+            for i, line in enumerate(lines):
+                if not re.match(r"\s*(@pytest\.mark\.slow|.*marks=pytest\.mark\.slow)", line):
+                    continue
+                j = i
+                while j > 0 and not lines[j - 1].lstrip().startswith("#") and lines[j - 1].strip() \
+                        and not lines[j - 1].startswith(("def ", "class ")):
+                    j -= 1
+                comment = []
+                while j > 0 and lines[j - 1].lstrip().startswith("#"):
+                    j -= 1
+                    comment.insert(0, lines[j])
+                yield os.path.relpath(path, ROOT), i + 1, " ".join(comment)
+
+
+def test_each_slow_test_names_the_faster_tests_that_cover_it():
+    # The default run leaves the slow tests out (pyproject.toml), which is
+    # sound only while the tests its comment names cover the same path and
+    # are themselves in the run.
+    assert '-m \\"not slow\\"' in _read("pyproject.toml")
+    sources = {}
+    for folder, _, names in os.walk(os.path.join(ROOT, "tests")):
+        for name in names:
+            if name.startswith("test_") and name.endswith(".py"):
+                sources[os.path.join(folder, name)] = _read(os.path.join(folder, name))
+    marks = list(_slow_marks())
+    assert len(marks) >= 5
+    for path, line, comment in marks:
+        covers = re.findall(r"\btest_\w+", comment)
+        assert covers, f"{path}:{line}: the slow mark names no test that covers it"
+        for cover in covers:
+            defined = [re.search(rf"((?:^@.*\n)*)^def {cover}\(", text, re.M)
+                       for text in sources.values()]
+            defined = [d for d in defined if d]
+            assert defined, f"{path}:{line}: {cover} does not exist"
+            assert "@pytest.mark.slow" not in defined[0].group(1), (
+                f"{path}:{line}: {cover} is slow itself")

@@ -79,7 +79,9 @@ def test_legacy_file_reproduces_keras_applications(applications_files):
     assert np.abs(reference.get_layer("conv1_conv").bias.numpy()).max() > 0.1
 
 
-@pytest.mark.slow  # ~25 s (ResNet-50 at 224, twice); the fold and the top file: the tests above
+# ~25 s (ResNet-50 at 224, twice); the fold and the top file: test_legacy_file_reproduces_keras_applications,
+# test_files_in_the_published_layout_with_or_without_a_top (in tests/training)
+@pytest.mark.slow
 def test_legacy_notop_file_and_top_file_into_feature_extractor(applications_files):
     reference, top, notop = applications_files
     x = _images(n=1, size=96)
@@ -417,7 +419,7 @@ def test_download_settings_are_checked(env_cache, monkeypatch):
         weights_lib.fetch("resnet152", include_top=True)
 
 
-@pytest.mark.slow  # ~35 s; no faster test takes train.py's fine-tuning path through a download.
+# ~20 s, not marked slow: no faster test takes train.py's fine-tuning path through a download.
 def test_imagenet_weights_in_train_evaluate_and_export(
     applications_files, env_cache, image_folder, tmp_path, monkeypatch
 ):

@@ -118,7 +118,9 @@ def _fig6_process(image_folder, runs_dir, output_dir, kill_at=0):
                           text=True, timeout=300)
 
 
-@pytest.mark.slow  # ~30 s: two processes, three runs
+# ~30 s (two processes, three runs); a finished run reused: test_fig6_and_table6_write_the_runs_own_numbers,
+# a killed run resumed: test_stopped_while_the_backup_is_written_then_rerun
+@pytest.mark.slow
 def test_an_interrupted_experiment_trains_only_what_is_missing(tmp_path, image_folder):
     killed = _fig6_process(image_folder, tmp_path / "runs", tmp_path / "fig6", kill_at=2)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]

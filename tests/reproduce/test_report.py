@@ -260,6 +260,8 @@ def test_table1_rows_for_a_few_models(tmp_path, monkeypatch):
     assert report.table6_row(measured["resnet20"])["depth/layers"] == 20
 
 
+# ~30 s; the fast variant: test_table1_rows_for_a_few_models; each model's counts:
+# test_imagenet_flops_match_table_1, test_cifar_params_match_table_6
 @pytest.mark.slow
 def test_table1_measures_every_model_within_3_percent_of_the_paper(tmp_path, monkeypatch):
     # Each model is built once (~27 s in all): the measurements table1 makes

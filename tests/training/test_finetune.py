@@ -104,7 +104,9 @@ def test_own_model_keeps_its_top_only_for_the_same_classes(source_run, caplog):
                            source.get_layer("resnet20").get_layer("predictions").kernel.numpy())
 
 
-@pytest.mark.slow  # ~20 s; fine-tuning from a .keras file: the faster tests above
+# ~20 s; fine-tuning from a .keras file: test_own_model_keeps_its_top_only_for_the_same_classes,
+# evaluate and export read what it carries: test_imagenet_weights_in_train_evaluate_and_export
+@pytest.mark.slow
 def test_own_model_onto_3_classes_then_evaluate_and_export(source_run, image_folder, tmp_path, caplog):
     source = keras.saving.load_model(source_run)
     # Step 0: the source's network and per-pixel mean (same image size), a new head.

@@ -250,7 +250,8 @@ def _cli(args, cwd, **kwargs):
         cwd=cwd, env=env, text=True, **kwargs)
 
 
-@pytest.mark.slow  # ~20 s; a kill during the backup, resumed: test_train_faults' [SIGKILL-1]
+# ~20 s; a kill during the backup, resumed: test_stopped_while_the_backup_is_written_then_rerun
+@pytest.mark.slow
 def test_sigkill_then_same_command_resumes(tmp_path):
     model_dir = tmp_path / "run"
     args = ["--dataset=synthetic", "--recipe=smoke", "--image_size=16", "--batch_size=16",
@@ -335,7 +336,11 @@ def test_two_workers_train_in_lockstep(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
-@pytest.mark.slow  # ~25 s; the recipe's values: test_paper_facts, a run on a folder: test_short_run_on_image_folder
+# ~25 s; the recipe's values: test_the_imagenet_recipe_is_section_3_4, its augmentation:
+# test_imagenet_augmentation_scales_crops_flips_and_shifts_colour, its caffe mean in the
+# model: test_imagenet_weights_get_a_new_head_and_the_caffe_mean, a run on a folder:
+# test_short_run_on_image_folder
+@pytest.mark.slow
 def test_imagenet_recipe_on_image_folder(tmp_path, image_folder):
     # Scale augmentation, PCA colour noise and the "caffe" mean on a tiny ResNet-18.
     from keras_resnet.models.preprocessing import IMAGENET_BGR_MEAN

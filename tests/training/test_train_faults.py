@@ -349,7 +349,9 @@ def _rerun_completes(model_dir, epochs, **changes):
 # SIGTERM has no handler, as SIGKILL: one `at` each covers both (the first
 # backup; one with a previous backup to keep). SIGINT's handler finishes the
 # write it interrupts: both.
-@pytest.mark.parametrize("stop,at", [("SIGKILL", 1)] + [  # the others ~15 s each
+# The others ~15 s each; the same path: test_stopped_while_the_backup_is_written_then_rerun
+# (SIGKILL-1), SIGINT's handler: test_second_run_is_refused_ctrl_c_stops_and_rerun_resumes
+@pytest.mark.parametrize("stop,at", [("SIGKILL", 1)] + [
     pytest.param(stop, at, marks=pytest.mark.slow) for stop, at in [("SIGTERM", 2), ("SIGINT", 1), ("SIGINT", 2)]])
 def test_stopped_while_the_backup_is_written_then_rerun(tmp_path, stop, at, caplog):
     model_dir = tmp_path / "run"
@@ -370,7 +372,9 @@ def test_stopped_while_the_backup_is_written_then_rerun(tmp_path, stop, at, capl
     assert backed_up_epochs(model_dir) == 3
 
 
-@pytest.mark.slow  # ~20 s; a full disk: test_full_disk_says_which_file_and_leaves_nothing_partial
+# ~20 s; a full disk: test_full_disk_says_which_file_and_leaves_nothing_partial, a
+# backup stopped mid-write: test_stopped_while_the_backup_is_written_then_rerun
+@pytest.mark.slow
 def test_full_disk_while_the_first_backup_is_written_then_rerun(tmp_path):
     model_dir = tmp_path / "run"
     code, _, stderr = _run([*TINY, "--epochs=2", f"--model_dir={model_dir}"], tmp_path,
