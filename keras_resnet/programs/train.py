@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import flags  # noqa: E402
 
+from keras_resnet.models.blocks import SHORTCUT_OPTIONS  # noqa: E402
 from keras_resnet.programs import cli  # noqa: E402
 from keras_resnet.training import distribute  # noqa: E402
 from keras_resnet.training import recipes  # noqa: E402
@@ -59,6 +60,9 @@ flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, list(PRECISIONS)
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of initialisation, shuffling and augmentation.")
 flags.DEFINE_integer("image_size", None, "Square input size. Default: 32 (CIFAR family) or 224.")
+flags.DEFINE_enum("shortcut", None, list(SHORTCUT_OPTIONS), "Residual nets' shortcuts (Sec. 3.3): A "
+                  "zero-pads where the channels grow, B projects there, C projects everywhere. "
+                  "Default: B for the ImageNet nets, A for the CIFAR ones.")
 flags.DEFINE_string("weights", None, "Start from 'imagenet' or a weights file (fine-tuning).")
 flags.DEFINE_bool("freeze_backbone", _DEFAULTS.freeze_backbone,
                   "Train only the classifier; BatchNorm statistics stay frozen too.")

@@ -53,7 +53,7 @@ def _backbone(run: Run, source: weights_lib.WeightsSource | None) -> keras.Model
     (`config.weights`) loaded all or nothing, their top only if it fits."""
     config, recipe = run.config, run.recipe
     options = dict(input_shape=(run.image_size, run.image_size, 3),
-                   weight_decay=recipe.weight_decay)
+                   weight_decay=recipe.weight_decay, shortcut=config.shortcut)
     if source is not None and not _keeps_top(run, source):
         # The rest of the network as the weights have it, and a new head.
         base = keras_resnet.get_model(

@@ -27,6 +27,7 @@ from keras_resnet.data import sources
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models import metadata
 from keras_resnet.models import weights as weights_lib
+from keras_resnet.models.blocks import SHORTCUT_OPTIONS
 from keras_resnet.models.resnet import FAMILIES
 from keras_resnet.models.resnet import VARIANTS
 from keras_resnet.models.resnet import canonical_name
@@ -52,6 +53,7 @@ class Config:
     jit_compile: bool = False
     seed: int = 0
     image_size: int | None = None
+    shortcut: str | None = None  # "A", "B" or "C" (Sec. 3.3); None: the family's (B or A)
     weights: str | None = None
     freeze_backbone: bool = False
     data_dir: str | None = None
@@ -212,6 +214,12 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
                 f" for {model}" if name == "image_size" else ""))
     if config.verbose > 2:
         raise ArgumentError("verbose", config.verbose, "must be 0, 1 or 2")
+    if config.shortcut is not None and config.shortcut not in SHORTCUT_OPTIONS:
+        raise ArgumentError("shortcut", config.shortcut,
+                            f"must be one of {', '.join(SHORTCUT_OPTIONS)}")
+    if config.shortcut is not None and not VARIANTS[model].residual:
+        raise ArgumentError("shortcut", config.shortcut, f"{model} is a plain net: it has no "
+                            "shortcuts")
     if config.learning_rate is not None and not 0 < config.learning_rate < math.inf:
         raise ArgumentError("learning_rate", config.learning_rate, "must be > 0")
     if config.weights == "imagenet" and model not in weights_lib.PUBLISHED:

@@ -360,6 +360,26 @@ def test_imagenet_recipe_on_image_folder(tmp_path, image_folder):
     np.testing.assert_allclose(mean.mean.reshape(-1), IMAGENET_BGR_MEAN)
 
 
+@pytest.mark.parametrize("shortcut, pads, projections", [
+    (None, 0, 3), ("A", 3, 0), ("B", 0, 3), ("C", 0, 8)])
+def test_the_shortcut_option_is_the_one_asked_for(shortcut, pads, projections):
+    # ResNet-18 (Sec. 3.3): channels grow 3 times; C projects in all 8 blocks.
+    settings = run_lib.resolve_settings(run_lib.Config(model="resnet18", image_size=32,
+                                                       shortcut=shortcut))
+    model = model_lib.build_model(settings.with_data(["a", "b"], num_train=8), pixel_mean=None)
+    names = [layer.name for layer in model.get_layer("resnet18").layers]
+    assert sum(n.endswith("_0_pad") for n in names) == pads
+    assert sum(n.endswith("_0_conv") for n in names) == projections
+    assert settings.config.identifying_fields()["shortcut"] == shortcut
+
+
+def test_a_shortcut_option_for_a_plain_net_or_an_unknown_one_is_refused():
+    with pytest.raises(ArgumentError, match="shortcut plain18 is a plain net: it has no shortcuts"):
+        run_lib.resolve_settings(run_lib.Config(model="plain18", shortcut="A"))
+    with pytest.raises(ArgumentError, match="shortcut must be one of A, B, C. Received: shortcut='D'"):
+        run_lib.resolve_settings(run_lib.Config(model="resnet18", shortcut="D"))
+
+
 def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
     # No network here: the published weights are replaced by He init, which
     # leaves what train.py builds around them to check.
