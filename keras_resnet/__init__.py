@@ -37,6 +37,9 @@ from keras_resnet.models.applications import ResNet50
 from keras_resnet.models.applications import ResNet56
 from keras_resnet.models.complexity import count_flops
 from keras_resnet.models.complexity import count_params
+from keras_resnet.models.features import FeatureInfo
+from keras_resnet.models.features import feature_info
+from keras_resnet.models.features import feature_model
 from keras_resnet.models.folding import fold_batch_norm
 from keras_resnet.models.layers import ZeroPadShortcut
 from keras_resnet.models.preprocessing import MeanSubtraction
@@ -105,6 +108,9 @@ __all__ = [
     "ResNet1202",
     "count_flops",
     "count_params",
+    "FeatureInfo",
+    "feature_info",
+    "feature_model",
     "fold_batch_norm",
     "ZeroPadShortcut",
     "FAMILIES",
