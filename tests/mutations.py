@@ -306,11 +306,31 @@ MUTATIONS = [
     M("Fig. 7's std with ddof=1", "keras_resnet/reproduce/responses.py",
       "return float(np.sqrt(self.m2 / self.count))", "return float(np.sqrt(self.m2 / (self.count - 1)))",
       ("tests/reproduce/test_responses.py::test_stds_of_the_3x3_responses_match_the_hand_computation",)),
+    M("train.py's --shortcut is not passed to the model", "keras_resnet/training/model.py",
+      "weight_decay=recipe.weight_decay, shortcut=config.shortcut)",
+      "weight_decay=recipe.weight_decay)",
+      ("tests/training/test_train.py::test_the_shortcut_option_is_the_one_asked_for[A-3-0]",)),
+    M("Fig. 4's ResNets with the default shortcuts (B), not option A", "keras_resnet/reproduce/imagenet.py",
+      'shortcut="A" if model.startswith("resnet") else None,', "shortcut=None,",
+      ("tests/reproduce/test_imagenet.py::test_fig4_table2_and_tables_3_4_write_the_models_own_numbers",)),
+    M("Table 2 scored with the model's own test view, not 10-crop", "keras_resnet/reproduce/imagenet.py",
+      'return RunSpec(name=model, config=config, protocol="10crop")',
+      "return RunSpec(name=model, config=config)",
+      ("tests/reproduce/test_imagenet.py::test_fig4_table2_and_tables_3_4_write_the_models_own_numbers",)),
+    M("ResNet-34 C taken for B", "keras_resnet/reproduce/imagenet.py",
+      'return "ResNet-34 C" if projections == 16 else "ResNet-34 B"',
+      'return "ResNet-34 C" if projections == 17 else "ResNet-34 B"',
+      ("tests/reproduce/test_imagenet.py::test_a_model_is_matched_to_its_row_of_tables_3_and_4[resnet34-C-ResNet-34 C]",)),
     # ------------------------------------------- (e) the default run (issue 25)
     M("a slow test's cover is itself left out of the default run", "tests/training/test_train_faults.py",
       "def test_full_disk_says_which_file_and_leaves_nothing_partial(",
       "@pytest.mark.slow\ndef test_full_disk_says_which_file_and_leaves_nothing_partial(",
       ("tests/test_repo.py::test_each_slow_test_names_the_faster_tests_that_cover_it",)),
+    # ------------------------------------------- (f) backbone features (issue 24)
+    M("backbone features taken at a stage's first block, not its last",
+      "keras_resnet/models/features.py",
+      'layer = f"conv{stage}_block{block}_out"', 'layer = f"conv{stage}_block1_out"',
+      ("tests/models/test_features.py::test_features_equal_the_classifiers_intermediate_outputs[resnet50-64]",)),
 ]
 
 

@@ -12,15 +12,19 @@ from absl import flags  # noqa: E402
 from keras_resnet.programs import cli  # noqa: E402
 from keras_resnet.reproduce import cifar  # noqa: E402
 from keras_resnet.reproduce import experiments  # noqa: E402
+from keras_resnet.reproduce import imagenet  # noqa: E402
+from keras_resnet.reproduce import runs  # noqa: E402
 
 USAGE = """Reproduces the paper's experiments: one command writes a table or figure.
 
   python -m keras_resnet.reproduce EXPERIMENT [--scale=paper|quick] [--flags]
 
-Experiments (--scale=quick trains two depths on a short schedule, to see the
+Experiments (--scale=quick trains fewer depths on a short schedule, to see the
 trend on a laptop CPU):
 """ + "".join(f"  {name:<8}{e.description}\n" for name, e in experiments.EXPERIMENTS.items()) + """
-Scales: """ + "; ".join(f"{name}: {s.cost}" for name, s in cifar.SCALES.items()) + """.
+Scales of the CIFAR experiments: """ + "; ".join(
+    f"{name}: {s.cost}" for name, s in cifar.SCALES.items()) + """.
+Of fig4 and table2: """ + "; ".join(f"{name}: {s.cost}" for name, s in imagenet.SCALES.items()) + """.
 
 Each run is a train.py run in its own folder under --runs_dir: rerunning the
 command after an interruption trains only what is missing (--dry_run prints the
@@ -28,9 +32,10 @@ train.py and evaluate.py commands, to run elsewhere). Figures (PNG), tables
 (CSV and Markdown) and summary.json go to --output_dir.
 """
 
-flags.DEFINE_string("dataset", "cifar10", "A TFDS name or an image folder (as train.py's).")
+flags.DEFINE_string("dataset", None, "A TFDS name or an image folder (as train.py's). Default: "
+                    "cifar10, or imagenet2012 for fig4 and tables 2 to 4.")
 flags.DEFINE_enum("scale", "paper", list(cifar.SCALES), "How much to run: paper, quick "
-                  "(a short schedule, two depths), tiny (for tests).")
+                  "(a short schedule, fewer depths), tiny (for tests).")
 flags.DEFINE_string("output_dir", None, "Figures, tables and summary.json. Default: "
                     "reproduce/<experiment>.")
 flags.DEFINE_string("runs_dir", None, "One train.py model_dir per run below it, shared by the "
@@ -38,7 +43,10 @@ flags.DEFINE_string("runs_dir", None, "One train.py model_dir per run below it, 
 flags.DEFINE_list("depths", None, "table6: the CIFAR depths (default: the scale's).")
 flags.DEFINE_integer("seeds", 1, "table6: runs of each depth; their best and mean +- std.",
                      lower_bound=1)
+flags.DEFINE_list("models", [], "table3, table4: model files to score (what evaluate.py takes).")
+flags.DEFINE_string("weights", None, "table3, table4: 'imagenet' scores the published ResNet-50/101/152.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_string("manual_dir", None, "TFDS manual download directory (imagenet2012).")
 flags.DEFINE_bool("dry_run", False, "Print the train.py and evaluate.py commands; train nothing.")
 flags.DEFINE_integer("verbose", 2, "Keras' progress output of each run (0, 1 or 2).")
 
@@ -66,11 +74,13 @@ def reproduce_from_flags(argv: list[str]) -> dict | None:
         raise ValueError(f"unknown experiment: {given}; accepted: "
                          f"{', '.join(experiments.EXPERIMENTS)} (--help says what each does)")
     name = argv[1]
-    options = cifar.Options(
-        dataset=FLAGS.dataset, scale=FLAGS.scale, depths=_depths(FLAGS.depths), seeds=FLAGS.seeds,
+    dataset = FLAGS.dataset or experiments.EXPERIMENTS[name].dataset
+    options = runs.Options(
+        dataset=dataset, scale=FLAGS.scale, depths=_depths(FLAGS.depths), seeds=FLAGS.seeds,
         runs_dir=FLAGS.runs_dir or os.path.join(
-            "reproduce", "runs", f"{os.path.basename(os.path.normpath(FLAGS.dataset))}-{FLAGS.scale}"),
-        data_dir=FLAGS.data_dir, verbose=FLAGS.verbose)
+            "reproduce", "runs", f"{os.path.basename(os.path.normpath(dataset))}-{FLAGS.scale}"),
+        data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir, models=tuple(FLAGS.models),
+        weights=FLAGS.weights, verbose=FLAGS.verbose)
     if FLAGS.output_dir is not None and os.path.isfile(FLAGS.output_dir):
         raise ArgumentError("output_dir", FLAGS.output_dir, "is a file; it must be a folder")
     output_dir = FLAGS.output_dir or os.path.join("reproduce", name)

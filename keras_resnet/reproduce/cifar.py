@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models import complexity
 from keras_resnet.reproduce import report
+from keras_resnet.reproduce.runs import Options
 from keras_resnet.reproduce.runs import RunResult
 from keras_resnet.reproduce.runs import RunSpec
 from keras_resnet.training.run import Config
@@ -51,19 +52,6 @@ SCALES = {
 # CIFAR-10 test error % (Table 6); Fig. 6's plain nets have no table.
 PAPER_ERRORS = {name: figures.top1 for name, figures in complexity.PAPER.items()
                 if figures.top1 is not None and figures.params is not None}
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Options:
-    """What the command line sets for a CIFAR experiment."""
-
-    dataset: str = "cifar10"
-    scale: str = "paper"
-    runs_dir: str  # one folder per run below it
-    depths: tuple[int, ...] | None = None  # Table 6's, instead of the scale's
-    seeds: int = 1
-    data_dir: str | None = None
-    verbose: int = 2
 
 
 def check_depths(depths: Sequence[int]) -> None:
@@ -105,19 +93,11 @@ def fig7_specs(options: Options) -> list[RunSpec]:
             for d in depths]
 
 
-def _curve(result: RunResult) -> report.Curve:
-    rows = result.history
-    return report.Curve(label=result.spec.name, iterations=[r["iterations"] for r in rows],
-                        train_error=[100 * (1 - r["accuracy"]) for r in rows],
-                        test_error=[100 * (1 - r["val_accuracy"]) for r in rows
-                                    if "val_accuracy" in r])
-
-
 def fig6_figure(results: list[RunResult]):
     """Fig. 6's panels that have runs: plain nets; ResNets; ResNet-110 and
     -1202 (when -1202 was trained). A matplotlib Figure."""
     names = {r.spec.name for r in results}
-    panels = [(title, [_curve(r) for r in results if keep(r.spec.name)]) for title, keep in (
+    panels = [(title, [r.curve() for r in results if keep(r.spec.name)]) for title, keep in (
         ("plain", lambda n: n.startswith("plain")),
         ("ResNet", lambda n: n.startswith("resnet") and n != "resnet1202"),
         ("ResNet-110 and ResNet-1202",

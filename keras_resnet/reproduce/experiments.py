@@ -17,6 +17,7 @@ from collections.abc import Callable
 from keras_resnet import files
 from keras_resnet.errors import ArgumentError
 from keras_resnet.reproduce import cifar
+from keras_resnet.reproduce import imagenet
 from keras_resnet.reproduce import report
 from keras_resnet.reproduce import runs
 from keras_resnet.reproduce.runs import RunResult
@@ -30,11 +31,14 @@ class Experiment:
     """What an experiment trains (`specs`) and writes of the results (`outputs`)."""
 
     description: str
-    specs: Callable[[cifar.Options], list[RunSpec]] | None = None  # None: nothing to train
-    outputs: Callable[[list[RunResult], str, cifar.Options], dict] | None = None
+    dataset: str = "cifar10"  # the default of --dataset
+    specs: Callable[[runs.Options], list[RunSpec]] | None = None  # None: nothing to train
+    outputs: Callable[[list[RunResult], str, runs.Options], dict] | None = None
+    # Experiments that train nothing: writes the outputs, returns the summary.
+    direct: Callable[[runs.Options, str], dict] | None = None
 
 
-def _fig7(results: list[RunResult], output_dir: str, options: cifar.Options) -> dict:
+def _fig7(results: list[RunResult], output_dir: str, options: runs.Options) -> dict:
     from keras_resnet.reproduce import fig7  # imports TensorFlow's data pipelines
 
     return fig7.outputs(results, output_dir, options)
@@ -42,7 +46,8 @@ def _fig7(results: list[RunResult], output_dir: str, options: cifar.Options) -> 
 
 EXPERIMENTS = {
     "table1": Experiment(description="parameters and FLOPs of every model beside Tables 1 "
-                         "and 6; no training, seconds"),
+                         "and 6; no training, seconds",
+                         direct=lambda _, out: report.table1(out)),
     "fig6": Experiment(description="plain and residual CIFAR nets, training and validation "
                        "error against iterations (Fig. 6), and their test errors",
                        specs=cifar.fig6_specs,
@@ -54,6 +59,19 @@ EXPERIMENTS = {
     "fig7": Experiment(description="the std of every 3x3 layer's response on the test split, "
                        "plain against residual (Fig. 7); reuses fig6's runs",
                        specs=cifar.fig7_specs, outputs=_fig7),
+    "fig4": Experiment(description="plain-18/34 and ResNet-18/34 (option A) on ImageNet, "
+                       "training and validation error against iterations (Fig. 4)",
+                       dataset=imagenet.DATASET, specs=imagenet.fig4_specs,
+                       outputs=lambda results, out, _: imagenet.fig4_outputs(results, out)),
+    "table2": Experiment(description="their 10-crop top-1 errors beside Table 2; reuses "
+                         "fig4's runs", dataset=imagenet.DATASET, specs=imagenet.fig4_specs,
+                         outputs=lambda results, out, _: imagenet.table2_outputs(results, out)),
+    "table3": Experiment(description="given models (--models, --weights=imagenet) scored "
+                         "10-crop beside Table 3; no training", dataset=imagenet.DATASET,
+                         direct=lambda options, out: imagenet.score_models("table3", options, out)),
+    "table4": Experiment(description="the same, multi-scale fully-convolutional, beside "
+                         "Table 4; no training", dataset=imagenet.DATASET,
+                         direct=lambda options, out: imagenet.score_models("table4", options, out)),
 }
 
 
@@ -74,7 +92,7 @@ def check_output_dir(output_dir: str, identity: dict) -> None:
     files.write_text(path, json.dumps(identity, indent=2))
 
 
-def run_experiment(name: str, options: cifar.Options, output_dir: str, *, dry_run: bool = False,
+def run_experiment(name: str, options: runs.Options, output_dir: str, *, dry_run: bool = False,
                    say: Callable[[str], None] = print) -> dict | None:
     """Runs experiment `name`; returns its summary (None for a dry run)."""
     experiment = EXPERIMENTS[name]
@@ -83,11 +101,14 @@ def run_experiment(name: str, options: cifar.Options, output_dir: str, *, dry_ru
         for spec in specs:
             say("\n".join(runs.commands(spec)))
         return None
-    identity = {"experiment": name, **{k: v for k, v in dataclasses.asdict(options).items()
-                                       if k != "verbose"}}
+    # As experiment.json holds it (tuples are lists there).
+    identity = json.loads(json.dumps({"experiment": name, **{
+        k: v for k, v in dataclasses.asdict(options).items() if k != "verbose"}}))
+    if name in imagenet.PROTOCOLS:
+        imagenet.check_models(name, options)
     check_output_dir(output_dir, identity)
-    if experiment.specs is None:
-        return report.table1(output_dir)
+    if experiment.direct is not None:
+        return experiment.direct(options, output_dir)
     results = train_all(specs, say)
     summary = {"experiment": name, "options": identity, **experiment.outputs(
         results, output_dir, options), "sources": {r.spec.name: _sources(r.spec) for r in results}}

@@ -20,6 +20,7 @@ from keras_resnet import files
 from keras_resnet.errors import ArgumentError
 from keras_resnet.evaluation import artefacts
 from keras_resnet.evaluation import protocols
+from keras_resnet.reproduce import report
 from keras_resnet.training import callbacks
 from keras_resnet.training import run as run_lib
 from keras_resnet.training import trainer
@@ -31,12 +32,29 @@ _DEFAULT_CONFIG = Config()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Options:
+    """What the command line sets for an experiment."""
+
+    dataset: str = "cifar10"
+    scale: str = "paper"
+    runs_dir: str  # one folder per run below it
+    depths: tuple[int, ...] | None = None  # Table 6's, instead of the scale's
+    seeds: int = 1
+    data_dir: str | None = None
+    manual_dir: str | None = None  # TFDS's, for imagenet2012
+    models: tuple[str, ...] = ()  # Tables 3 and 4: model files to score
+    weights: str | None = None  # Tables 3 and 4: "imagenet", the published models
+    verbose: int = 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """One run: a name for the tables and figures, and what trains and scores it."""
 
     name: str  # e.g. "plain20", or "resnet110_seed2"
     config: Config  # model_dir included
     split: str | None = None  # evaluate.py's --split (None: the dataset's test split)
+    protocol: str | None = None  # evaluate.py's --protocol (None: the model's test view)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,6 +70,14 @@ class RunResult:
     def test_error(self) -> float:
         """Top-1 test error, %."""
         return 100 * self.evaluation["top1_error"]
+
+    def curve(self) -> report.Curve:
+        """Training error (Keras') and held-out validation error after each epoch."""
+        rows = self.history
+        return report.Curve(label=self.spec.name, iterations=[r["iterations"] for r in rows],
+                            train_error=[100 * (1 - r["accuracy"]) for r in rows],
+                            test_error=[100 * (1 - r["val_accuracy"]) for r in rows
+                                        if "val_accuracy" in r])
 
     @property
     def train_error(self) -> float:
@@ -97,8 +123,8 @@ def score(spec: RunSpec) -> dict[str, Any]:
     config = spec.config
     artefact = artefacts.load_artefact(os.path.join(config.model_dir, "model.keras"))
     result, _, _ = protocols.evaluate_on(artefact, config.dataset, spec.split,
-                                         data_dir=config.data_dir, manual_dir=config.manual_dir,
-                                         verbose=0)
+                                         protocol=spec.protocol, data_dir=config.data_dir,
+                                         manual_dir=config.manual_dir, verbose=0)
     return result
 
 
@@ -119,6 +145,7 @@ def commands(spec: RunSpec) -> list[str]:
     evaluate = [f"--model_path={os.path.join(config.model_dir, 'model.keras')}",
                 f"--dataset={config.dataset}",
                 *([f"--split={spec.split}"] if spec.split else []),
+                *([f"--protocol={spec.protocol}"] if spec.protocol else []),
                 *([f"--data_dir={config.data_dir}"] if config.data_dir else []),
                 *([f"--manual_dir={config.manual_dir}"] if config.manual_dir else []),
                 f"--output_json={evaluation_path(spec)}"]

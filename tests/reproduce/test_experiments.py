@@ -28,7 +28,7 @@ from tests.helpers import run_commands
 
 
 def _options(dataset, runs_dir, **changes):
-    return cifar.Options(**dict(dict(dataset=str(dataset), scale="tiny", runs_dir=str(runs_dir),
+    return runs.Options(**dict(dict(dataset=str(dataset), scale="tiny", runs_dir=str(runs_dir),
                                      verbose=0), **changes))
 
 
@@ -96,7 +96,7 @@ def test_fig6_and_table6_write_the_runs_own_numbers(tmp_path, image_folder):
 # runs it trained; with KILL_AT=n, is killed when the n-th run starts training.
 RUN_FIG6 = """
     import json, os, signal, sys
-    from keras_resnet.reproduce import cifar, experiments
+    from keras_resnet.reproduce import experiments, runs
     from keras_resnet.training import trainer
     train, trained = trainer.train, []
     def counted(config):
@@ -105,7 +105,7 @@ RUN_FIG6 = """
             os.kill(os.getpid(), signal.SIGKILL)
         return train(config)
     trainer.train = counted
-    options = cifar.Options(dataset=sys.argv[1], scale="tiny", runs_dir=sys.argv[2], verbose=0)
+    options = runs.Options(dataset=sys.argv[1], scale="tiny", runs_dir=sys.argv[2], verbose=0)
     experiments.run_experiment("fig6", options, sys.argv[3], say=lambda _: None)
     print(json.dumps(trained))
 """
@@ -174,10 +174,16 @@ def test_bad_input_is_one_line(tmp_path):
     other.mkdir()
     (other / experiments.MARKER).write_text(json.dumps({"experiment": "fig6"}))
     cases = [  # (arguments, the error line)
-        (["fig9"], "unknown experiment: 'fig9'; accepted: table1, fig6, table6, fig7 (--help "
-                   "says what each does)"),
-        ([], "unknown experiment: none; accepted: table1, fig6, table6, fig7 (--help says what "
-             "each does)"),
+        (["fig9"], "unknown experiment: 'fig9'; accepted: table1, fig6, table6, fig7, fig4, "
+                   "table2, table3, table4 (--help says what each does)"),
+        ([], "unknown experiment: none; accepted: table1, fig6, table6, fig7, fig4, table2, "
+             "table3, table4 (--help says what each does)"),
+        (["table3"], "table3 needs models to score: --models=PATH[,PATH] (files evaluate.py "
+                     "takes) and/or --weights=imagenet"),
+        (["table4", "--weights=timm"], "--weights=timm: must be 'imagenet' (the published "
+                                       "ResNet-50/101/152); pass model files with --models"),
+        (["table4", f"--models={tmp_path}/none.keras"], f"--models={tmp_path}/none.keras: does "
+                                                        "not exist"),
         (["table6", "--depths=20,21"], "--depths=21: must be one of 20, 32, 44, 56, 110, 1202 "
                                        "(the paper's 6n+2 CIFAR nets)"),
         (["fig6", "--scale=huge"], "flag --scale=huge: value should be one of <paper|quick|tiny>"),
