@@ -37,6 +37,7 @@ from keras_resnet.models.applications import ResNet50
 from keras_resnet.models.applications import ResNet56
 from keras_resnet.models.complexity import count_flops
 from keras_resnet.models.complexity import count_params
+from keras_resnet.models.convert import from_torchvision
 from keras_resnet.models.features import FeatureInfo
 from keras_resnet.models.features import feature_info
 from keras_resnet.models.features import feature_model
@@ -108,6 +109,7 @@ __all__ = [
     "ResNet1202",
     "count_flops",
     "count_params",
+    "from_torchvision",
     "FeatureInfo",
     "feature_info",
     "feature_model",

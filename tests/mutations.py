@@ -334,6 +334,11 @@ MUTATIONS = [
       "keras_resnet/models/features.py",
       'layer = f"conv{stage}_block{block}_out"', 'layer = f"conv{stage}_block1_out"',
       ("tests/models/test_features.py::test_features_equal_the_classifiers_intermediate_outputs[resnet50-64]",)),
+    # ------------------------------------------- (g) converter (issue 24)
+    M("torchvision conv kernels read as (out, in, h, w) -> (h, w, out, in)",
+      "keras_resnet/models/convert.py",
+      "return np.transpose(tensor, (2, 3, 1, 0))", "return np.transpose(tensor, (2, 3, 0, 1))",
+      ("tests/models/test_convert.py::test_the_converted_classifier_gives_pytorchs_logits[resnet18]",)),
 ]
 
 

@@ -1,0 +1,254 @@
+"""torchvision and timm ResNet checkpoints as our models: `from_torchvision`.
+
+It reads a ResNet state dict saved as a `.safetensors` file (timm's
+`model.safetensors`, or `safetensors.torch.save_file(model.state_dict(), path)`)
+through safetensors' NumPy API, so PyTorch is not needed, and builds our model
+with its weights. The names map one to one onto keras.applications' layers:
+
+    conv1, bn1                       conv1_conv, conv1_bn
+    layer{s}.{i}.conv{k}, .bn{k}     conv{s+1}_block{i+1}_{k}_conv, _{k}_bn
+    layer{s}.0.downsample.0, .1      conv{s+1}_block1_0_conv, _0_bn  (option B)
+    fc                               predictions
+
+Conv kernels go from PyTorch's (out, in, h, w) to Keras' (h, w, in, out), the fc
+weight is transposed, and BN's weight, bias, running_mean and running_var are
+gamma, beta, moving_mean and moving_variance; num_batches_tracked is ignored.
+Both use BN epsilon 1e-5 and pad strided convs symmetrically, so the outputs
+are the same. torchvision's (and timm's) ResNet-50/101/152 put the stride on
+the 3x3 conv: they come out as `version="v1.5"`.
+"""
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_resnet.errors import ArgumentError
+from keras_resnet.models.resnet import VARIANTS
+from keras_resnet.models.resnet import canonical_name
+from keras_resnet.models.resnet import get_model
+
+# The torchvision ResNets by (blocks per stage, block type): Table 1's nets.
+ARCHITECTURES = {
+    (spec.blocks_per_stage, spec.block): name
+    for name, spec in VARIANTS.items()
+    if spec.family == "imagenet" and spec.residual
+}
+_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+       "moving_variance": "running_var"}
+_IGNORED = ".num_batches_tracked"
+_PARAMETERS = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
+_STAGE_LAYER = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)$")
+_BLOCK_KEY = re.compile(r"layer([1-4])\.(\d+)\.")
+
+
+def from_torchvision(
+    path: str | os.PathLike,
+    name: str | None = None,
+    *,
+    include_top: bool = True,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+) -> keras.Model:
+    """Our model with the weights of a torchvision/timm ResNet state dict.
+
+    Args:
+        path: a `.safetensors` file holding a torchvision or timm ResNet's
+            state dict (`conv1.weight`, `bn1.*`, `layer1.0.conv1.weight`, ...,
+            `fc.weight`, `fc.bias`).
+        name: "resnet18", "resnet34", "resnet50", "resnet101" or "resnet152";
+            None infers it from the blocks the file has.
+        include_top: whether to keep the classifier: `fc` becomes
+            `predictions`, with as many classes as `fc.weight` has rows.
+            False ignores `fc`.
+        input_shape, pooling, classifier_activation: as for `get_model`.
+
+    Returns:
+        A `keras.Model`: basic-block nets as the paper's (shortcut option B),
+        bottleneck nets as `version="v1.5"`. The converter adds no
+        preprocessing: torchvision's weights expect RGB in [0, 1] normalised
+        by mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+
+    Raises:
+        ValueError: the file is not a readable safetensors file, is no ResNet
+            of those depths, or does not fit `name`: the message names the
+            first tensor that has no place in the model, is missing from the
+            file, or has another shape.
+    """
+    path = os.fspath(path)
+    tensors = {k: v for k, v in _read(path).items() if not k.endswith(_IGNORED)}
+    inferred = name is None
+    name = _infer_name(path, tensors) if inferred else _checked_name(name)
+    spec = VARIANTS[name]
+    if not include_top:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("fc.")}
+    elif "fc.weight" not in tensors:
+        raise ValueError(
+            f"{path}: the file has no classifier (fc.weight); pass include_top=False "
+            "to convert its backbone"
+        )
+    model = get_model(
+        name, include_top=include_top, input_shape=input_shape, pooling=pooling,
+        classes=tensors["fc.weight"].shape[0] if include_top else None,
+        classifier_activation=classifier_activation, shortcut="B",
+        version="v1.5" if spec.block == "bottleneck" else "v1",
+    )
+    places = _places(model)
+    for key in sorted(tensors, key=_natural):
+        if key not in places:
+            raise _no_place_error(path, key, name, inferred)
+    for key, (variable, to_keras) in places.items():
+        if key not in tensors:
+            raise ValueError(
+                f"{path}: tensor {key!r}, which {name} needs, is missing from the file"
+            )
+        expected = _torch_shape(variable.shape, to_keras)
+        if tuple(tensors[key].shape) != expected:
+            raise ValueError(
+                f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, but "
+                f"{name} needs {expected}; is the file a ResNet of other widths or input channels?"
+            )
+    for key, (variable, to_keras) in places.items():
+        variable.assign(_to_keras(tensors[key], to_keras).astype(variable.dtype))
+    return model
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
+    """The tensors of the safetensors file `path`, as NumPy arrays."""
+    try:
+        import safetensors
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError(
+            "Reading torchvision/timm checkpoints needs safetensors: pip install safetensors"
+        ) from None
+    if not os.path.isfile(path):
+        raise ArgumentError("path", path, "must be a .safetensors file")
+    try:
+        return safetensors.numpy.load_file(path)
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({reason}); save a state dict with "
+            "safetensors.torch.save_file(model.state_dict(), path)"
+        ) from None
+
+
+def _checked_name(name: str) -> str:
+    """`name` as the table spells it, if it is one of torchvision's ResNets."""
+    try:
+        key = canonical_name(name)
+    except ValueError:
+        key = None
+    if key not in ARCHITECTURES.values():
+        raise ArgumentError(
+            "name", name, f"must be None or one of {', '.join(ARCHITECTURES.values())}"
+        )
+    return key
+
+
+def _infer_name(path: str, tensors: dict[str, Any]) -> str:
+    """The ResNet whose blocks per stage and block type the file's tensors have."""
+    blocks = [0, 0, 0, 0]
+    for key in tensors:
+        match = _BLOCK_KEY.match(key)
+        if match:
+            stage = int(match[1]) - 1
+            blocks[stage] = max(blocks[stage], int(match[2]) + 1)
+    block = "bottleneck" if "layer1.0.conv3.weight" in tensors else "basic"
+    name = ARCHITECTURES.get((tuple(blocks), block))
+    if name is None:
+        known = "; ".join(f"{n}: {b} {list(s)}" for (s, b), n in ARCHITECTURES.items())
+        raise ValueError(
+            f"{path}: its tensors have {block} blocks {blocks} in layer1 to layer4, which "
+            f"is no torchvision/timm ResNet. Accepted: {known}"
+        )
+    return name
+
+
+def _torch_prefix(layer_name: str) -> str | None:
+    """The state dict's module name of our layer `layer_name` (None: none)."""
+    fixed = {"conv1_conv": "conv1", "conv1_bn": "bn1", "predictions": "fc"}
+    if layer_name in fixed:
+        return fixed[layer_name]
+    match = _STAGE_LAYER.match(layer_name)
+    if match is None:
+        return None
+    stage, block, k, kind = match.groups()
+    module = f"layer{int(stage) - 1}.{int(block) - 1}"
+    if k == "0":  # the projection shortcut
+        return f"{module}.downsample.{0 if kind == 'conv' else 1}"
+    return f"{module}.{kind}{k}"
+
+
+def _places(model: keras.Model) -> dict[str, tuple[Any, str | None]]:
+    """State-dict name -> (our variable, how its tensor turns into it), in layer order."""
+    places = {}
+    for layer in model.layers:
+        prefix = _torch_prefix(layer.name)
+        if prefix is None or not layer.weights:
+            continue
+        for variable in layer.weights:
+            short = variable.name.split("/")[-1]
+            if isinstance(layer, keras.layers.BatchNormalization):
+                places[f"{prefix}.{_BN[short]}"] = (variable, None)
+            elif short == "kernel":
+                kind = "conv" if len(variable.shape) == 4 else "dense"
+                places[f"{prefix}.weight"] = (variable, kind)
+            else:
+                places[f"{prefix}.{short}"] = (variable, None)
+    return places
+
+
+def _to_keras(tensor: np.ndarray, kind: str | None) -> np.ndarray:
+    """A PyTorch tensor in Keras' layout: conv (out, in, h, w) -> (h, w, in, out)."""
+    if kind == "conv":
+        return np.transpose(tensor, (2, 3, 1, 0))
+    if kind == "dense":
+        return np.transpose(tensor)
+    return np.asarray(tensor)
+
+
+def _torch_shape(shape: Sequence[int], kind: str | None) -> tuple[int, ...]:
+    """The PyTorch shape of a tensor that becomes a Keras variable of `shape`."""
+    if kind == "conv":
+        return tuple(shape[i] for i in (3, 2, 0, 1))
+    if kind == "dense":
+        return tuple(reversed(shape))
+    return tuple(shape)
+
+
+def _natural(key: str) -> list[tuple[int, int, str]]:
+    """Sort key of PyTorch's module order: layer3.9 before layer3.10, conv1,
+    bn1, conv2, ..., downsample; weight, bias, running_mean, running_var."""
+    order = []
+    for part in key.split("."):
+        module = re.fullmatch(r"(conv|bn)(\d)", part)
+        if part.isdigit():
+            order.append((int(part), 0, ""))
+        elif module:
+            order.append((int(module[2]), module[1] == "bn", ""))
+        else:
+            order.append((11 if part == "fc" else 10, _PARAMETERS.get(part, 4), part))
+    return order
+
+
+def _no_place_error(path: str, key: str, name: str, inferred: bool) -> ValueError:
+    """The error for a tensor of the file that `name` has no variable for."""
+    spec = VARIANTS[name]
+    hint = ""
+    match = _BLOCK_KEY.match(key)
+    if match:
+        stage = int(match[1])
+        blocks = spec.blocks_per_stage[stage - 1]
+        if int(match[2]) >= blocks:
+            hint = f" (it has layer{stage}.0 to layer{stage}.{blocks - 1})"
+        elif spec.block == "basic":
+            hint = " (its blocks are basic: conv1/bn1 and conv2/bn2 only)"
+    question = ("is the file a ResNet of another depth?" if not inferred
+                else "is the file a torchvision/timm ResNet?")
+    return ValueError(f"{path}: tensor {key!r} has no place in {name}{hint}; {question}")
