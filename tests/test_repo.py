@@ -49,24 +49,32 @@ def test_every_mutation_applies_to_the_tree():
             assert re.search(rf"^def {re.escape(function)}\(", _read(path), re.M), (m.name, node)
 
 
-def _slow_marks():
-    """(file, line number, the comment above its decorators) of each slow mark."""
+def _test_sources():
+    """{path relative to the root: text} of every test file."""
+    sources = {}
     for folder, _, names in os.walk(os.path.join(ROOT, "tests")):
         for name in sorted(n for n in names if n.startswith("test_") and n.endswith(".py")):
-            path = os.path.join(folder, name)
-            lines = _read(path).splitlines()
-            for i, line in enumerate(lines):
-                if not re.match(r"\s*(@pytest\.mark\.slow|.*marks=pytest\.mark\.slow)", line):
-                    continue
-                j = i
-                while j > 0 and not lines[j - 1].lstrip().startswith("#") and lines[j - 1].strip() \
-                        and not lines[j - 1].startswith(("def ", "class ")):
-                    j -= 1
-                comment = []
-                while j > 0 and lines[j - 1].lstrip().startswith("#"):
-                    j -= 1
-                    comment.insert(0, lines[j])
-                yield os.path.relpath(path, ROOT), i + 1, " ".join(comment)
+            path = os.path.relpath(os.path.join(folder, name), ROOT)
+            sources[path] = _read(path)
+    return sources
+
+
+def _slow_marks(sources):
+    """(file, line number, the comment above its decorators) of each slow mark."""
+    for path, text in sources.items():
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if not re.match(r"\s*(@pytest\.mark\.slow|.*marks=pytest\.mark\.slow)", line):
+                continue
+            j = i  # up through the decorators, to the comment above them
+            while j > 0 and not lines[j - 1].lstrip().startswith("#") and lines[j - 1].strip() \
+                    and not lines[j - 1].startswith(("def ", "class ")):
+                j -= 1
+            comment = []
+            while j > 0 and lines[j - 1].lstrip().startswith("#"):
+                j -= 1
+                comment.insert(0, lines[j])
+            yield path, i + 1, " ".join(comment)
 
 
 def test_each_slow_test_names_the_faster_tests_that_cover_it():
@@ -74,12 +82,8 @@ def test_each_slow_test_names_the_faster_tests_that_cover_it():
     # sound only while the tests its comment names cover the same path and
     # are themselves in the run.
     assert '-m \\"not slow\\"' in _read("pyproject.toml")
-    sources = {}
-    for folder, _, names in os.walk(os.path.join(ROOT, "tests")):
-        for name in names:
-            if name.startswith("test_") and name.endswith(".py"):
-                sources[os.path.join(folder, name)] = _read(os.path.join(folder, name))
-    marks = list(_slow_marks())
+    sources = _test_sources()
+    marks = list(_slow_marks(sources))
     assert len(marks) >= 5
     for path, line, comment in marks:
         covers = re.findall(r"\btest_\w+", comment)

@@ -36,6 +36,8 @@ class Experiment:
     outputs: Callable[[list[RunResult], str, runs.Options], dict] | None = None
     # Experiments that train nothing: writes the outputs, returns the summary.
     direct: Callable[[runs.Options, str], dict] | None = None
+    # Refuses options the experiment cannot take, before anything is written.
+    check: Callable[[runs.Options], None] | None = None
 
 
 def _fig7(results: list[RunResult], output_dir: str, options: runs.Options) -> dict:
@@ -68,10 +70,12 @@ EXPERIMENTS = {
                          outputs=lambda results, out, _: imagenet.table2_outputs(results, out)),
     "table3": Experiment(description="given models (--models, --weights=imagenet) scored "
                          "10-crop beside Table 3; no training", dataset=imagenet.DATASET,
-                         direct=lambda options, out: imagenet.score_models("table3", options, out)),
+                         direct=lambda options, out: imagenet.score_models("table3", options, out),
+                         check=lambda options: imagenet.check_models("table3", options)),
     "table4": Experiment(description="the same, multi-scale fully-convolutional, beside "
                          "Table 4; no training", dataset=imagenet.DATASET,
-                         direct=lambda options, out: imagenet.score_models("table4", options, out)),
+                         direct=lambda options, out: imagenet.score_models("table4", options, out),
+                         check=lambda options: imagenet.check_models("table4", options)),
 }
 
 
@@ -104,8 +108,8 @@ def run_experiment(name: str, options: runs.Options, output_dir: str, *, dry_run
     # As experiment.json holds it (tuples are lists there).
     identity = json.loads(json.dumps({"experiment": name, **{
         k: v for k, v in dataclasses.asdict(options).items() if k != "verbose"}}))
-    if name in imagenet.PROTOCOLS:
-        imagenet.check_models(name, options)
+    if experiment.check is not None:
+        experiment.check(options)
     check_output_dir(output_dir, identity)
     if experiment.direct is not None:
         return experiment.direct(options, output_dir)

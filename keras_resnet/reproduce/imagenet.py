@@ -108,7 +108,8 @@ def table2_outputs(results: list[RunResult], output_dir: str) -> dict:
 
 
 def check_models(name: str, options: Options) -> None:
-    """Refuses table3/table4 with nothing to score, or unknown weights."""
+    """Refuses table3/table4 with nothing to score, or unknown weights
+    (before the experiment writes anything)."""
     if options.weights not in (None, "imagenet"):
         raise ArgumentError("weights", options.weights, "must be 'imagenet' (the published "
                             "ResNet-50/101/152); pass model files with --models")
@@ -145,16 +146,14 @@ def score_models(name: str, options: Options, output_dir: str) -> dict:
     from keras_resnet.models import weights as weights_lib
 
     protocol, paper = PROTOCOLS[name]
-    check_models(name, options)
-    any_size = protocol == "multiscale"
-    sources = [(path, lambda p=path: artefacts.load_artefact(p, any_size=any_size))
-               for path in options.models]
+    # (label, what load_artefact takes): the files, then the published models.
+    sources = [(path, dict(path=path)) for path in options.models]
     if options.weights == "imagenet":
-        sources += [(f"{m} (published weights)", lambda m=m: artefacts.load_artefact(
-            model=m, weights="imagenet", any_size=any_size)) for m in weights_lib.PUBLISHED]
+        sources += [(f"{m} (published weights)", dict(model=m, weights="imagenet"))
+                    for m in weights_lib.PUBLISHED]
     rows, evaluations = [], {}
-    for label, load in sources:
-        artefact = load()
+    for label, source in sources:
+        artefact = artefacts.load_artefact(**source, any_size=protocol == "multiscale")
         result, _, _ = protocols.evaluate_on(
             artefact, options.dataset, protocol=protocol, data_dir=options.data_dir,
             manual_dir=options.manual_dir, verbose=0)

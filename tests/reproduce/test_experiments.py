@@ -195,3 +195,4 @@ def test_bad_input_is_one_line(tmp_path):
     for (_, message), (code, stderr) in zip(cases, outcomes, strict=True):
         assert error_line(code, stderr, "reproduce") == message
     assert os.listdir(other) == [experiments.MARKER]
+    assert not (tmp_path / "reproduce").exists()  # refused before any output folder is made
