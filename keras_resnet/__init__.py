@@ -47,8 +47,11 @@ from keras_resnet.models.preprocessing import MeanSubtraction
 from keras_resnet.models.preprocessing import caffe_preprocessing
 from keras_resnet.models.preprocessing import compute_pixel_mean
 from keras_resnet.models.preprocessing import decode_predictions
+from keras_resnet.models.preprocessing import get_preprocessing
 from keras_resnet.models.preprocessing import preprocess_input
 from keras_resnet.models.preprocessing import with_preprocessing
+from keras_resnet.models.pretrained import PretrainedWeights
+from keras_resnet.models.pretrained import list_weights
 from keras_resnet.models.resnet import FAMILIES
 from keras_resnet.models.resnet import ResNet
 from keras_resnet.models.resnet import VARIANTS
@@ -125,6 +128,9 @@ __all__ = [
     "caffe_preprocessing",
     "compute_pixel_mean",
     "decode_predictions",
+    "get_preprocessing",
+    "list_weights",
+    "PretrainedWeights",
     "preprocess_input",
     "with_preprocessing",
     "RecipeSchedule",

@@ -1,5 +1,5 @@
-"""Shared test utilities: a file server on 127.0.0.1, md5 of a file, a full
-disk for a subprocess, a dead process id, BN statistics of a trained net, the
+"""Shared test utilities: a file server on 127.0.0.1, md5 of a file, stand-in
+files in the weights table's place, a full disk for a subprocess, a dead process id, BN statistics of a trained net, the
 epochs a run's backup holds, and several program runs in one process."""
 
 import functools
@@ -18,6 +18,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def md5(path):
     with open(path, "rb") as f:
         return hashlib.md5(f.read()).hexdigest()
+
+
+def stand_in_table(paths):
+    """The weights table's attributes (keras_resnet.models.pretrained's
+    WEIGHTS and CLASS_INDEX) with the checksums of the local files `paths`
+    in place of the published files of the same names: test data, so that
+    the real download and check run on files made here."""
+    import dataclasses
+
+    from keras_resnet.models import pretrained
+
+    paths = {os.path.basename(p): p for p in paths}
+
+    def replaced(file):  # the same algorithm, and a prefix where the table has one
+        if file is None or file.fname not in paths:
+            return file
+        algorithm, expected = file.checksum.split(":")
+        with open(paths[file.fname], "rb") as f:
+            digest = hashlib.new(algorithm, f.read()).hexdigest()
+        return dataclasses.replace(file, checksum=f"{algorithm}:{digest[:len(expected)]}")
+
+    weights = tuple(dataclasses.replace(e, top=replaced(e.top), notop=replaced(e.notop))
+                    for e in pretrained.WEIGHTS)
+    return {"WEIGHTS": weights, "CLASS_INDEX": replaced(pretrained.CLASS_INDEX)}
+
+
+def use_stand_ins(monkeypatch, *paths):
+    """`stand_in_table(paths)` in the table's place for one test."""
+    from keras_resnet.models import pretrained
+
+    for name, value in stand_in_table(paths).items():
+        monkeypatch.setattr(pretrained, name, value)
 
 
 class FolderServer:

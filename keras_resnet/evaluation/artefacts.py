@@ -34,7 +34,9 @@ from keras_resnet.errors import ArgumentError
 from keras_resnet.evaluation import checks
 from keras_resnet.models import folding
 from keras_resnet.models import metadata
+from keras_resnet.models import pretrained
 from keras_resnet.models import preprocessing
+from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.metadata import ModelInfo
 from keras_resnet.training import recipes
 
@@ -165,10 +167,12 @@ def load_keras(path: str, *, strategy=None, any_size: bool = False) -> Artefact:
     return keras_artefact(model, path, metadata.read_keras(path), strategy)
 
 
-def named_info(name: str, image_size: int | None = None, num_classes: int | None = None) -> ModelInfo:
-    """The ModelInfo of `get_model(name)` with caffe preprocessing in front:
-    the family's default size and classes (unnamed), the test view of the
-    family's default recipe's augmentation."""
+def named_info(name: str, image_size: int | None = None, num_classes: int | None = None,
+               weights: str | None = None) -> ModelInfo:
+    """The ModelInfo of `get_model(name, weights=weights)` with its weights'
+    preprocessing in front (`weights.needs`; caffe mode where unknown, for
+    He initialisation too): the family's default size and classes
+    (unnamed), the test view of the family's default recipe's augmentation."""
     name = models.canonical_name(name)
     family = models.VARIANTS[name].family
     recipe = recipes.get_recipe(recipes.DEFAULT_RECIPES[family])
@@ -177,22 +181,26 @@ def named_info(name: str, image_size: int | None = None, num_classes: int | None
         image_size=image_size or models.FAMILIES[family].default_size,
         test_view=augment.get_augmentation(recipe.augment).test_view,
         class_names=sources.index_names(num_classes or models.FAMILIES[family].classes),
-        preprocessing="caffe",
+        preprocessing=weights_lib.needs(name, weights)[1] or "caffe",
     )
 
 
 def load_named(name: str, weights: str | None = None, *, image_size: int | None = None,
                strategy=None, any_size: bool = False) -> Artefact:
     """`get_model(name, weights=weights)` (He initialisation for None) with
-    the published weights' preprocessing, at `image_size` (default: the
-    family's) or, `any_size`, taking any size."""
-    if weights not in (None, "imagenet") and not os.path.isfile(weights):
-        raise ArgumentError("weights", weights, "must be 'imagenet' or an existing weights file")
+    its weights' preprocessing (`named_info`), at `image_size`
+    (default: the family's) or, `any_size`, taking any size; the options
+    that named weights need (e.g. version="v1.5") are theirs."""
+    if not (weights is None or pretrained.is_named(weights) or os.path.isfile(weights)):
+        raise ArgumentError("weights", weights, "must be a name of list_weights() (e.g. "
+                            "'imagenet') or an existing weights file")
     shape = (None, None, 3) if any_size else None if image_size is None else (image_size, image_size, 3)
+    options = weights_lib.needs(models.canonical_name(name), weights)[0]
     with _scope(strategy):
-        model = models.get_model(name, weights=weights, input_shape=shape)
-        model = preprocessing.with_preprocessing(model, preprocessing.caffe_preprocessing())
-    info = named_info(name, image_size, model.output_shape[-1])
+        model = models.get_model(name, weights=weights, input_shape=shape, **options)
+        info = named_info(name, image_size, model.output_shape[-1], weights)
+        model = preprocessing.with_preprocessing(
+            model, preprocessing.normalization_layer(info.preprocessing))
     return keras_artefact(model, f"{name}:{weights}", info, strategy)
 
 

@@ -81,12 +81,11 @@ def _mean_subtraction(model: keras.Model) -> preprocessing.MeanSubtraction | Non
 
 
 def preprocessing_of(model: keras.Model) -> str | None:
-    """"caffe" (channels reversed, ImageNet's means) or "pixel_mean" (the
-    training set's mean) for the model's MeanSubtraction; None without one."""
+    """The normalisation of the model's MeanSubtraction ("caffe",
+    "torchvision": pretrained.NORMALIZATIONS) or "pixel_mean" (a training
+    set's mean); None without one."""
     layer = _mean_subtraction(model)
-    if layer is None:
-        return None
-    return "caffe" if layer.reverse_channels else "pixel_mean"
+    return None if layer is None else layer.normalization
 
 
 def pixel_mean_size(model: keras.Model) -> tuple[int, int] | None:

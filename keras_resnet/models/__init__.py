@@ -5,10 +5,13 @@ resnet.py: the table of variants (paper Table 1, Sec. 4.2) and the generic
 builder; arguments.py: the checks of its arguments; applications.py: the
 per-variant builders with keras.applications' signature; blocks.py,
 layers.py: blocks, shortcuts A/B/C and our layers; folding.py: BN folded into
-the convolutions; complexity.py: parameters and FLOPs; weights.py,
-downloads.py: weights files and their verified download; preprocessing.py:
-the caffe and per-pixel means, decode_predictions; metadata.py: `ModelInfo`,
-what every saved model says about itself.
+the convolutions; complexity.py: parameters and FLOPs; pretrained.py: every
+named set of published weights, in one table; weights.py, downloads.py:
+weights files and their verified download; convert.py, torch_files.py:
+torchvision/timm state dicts (.safetensors, torch.save files); features.py:
+the stages' outputs; preprocessing.py: the normalisations and per-pixel
+means, decode_predictions; metadata.py: `ModelInfo`, what every saved model
+says about itself.
 """
 
 import importlib

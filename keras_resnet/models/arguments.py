@@ -19,6 +19,7 @@ from typing import Any
 
 import keras
 
+from keras_resnet.models import pretrained
 from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.blocks import BlockSettings
 from keras_resnet.models.blocks import SHORTCUT_OPTIONS
@@ -144,16 +145,18 @@ def check_weights(name: str, args: Arguments) -> None:
     """Checks `weights` against the other arguments, before anything is built."""
     if args.weights is None:
         return
-    if args.weights == "imagenet":
-        weights_lib.check_published(
-            name, include_top=args.include_top, classes=args.classes,
-            shortcut=args.shortcut, version=args.version,
+    if pretrained.is_named(args.weights):
+        pretrained.check(
+            pretrained.find(name, args.weights), include_top=args.include_top,
+            classes=args.classes, shortcut=args.shortcut, version=args.version,
         )
     elif not isinstance(args.weights, str) or not os.path.exists(args.weights):
+        names = [n for entry in pretrained.list_weights(name) for n in entry.names]
+        named = f"a name of list_weights({name!r}) ({', '.join(names)}), " if names else ""
         raise ValueError(
             "The `weights` argument should be either None (random "
-            "initialization), 'imagenet' (pre-training on ImageNet), or the "
-            f"path to an existing weights file. Received: weights={args.weights!r}"
+            f"initialization), {named}or the path to an existing weights file. "
+            f"Received: weights={args.weights!r}"
         )
     else:
         weights_lib.check_not_directory(args.weights)

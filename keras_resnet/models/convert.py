@@ -2,8 +2,10 @@
 
 It reads a ResNet state dict saved as a `.safetensors` file (timm's
 `model.safetensors`, or `safetensors.torch.save_file(model.state_dict(), path)`)
-through safetensors' NumPy API, so PyTorch is not needed, and builds our model
-with its weights. The names map one to one onto keras.applications' layers:
+through safetensors' NumPy API, or as a `torch.save` file (torchvision's
+`.pth`, keras_resnet.models.torch_files), so PyTorch is not needed, and builds
+our model with its weights (`from_torchvision`), or loads them into one
+(`load_state_dict`, for `weights=`). The names map one to one onto keras.applications' layers:
 
     conv1, bn1                       conv1_conv, conv1_bn
     layer{s}.{i}.conv{k}, .bn{k}     conv{s+1}_block{i+1}_{k}_conv, _{k}_bn
@@ -27,6 +29,7 @@ import keras
 import numpy as np
 
 from keras_resnet.errors import ArgumentError
+from keras_resnet.models import torch_files
 from keras_resnet.models.resnet import VARIANTS
 from keras_resnet.models.resnet import canonical_name
 from keras_resnet.models.resnet import get_model
@@ -57,8 +60,8 @@ def from_torchvision(
     """Our model with the weights of a torchvision/timm ResNet state dict.
 
     Args:
-        path: a `.safetensors` file holding a torchvision or timm ResNet's
-            state dict (`conv1.weight`, `bn1.*`, `layer1.0.conv1.weight`, ...,
+        path: a `.safetensors` or `torch.save` (`.pth`) file holding a
+            torchvision or timm ResNet's state dict (`conv1.weight`, `bn1.*`, `layer1.0.conv1.weight`, ...,
             `fc.weight`, `fc.bias`).
         name: "resnet18", "resnet34", "resnet50", "resnet101" or "resnet152";
             None infers it from the blocks the file has.
@@ -70,8 +73,9 @@ def from_torchvision(
     Returns:
         A `keras.Model`: basic-block nets as the paper's (shortcut option B),
         bottleneck nets as `version="v1.5"`. The converter adds no
-        preprocessing: torchvision's weights expect RGB in [0, 1] normalised
-        by mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
+        preprocessing: torchvision's and timm's weights expect their
+        normalisation, `get_preprocessing("tv_in1k")` (in front of the model
+        with `with_preprocessing`).
 
     Raises:
         ValueError: the file is not a readable safetensors file, is no ResNet
@@ -80,7 +84,7 @@ def from_torchvision(
             file, or has another shape.
     """
     path = os.fspath(path)
-    tensors = {k: v for k, v in _read(path).items() if not k.endswith(_IGNORED)}
+    tensors = _tensors(path)
     inferred = name is None
     name = _infer_name(path, tensors) if inferred else _checked_name(name)
     spec = VARIANTS[name]
@@ -97,6 +101,49 @@ def from_torchvision(
         classifier_activation=classifier_activation, shortcut="B",
         version="v1.5" if spec.block == "bottleneck" else "v1",
     )
+    _assign(model, path, tensors, name, inferred)
+    return model
+
+
+def is_state_dict_file(path: str) -> bool:
+    """Whether `path` is a file this module reads: a `.safetensors` file or
+    a `torch.save` file (keras_resnet.models.torch_files)."""
+    return os.path.isfile(path) and (path.endswith(".safetensors") or torch_files.is_torch_file(path))
+
+
+def top_classes(path: str) -> int | None:
+    """The classes of the state dict's classifier (rows of `fc.weight`); None
+    if it has none."""
+    fc = _tensors(path).get("fc.weight")
+    return None if fc is None else int(fc.shape[0])
+
+
+def load_state_dict(model: keras.Model, path: str, name: str) -> None:
+    """Loads the state dict at `path` into `model`, a `name` ("resnet50")
+    built with shortcut "B" (and version "v1.5" for bottleneck nets), all or
+    nothing; its classifier only if `model` has one."""
+    tensors = _tensors(path)
+    layers = {layer.name for layer in model.layers}
+    if "predictions" not in layers:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("fc.")}
+    if VARIANTS[name].block == "bottleneck" and "conv3_block1_2_conv" in layers:
+        if tuple(model.get_layer("conv3_block1_2_conv").strides) != (2, 2):
+            raise ValueError(
+                f"{path}: torchvision's and timm's {name} put the stride on the 3x3 conv: "
+                "build the model with version='v1.5'"
+            )
+    _assign(model, path, tensors, name, inferred=False)
+
+
+def _tensors(path: str) -> dict[str, np.ndarray]:
+    """The state dict's tensors, without BN's num_batches_tracked."""
+    return {k: v for k, v in _read(path).items() if not k.endswith(_IGNORED)}
+
+
+def _assign(model: keras.Model, path: str, tensors: dict[str, np.ndarray], name: str,
+            inferred: bool) -> None:
+    """Assigns `tensors` to `model`'s variables (all or nothing): ValueError
+    naming the first tensor without a place, missing, or of another shape."""
     places = _places(model)
     for key in sorted(tensors, key=_natural):
         if key not in places:
@@ -114,11 +161,12 @@ def from_torchvision(
             )
     for key, (variable, to_keras) in places.items():
         variable.assign(_to_keras(tensors[key], to_keras).astype(variable.dtype))
-    return model
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
-    """The tensors of the safetensors file `path`, as NumPy arrays."""
+    """The tensors of the safetensors or `torch.save` file `path`, as NumPy arrays."""
+    if torch_files.is_torch_file(path) or path.endswith((".pth", ".pt")):
+        return torch_files.read_state_dict(path)
     try:
         import safetensors
         import safetensors.numpy
@@ -127,7 +175,7 @@ def _read(path: str) -> dict[str, np.ndarray]:
             "Reading torchvision/timm checkpoints needs safetensors: pip install safetensors"
         ) from None
     if not os.path.isfile(path):
-        raise ArgumentError("path", path, "must be a .safetensors file")
+        raise ArgumentError("path", path, "must be a .safetensors or torch.save (.pth) file")
     try:
         return safetensors.numpy.load_file(path)
     except (safetensors.SafetensorError, OSError, ValueError, TypeError) as e:

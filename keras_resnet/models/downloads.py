@@ -1,8 +1,8 @@
-"""Downloads of published files into Keras' cache, md5-checked.
+"""Downloads of published files into Keras' cache, checksum-verified.
 
 Downloads go to Keras' own cache, as `keras.utils.get_file` picks it:
 `$KERAS_HOME/models`, else `~/.keras/models` (`/tmp/.keras/models` where that
-is not writable). A file is streamed to a staging file and md5-checked before
+is not writable). A file is streamed to a staging file and checked (md5 or sha256) before
 it is renamed into place, so the cache never holds a partial or unverified
 file. `keras.utils.get_file` is not used: it has no timeout (a stalled server
 hangs it), writes into the cache directly and keeps a file whose hash is wrong.
@@ -16,10 +16,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
 
 from keras_resnet import files
+
+if TYPE_CHECKING:
+    from keras_resnet.models.pretrained import PublishedFile
 
 _Result = TypeVar("_Result")
 
@@ -29,16 +33,6 @@ URL_VARIABLE = "KERAS_RESNET_WEIGHTS_URL"
 # Seconds a download may wait for the server (per connection or read).
 TIMEOUT_VARIABLE = "KERAS_RESNET_DOWNLOAD_TIMEOUT"
 DEFAULT_TIMEOUT_S = 15.0
-# md5 of each published file, as keras.applications lists them.
-PUBLISHED_MD5 = {
-    "resnet50_weights_tf_dim_ordering_tf_kernels.h5": "2cb95161c43110f7111970584f804107",
-    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "4d473c1dd8becc155b73f8504c6f6626",
-    "resnet101_weights_tf_dim_ordering_tf_kernels.h5": "f1aeb4b969a6efcfb50fad2f0c20cfc5",
-    "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5": "88cf7a10940856eca736dc7b7e228a21",
-    "resnet152_weights_tf_dim_ordering_tf_kernels.h5": "100835be76be38e30d865e96f2aaae62",
-    "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5": "ee4c566cf9a93f14d82f913c2dc6dd0c",
-    "imagenet_class_index.json": "c2c37ea517e94d9795004a39431a14cb",
-}
 
 
 class DownloadError(OSError):
@@ -68,7 +62,7 @@ class DownloadError(OSError):
 
 
 class ChecksumError(DownloadError, ValueError):
-    """The downloaded file is not the published one (its md5 differs): a
+    """The downloaded file is not the published one (its checksum differs): a
     ValueError too, as a corrupt file given by path is."""
 
 
@@ -78,7 +72,7 @@ class _Interrupted(Exception):
 
 
 class _WrongChecksum(Exception):
-    """The md5 of a downloaded file is wrong; raised with no OSError in its
+    """The checksum of a downloaded file is wrong; raised with no OSError in its
     chain, as `_Interrupted`, and reported as a ChecksumError."""
 
 
@@ -95,15 +89,18 @@ def cache_dir() -> str:
     return os.path.join(home, "models")
 
 
-def base_url(default: str) -> str:
-    """`$KERAS_RESNET_WEIGHTS_URL` if set, else `default`; ends with "/"."""
-    url = os.environ.get(URL_VARIABLE) or default
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
+def source_url(file: "PublishedFile") -> str:
+    """Where `file` is downloaded from: `$KERAS_RESNET_WEIGHTS_URL` + its
+    name if that is set, else its published URL."""
+    mirror = os.environ.get(URL_VARIABLE)
+    if not mirror:
+        return file.url
+    if urllib.parse.urlsplit(mirror).scheme not in ("http", "https", "file"):
         raise ValueError(
             f"{URL_VARIABLE} must be an http://, https:// or file:// URL of a "
-            f"folder. Received: {URL_VARIABLE}={url!r}"
+            f"folder. Received: {URL_VARIABLE}={mirror!r}"
         )
-    return url if url.endswith("/") else url + "/"
+    return (mirror if mirror.endswith("/") else mirror + "/") + file.fname
 
 
 def _timeout_seconds() -> float:
@@ -121,31 +118,33 @@ def _timeout_seconds() -> float:
     return seconds
 
 
-def download(fname: str, default_base: str, *, argument: str, call: str) -> str:
-    """The cached copy of the published file `fname`, downloaded if absent.
+def download(file: "PublishedFile", *, argument: str, call: str) -> str:
+    """The cached copy of the published `file` (keras_resnet.models.pretrained),
+    downloaded if absent.
 
-    The file comes from `$KERAS_RESNET_WEIGHTS_URL` (else `default_base`) +
-    `fname` and must have the md5 `PUBLISHED_MD5[fname]`; a cached copy that
-    does not is removed and downloaded again, as keras.utils.get_file does.
+    It comes from `source_url(file)` into Keras' cache under `file.fname`
+    and must have the checksum `file.checksum`; a cached copy that does not
+    is removed and downloaded again, as keras.utils.get_file does.
     `argument` and `call` say how to pass a local copy instead, for the
     DownloadError (see there).
     """
-    url = base_url(default_base) + fname
-    expected = PUBLISHED_MD5[fname]
-    path = os.path.join(cache_dir(), fname)
+    url = source_url(file)
+    algorithm, expected = file.checksum.split(":")
+    path = os.path.join(cache_dir(), file.fname)
     if os.path.exists(path):
-        if _md5(path) == expected:
+        if _digest(path, algorithm).startswith(expected):
             return path
         os.remove(path)
     timeout = _timeout_seconds()
-    local_copy = dict(fname=fname, argument=argument, call=call)
+    local_copy = dict(fname=file.fname, argument=argument, call=call)
     try:
         with files.atomic_path(path) as staging:
-            got = _streamed_md5(url, staging, timeout)
-            if got != expected:
+            got = _streamed_digest(url, staging, timeout, algorithm)
+            if not got.startswith(expected):
                 raise _WrongChecksum(
-                    f"The file downloaded from {url} has md5 {got}, not the "
-                    f"expected {expected}: it was refused and not cached"
+                    f"The file downloaded from {url} has {algorithm} {got}, not the "
+                    f"expected {expected}{'...' if len(expected) < len(got) else ''}: "
+                    "it was refused and not cached"
                 )
     except _WrongChecksum as e:
         raise ChecksumError(str(e), **local_copy) from None
@@ -154,19 +153,19 @@ def download(fname: str, default_base: str, *, argument: str, call: str) -> str:
     return path
 
 
-def _md5(path: str) -> str:
-    """The md5 of the file at `path`, as a hex string."""
-    digest = hashlib.md5()
+def _digest(path: str, algorithm: str) -> str:
+    """The `algorithm` ("md5", "sha256") digest of the file at `path`, in hex."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _streamed_md5(url: str, path: str, timeout: float) -> str:
-    """The md5 of the file at `url`, which it copies into `path`."""
+def _streamed_digest(url: str, path: str, timeout: float, algorithm: str) -> str:
+    """The `algorithm` digest of the file at `url`, which it copies into `path`."""
     response = _network_call(timeout, urllib.request.urlopen, url, timeout=timeout)
-    digest, received = hashlib.md5(), 0
+    digest, received = hashlib.new(algorithm), 0
     with response, open(path, "wb") as out:
         length = response.headers.get("Content-Length")
         while chunk := _network_call(timeout, response.read, 1 << 20):

@@ -19,11 +19,14 @@ import json
 import zipfile
 from typing import Any
 
+from keras_resnet.models.pretrained import NORMALIZATIONS
+
 FILE_NAME = "keras_resnet.json"
 KERAS_METADATA = "metadata.json"  # the member of a .keras archive that holds it
 KEY = "keras_resnet"
 FAMILY_NAMES = ("cifar", "imagenet")
-PREPROCESSINGS = ("pixel_mean", "caffe")
+# The training set's per-pixel mean, or a published weights' normalisation.
+PREPROCESSINGS = ("pixel_mean", *NORMALIZATIONS)
 
 
 def _package_version() -> str:
@@ -42,8 +45,9 @@ class ModelInfo:
     test_view: str  # a key of keras_resnet.data.augment.VIEWS: "single" or "center"
     class_names: tuple[str, ...]  # index -> name of the model's outputs
     # Inside the model, on RGB in [0, 255]: "pixel_mean" subtracts the
-    # training set's per-pixel mean (Sec. 4.2); "caffe" is the published
-    # weights' (RGB -> BGR, ImageNet's channel means).
+    # training set's per-pixel mean (Sec. 4.2); "caffe" is keras.applications'
+    # weights' (RGB -> BGR, ImageNet's channel means), "torchvision"
+    # torchvision's and timm's (keras_resnet.models.pretrained.NORMALIZATIONS).
     preprocessing: str
     package_version: str = dataclasses.field(default_factory=_package_version)
 

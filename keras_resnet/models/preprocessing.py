@@ -1,12 +1,15 @@
 """Input preprocessing and prediction decoding.
 
-ImageNet (paper Sec. 3.4, and the published weights): "caffe" mode, as
+ImageNet (paper Sec. 3.4, and keras.applications' weights): "caffe" mode, as
 keras.applications.resnet.preprocess_input: RGB -> BGR, minus the per-channel
-ImageNet mean, no scaling. CIFAR (Sec. 4.2): "the per-pixel mean subtracted",
-the mean image of the training set.
+ImageNet mean, no scaling. torchvision's and timm's weights: "torchvision",
+RGB scaled to [0, 1], minus a mean, over a std per channel. Every published
+set's is in keras_resnet.models.pretrained (`get_preprocessing` gives it).
+CIFAR (Sec. 4.2): "the per-pixel mean subtracted", the mean image of the
+training set.
 
-`MeanSubtraction` does either inside a model, so a saved model carries the
-preprocessing it was trained with and takes raw RGB images in [0, 255].
+`MeanSubtraction` does any of them inside a model, so a saved model carries
+the preprocessing it was trained with and takes raw RGB images in [0, 255].
 """
 
 import json
@@ -21,17 +24,15 @@ import numpy as np
 from keras import ops
 from numpy.typing import ArrayLike
 
+from keras_resnet.models import pretrained
 from keras_resnet.models.downloads import download
 from keras_resnet.models.layers import PACKAGE
 from keras_resnet.models.layers import channel_axis
 from keras_resnet.models.layers import standardize_data_format
 
 # Per-channel ImageNet mean in BGR order (keras.applications "caffe" mode).
-IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
-# The ImageNet class index keras.applications publishes, and its folder.
-CLASS_INDEX = "imagenet_class_index.json"
-CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
-IMAGENET_CLASSES = 1000  # entries of that index
+IMAGENET_BGR_MEAN = pretrained.NORMALIZATIONS["caffe"].mean
+IMAGENET_CLASSES = 1000  # entries of keras.applications' class index
 
 
 def _caffe_preprocessed(
@@ -96,7 +97,7 @@ def preprocess_cifar(x: ArrayLike, pixel_mean: ArrayLike) -> np.ndarray:
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MeanSubtraction(keras.layers.Layer):
-    """`(x with channels reversed, if asked) - mean`, inside the model.
+    """`((x with channels reversed, if asked) - mean) / std`, inside the model.
 
     The mean is a non-trainable weight, saved with the model's weights and
     not in its config: a per-pixel mean would make the config (which Keras
@@ -108,6 +109,8 @@ class MeanSubtraction(keras.layers.Layer):
         reverse_channels: reverse the channel axis first (RGB -> BGR).
         data_format: "channels_last" or "channels_first" (default: Keras').
         mean_shape: the shape of `mean`, when it comes from saved weights.
+        std: None (no division), or a std per channel, in the channel order
+            after any reversal (torchvision's weights).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class MeanSubtraction(keras.layers.Layer):
         reverse_channels: bool = False,
         data_format: str | None = None,
         mean_shape: Sequence[int] | None = None,
+        std: Sequence[float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -131,6 +135,9 @@ class MeanSubtraction(keras.layers.Layer):
             )
         self.reverse_channels = bool(reverse_channels)
         self.data_format = standardize_data_format(data_format)
+        self.std = None if std is None else tuple(float(s) for s in np.ravel(std))
+        if self.std is not None and (len(self.std) != 3 or not min(self.std) > 0):
+            raise ValueError(f"`std` must be 3 numbers > 0, one per channel. Received: std={std!r}")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         self._mean = self.add_weight(
@@ -153,7 +160,11 @@ class MeanSubtraction(keras.layers.Layer):
         x = ops.cast(inputs, self.compute_dtype)
         if self.reverse_channels:
             x = ops.flip(x, axis=channel_axis(self.data_format))
-        return x - ops.cast(self._mean, self.compute_dtype)
+        x = x - ops.cast(self._mean, self.compute_dtype)
+        if self.std is None:
+            return x
+        shape = (3, 1, 1) if self.data_format == "channels_first" else (3,)
+        return x / ops.cast(np.reshape(self.std, shape), self.compute_dtype)
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
@@ -165,16 +176,69 @@ class MeanSubtraction(keras.layers.Layer):
             reverse_channels=self.reverse_channels,
             data_format=self.data_format,
         )
+        if self.std is not None:  # left out otherwise: files of older versions have none
+            config["std"] = list(self.std)
         return config
+
+    @property
+    def normalization(self) -> str:
+        """The table's name of what it does (pretrained.NORMALIZATIONS), or
+        "pixel_mean" for a training set's mean (Sec. 4.2)."""
+        for name, known in pretrained.NORMALIZATIONS.items():
+            if (self.reverse_channels == known.reverse_channels and self.std == known.std
+                    and len(self.mean_shape) != 3 and self.mean is not None
+                    and np.allclose(np.ravel(self.mean), known.mean)):
+                return name
+        return "pixel_mean"
+
+
+def normalization_layer(normalization: str, name: str = "preprocessing") -> MeanSubtraction:
+    """The `MeanSubtraction` of a normalisation of the table
+    (keras_resnet.models.pretrained.NORMALIZATIONS: "caffe", "torchvision")."""
+    known = pretrained.NORMALIZATIONS[normalization]
+    mean = np.asarray(known.mean, "float32")
+    if keras.config.image_data_format() == "channels_first":
+        mean = mean.reshape(3, 1, 1)
+    return MeanSubtraction(mean, reverse_channels=known.reverse_channels, std=known.std, name=name)
 
 
 def caffe_preprocessing(name: str = "preprocessing") -> MeanSubtraction:
-    """The `MeanSubtraction` of the published ImageNet weights."""
-    data_format = keras.config.image_data_format()
-    mean = np.asarray(IMAGENET_BGR_MEAN, "float32")
-    if data_format == "channels_first":
-        mean = mean.reshape(3, 1, 1)
-    return MeanSubtraction(mean, reverse_channels=True, name=name)
+    """The `MeanSubtraction` of keras.applications' ImageNet weights."""
+    return normalization_layer("caffe", name)
+
+
+def get_preprocessing(weights: "str | pretrained.PretrainedWeights", model: str | None = None,
+                      name: str = "preprocessing") -> MeanSubtraction:
+    """The layer that turns RGB images in [0, 255] into what `weights` expect.
+
+    Args:
+        weights: a name of `list_weights()` ("tv2_in1k"; "imagenet" needs
+            `model`, as it means keras.applications' caffe-mode weights for
+            ResNet50/101/152 and torchvision's for ResNet18/34), or an entry
+            of `list_weights()`.
+        model: the model the weights are for, e.g. "resnet50"; needed only
+            where the name alone is ambiguous.
+
+    Returns:
+        A `MeanSubtraction` layer (channels reversed if asked, minus the
+        mean, over the std), for `keras_resnet.with_preprocessing`.
+    """
+    if isinstance(weights, pretrained.PretrainedWeights):
+        return normalization_layer(weights.normalization, name)
+    if not pretrained.is_named(weights):
+        names = sorted({n for entry in pretrained.WEIGHTS for n in entry.names})
+        raise ValueError(f"`weights` must be one of {', '.join(names)} (list_weights()). "
+                         f"Received: weights={weights!r}")
+    if model is not None:
+        from keras_resnet.models.resnet import canonical_name  # resnet imports this module.
+
+        return normalization_layer(pretrained.find(canonical_name(model), weights).normalization, name)
+    kinds = {entry.normalization for entry in pretrained.WEIGHTS if weights in entry.names}
+    if len(kinds) > 1:
+        models = sorted(entry.model for entry in pretrained.WEIGHTS if weights in entry.names)
+        raise ValueError(f"weights={weights!r} are preprocessed differently for different "
+                         f"models ({', '.join(models)}): pass model=, e.g. model={models[0]!r}")
+    return normalization_layer(kinds.pop(), name)
 
 
 def with_preprocessing(model: keras.Model, layer: keras.layers.Layer) -> keras.Model:
@@ -246,7 +310,7 @@ def decode_predictions(
             # Checked before the download, so that a wrong array needs no network.
             _check_predictions(preds, IMAGENET_CLASSES)
             class_index = download(
-                CLASS_INDEX, CLASS_INDEX_URL,
+                pretrained.CLASS_INDEX,
                 call="decode_predictions(preds, class_index={path})", argument="class_index",
             )
         labels = read_class_index(str(class_index))

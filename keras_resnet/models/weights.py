@@ -1,4 +1,4 @@
-"""Pretrained weights: the published keras.applications files, and weight files.
+"""Pretrained weights: the published sets (keras_resnet.models.pretrained), and weight files.
 
 keras.applications' ResNet50/101/152 (converted from the authors' Caffe models)
 have a bias on every conv and BN epsilon 1.001e-5. Our convs have no bias (BN
@@ -26,13 +26,9 @@ import keras
 import numpy as np
 
 from keras_resnet.errors import ArgumentError
-from keras_resnet.models import downloads
 from keras_resnet.models import metadata
+from keras_resnet.models import pretrained
 
-# Where keras.applications publishes the ResNet weights.
-WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-# Models with published 'imagenet' weights.
-PUBLISHED = ("resnet50", "resnet101", "resnet152")
 # BN epsilon of keras.applications' ResNets, which wrote the published files.
 LEGACY_BN_EPSILON = 1.001e-5
 # The top's fc layer (keras.applications' name), and the head layers a file
@@ -51,38 +47,6 @@ ACCEPTED_FILES = f"Accepted: {FILE_KINDS}."
 
 class _NotWeights(Exception):
     """A readable file that is no weights file (the reason, without the path)."""
-
-
-def check_published(
-    name: str, *, include_top: bool, classes: int, shortcut: str, version: str
-) -> None:
-    """Raises ValueError unless `weights="imagenet"` fits the model these build."""
-    if name not in PUBLISHED:
-        raise ValueError(
-            f"No published 'imagenet' weights for {name}; models that have them: "
-            f"{', '.join(PUBLISHED)}. Use weights=None or the path to a weights file."
-        )
-    if include_top and classes != 1000:
-        raise ValueError(
-            "If using weights='imagenet' with include_top=True, `classes` "
-            f"should be 1000. Received: classes={classes}"
-        )
-    if shortcut != "B" or version != "v1":
-        raise ValueError(
-            f"The published {name} weights are for shortcut='B', version='v1'. "
-            f"Received: shortcut={shortcut!r}, version={version!r}"
-        )
-
-
-def fetch(name: str, include_top: bool) -> str:
-    """The published weights of `name`: downloaded once, md5-verified."""
-    suffix = "" if include_top else "_notop"
-    fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-    builder = name.replace("resnet", "ResNet")
-    top = "" if include_top else ", include_top=False"
-    return downloads.download(
-        fname, WEIGHTS_URL, argument="weights", call=f"{builder}(weights={{path}}{top})"
-    )
 
 
 # Weight files ----------------------------------------------------------------
@@ -117,9 +81,33 @@ class StoredWeights:
 
 
 def load_weights(model: keras.Model, weights: str, variant_name: str, include_top: bool) -> None:
-    """Loads `weights` ("imagenet" or a path) into `model`, all or nothing."""
-    path = fetch(variant_name, include_top) if weights == "imagenet" else weights
-    assign(model, path, read_weights(path, model))
+    """Loads `weights` (a name of the table, or a path) into `model`, all or
+    nothing: Keras and keras.applications files by layer name, torchvision
+    and timm state dicts through keras_resnet.models.convert."""
+    from keras_resnet.models import convert  # it builds models: it imports resnet.
+
+    path = weights
+    if pretrained.is_named(weights):
+        path = pretrained.fetch(pretrained.find(variant_name, weights), include_top)
+    if convert.is_state_dict_file(path):
+        convert.load_state_dict(model, path, variant_name)
+    else:
+        assign(model, path, read_weights(path, model))
+
+
+def needs(model: str, weights: str | None) -> tuple[dict[str, Any], str | None]:
+    """(the options `model`'s network needs for `weights`, their normalisation
+    or None where unknown): a published set's (the table's), or version v1.5
+    (bottleneck nets) and torchvision's for a torchvision/timm state dict."""
+    from keras_resnet.models import convert  # it builds models: it imports resnet.
+
+    if pretrained.is_named(weights):
+        entry = pretrained.find(model, weights)
+        return dict(entry.options), entry.normalization
+    if weights is not None and convert.is_state_dict_file(weights):
+        bottleneck = convert.VARIANTS[model].block == "bottleneck"
+        return ({"version": "v1.5"} if bottleneck else {}), "torchvision"
+    return {}, None
 
 
 def check_not_directory(path: str) -> None:
@@ -236,10 +224,16 @@ class WeightsSource:
 
 
 def read_source(weights: str) -> WeightsSource:
-    """The `WeightsSource` of `weights` ("imagenet" or a path). The published
-    weights need no download for it: their top has ImageNet's 1000 classes."""
-    if weights == "imagenet":
+    """The `WeightsSource` of `weights` (a name of the table, or a path). The
+    published weights need no download for it: their top has ImageNet's 1000
+    classes."""
+    from keras_resnet.models import convert  # it builds models: it imports resnet.
+
+    if pretrained.is_named(weights):
         return WeightsSource(name=weights, top_classes=1000, info=None, mean=None)
+    if convert.is_state_dict_file(weights):
+        return WeightsSource(name=weights, top_classes=convert.top_classes(weights), info=None,
+                             mean=None)
     stored = read_weights(weights)
     return WeightsSource(name=weights, top_classes=stored.top_classes, info=read_info(weights),
                           mean=next(iter(stored.means.values()), None))

@@ -20,7 +20,8 @@ from absl import flags
 
 flags.DEFINE_string("model_path", None, "A .keras file, SavedModel folder or .tflite file.")
 flags.DEFINE_string("model", None, "Instead of --model_path: a keras_resnet model name.")
-flags.DEFINE_string("weights", "imagenet", "With --model: 'imagenet' or a weights file.")
+flags.DEFINE_string("weights", "imagenet", "With --model: a name of list_weights() "
+                    "('imagenet', 'tv2_in1k', ...) or a weights file.")
 flags.DEFINE_string("dataset", "cifar10", "A TFDS name, a folder (train/ and val/ or "
                     "test/, one subfolder per class) or 'synthetic'.")
 flags.DEFINE_string("split", None, "Split to evaluate (default: TFDS 'test', else "

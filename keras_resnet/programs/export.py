@@ -34,8 +34,9 @@ flags.DEFINE_string("model_path", None, "A .keras file (as train.py writes; it c
 flags.DEFINE_string("model", None, "Instead of --model_path: a name of keras_resnet.list_models().")
 flags.DEFINE_string(
     "weights", None,
-    "With --model: 'imagenet' or a weights file; caffe preprocessing is put in "
-    "front. Default: He initialisation (smoke tests only).",
+    "With --model: a name of list_weights() ('imagenet', 'tv2_in1k', ...) or a weights "
+    "file; the weights' preprocessing is put in front. Default: He initialisation "
+    "(smoke tests only).",
 )
 flags.DEFINE_integer("image_size", None, "With --model: square input size (default: the family's).")
 flags.DEFINE_string("output_dir", None, "Where to write: <dir>/<name>/<version>/ or <dir>/<name>_<quantize>.tflite.")

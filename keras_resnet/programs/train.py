@@ -63,7 +63,8 @@ flags.DEFINE_integer("image_size", None, "Square input size. Default: 32 (CIFAR 
 flags.DEFINE_enum("shortcut", None, list(SHORTCUT_OPTIONS), "Residual nets' shortcuts (Sec. 3.3): A "
                   "zero-pads where the channels grow, B projects there, C projects everywhere. "
                   "Default: B for the ImageNet nets, A for the CIFAR ones.")
-flags.DEFINE_string("weights", None, "Start from 'imagenet' or a weights file (fine-tuning).")
+flags.DEFINE_string("weights", None, "Start from published weights (a name of list_weights(): "
+                    "'imagenet', 'tv2_in1k', ...) or a weights file (fine-tuning).")
 flags.DEFINE_bool("freeze_backbone", _DEFAULTS.freeze_backbone,
                   "Train only the classifier; BatchNorm statistics stay frozen too.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")

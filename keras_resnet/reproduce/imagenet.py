@@ -143,14 +143,14 @@ def score_models(name: str, options: Options, output_dir: str) -> dict:
     dataset's validation split, beside the paper's row for the same net."""
     from keras_resnet.evaluation import artefacts  # imports TensorFlow
     from keras_resnet.evaluation import protocols
-    from keras_resnet.models import weights as weights_lib
+    from keras_resnet.models import pretrained
 
     protocol, paper = PROTOCOLS[name]
     # (label, what load_artefact takes): the files, then the published models.
     sources = [(path, dict(path=path)) for path in options.models]
     if options.weights == "imagenet":
         sources += [(f"{m} (published weights)", dict(model=m, weights="imagenet"))
-                    for m in weights_lib.PUBLISHED]
+                    for m in pretrained.authors_models()]
     rows, evaluations = [], {}
     for label, source in sources:
         artefact = artefacts.load_artefact(**source, any_size=protocol == "multiscale")

@@ -19,7 +19,7 @@ from absl import logging
 import keras_resnet
 from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.preprocessing import MeanSubtraction
-from keras_resnet.models.preprocessing import caffe_preprocessing
+from keras_resnet.models.preprocessing import normalization_layer
 from keras_resnet.models.preprocessing import with_preprocessing
 from keras_resnet.models.resnet import classifier
 from keras_resnet.training.run import PRECISIONS
@@ -53,7 +53,8 @@ def _backbone(run: Run, source: weights_lib.WeightsSource | None) -> keras.Model
     (`config.weights`) loaded all or nothing, their top only if it fits."""
     config, recipe = run.config, run.recipe
     options = dict(input_shape=(run.image_size, run.image_size, 3),
-                   weight_decay=recipe.weight_decay, shortcut=config.shortcut)
+                   weight_decay=recipe.weight_decay, shortcut=config.shortcut,
+                   **weights_lib.needs(config.model, config.weights)[0])
     if source is not None and not _keeps_top(run, source):
         # The rest of the network as the weights have it, and a new head.
         base = keras_resnet.get_model(
@@ -75,15 +76,17 @@ def _backbone(run: Run, source: weights_lib.WeightsSource | None) -> keras.Model
 
 def _preprocessing(run: Run, pixel_mean: np.ndarray | None,
                    source: weights_lib.WeightsSource | None) -> MeanSubtraction:
-    """The run's mean subtraction (`run.preprocessing`): the caffe mean, or a
-    per-pixel mean: that of the model the weights come from, as its backbone
-    learnt its features on inputs so preprocessed, where it applies (the same
-    image size); else `pixel_mean`, the new training set's. Logs which."""
+    """The run's preprocessing (`run.preprocessing`): a normalisation of the
+    weights' table ("caffe", "torchvision"), or a per-pixel mean: that of the
+    model the weights come from, as its backbone learnt its features on
+    inputs so preprocessed, where it applies (the same image size); else
+    `pixel_mean`, the new training set's. Logs which."""
     info = source.info if source is not None else None
-    if run.preprocessing == "caffe":
-        if info is not None:
-            logging.info("preprocessing: kept the caffe mean of %s", source.name)
-        return caffe_preprocessing()
+    if run.preprocessing != "pixel_mean":
+        if source is not None:
+            logging.info("preprocessing: kept the %s %s of %s", run.preprocessing,
+                         "mean" if run.preprocessing == "caffe" else "normalisation", source.name)
+        return normalization_layer(run.preprocessing)
     if info is not None and source.mean is not None and info.image_size == run.image_size:
         logging.info("preprocessing: kept the per-pixel mean of %s", source.name)
         return MeanSubtraction(source.mean, name="preprocessing")

@@ -26,6 +26,7 @@ from keras_resnet.data import images
 from keras_resnet.data import sources
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models import metadata
+from keras_resnet.models import pretrained
 from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.blocks import SHORTCUT_OPTIONS
 from keras_resnet.models.resnet import FAMILIES
@@ -95,8 +96,8 @@ class Settings:
     config: Config  # every default filled in: the run's identity
     family: str  # "cifar" (paper Sec. 4.2) or "imagenet" (Sec. 3.4)
     recipe: recipes.Recipe  # with its changes for config.model
-    # Inside the model: "pixel_mean" (the training set's, Sec. 4.2) or
-    # "caffe" (ImageNet's channel means, as the published weights).
+    # Inside the model: "pixel_mean" (the training set's, Sec. 4.2), or the
+    # normalisation of the weights it starts from (pretrained.NORMALIZATIONS).
     preprocessing: str
     test_view: str  # the recipe's augmentation's (keras_resnet.data.augment.VIEWS)
 
@@ -222,11 +223,20 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
                             "shortcuts")
     if config.learning_rate is not None and not 0 < config.learning_rate < math.inf:
         raise ArgumentError("learning_rate", config.learning_rate, "must be > 0")
-    if config.weights == "imagenet" and model not in weights_lib.PUBLISHED:
+    if pretrained.is_named(config.weights):
+        try:
+            entry = pretrained.find(model, config.weights)
+        except ValueError:
+            names = ", ".join(n for e in pretrained.list_weights(model) for n in e.names)
+            raise ArgumentError("weights", config.weights, f"is no published weights of {model}"
+                                f" ({names or 'it has none'}): use a name of list_weights() "
+                                "or a file") from None
+        if config.shortcut not in (None, entry.options.get("shortcut", "B")):
+            raise ArgumentError("shortcut", config.shortcut, f"must be B with weights="
+                                f"{config.weights!r}, the weights' own")
+    elif config.weights is not None and not os.path.isfile(config.weights):
         raise ArgumentError("weights", config.weights,
-                            f"'imagenet' exists for {', '.join(weights_lib.PUBLISHED)} only")
-    if config.weights not in (None, "imagenet") and not os.path.isfile(config.weights):
-        raise ArgumentError("weights", config.weights, "must be 'imagenet' or an existing file")
+                            "must be a name of list_weights() (e.g. 'imagenet') or an existing file")
     if config.freeze_backbone and config.weights is None:
         raise ArgumentError("freeze_backbone", config.freeze_backbone,
                             "needs weights (a frozen random backbone learns nothing)")
@@ -239,16 +249,19 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
 def _source_info(weights: str | None) -> metadata.ModelInfo | None:
     """What the weights file says of the model it holds: a model train.py
     wrote says (its architecture, preprocessing); other weights say nothing."""
-    return None if weights in (None, "imagenet") else weights_lib.read_info(weights)
+    return None if weights is None or pretrained.is_named(weights) else weights_lib.read_info(weights)
+
 
 
 def _preprocessing(config: Config, recipe: recipes.Recipe) -> str:
-    """The mean subtraction inside the run's model: that of the model the
-    weights come from, where it is known (the published weights: "caffe";
-    a model train.py wrote: its own), as the backbone's features were learnt
-    on inputs preprocessed so; otherwise the recipe's."""
-    if config.weights == "imagenet":
-        return "caffe"
+    """The preprocessing inside the run's model: that of the model the
+    weights come from, where it is known (a published set's, from the table;
+    torchvision's for a torchvision/timm state dict; a model train.py wrote:
+    its own), as the backbone's features were learnt on inputs preprocessed
+    so; otherwise the recipe's."""
+    normalization = weights_lib.needs(canonical_name(config.model), config.weights)[1]
+    if normalization is not None:
+        return normalization
     info = _source_info(config.weights)
     return recipe.mean if info is None else info.preprocessing
 

@@ -18,6 +18,7 @@ import keras_resnet
 from keras_resnet.models import downloads
 from keras_resnet.models import preprocessing
 from tests.helpers import FolderServer
+from tests.helpers import use_stand_ins
 from tests.helpers import md5
 
 
@@ -95,7 +96,7 @@ def test_decode_predictions_imagenet_index_downloaded_once(tmp_path, monkeypatch
     served = tmp_path / "served"
     served.mkdir()
     index = _write_class_index(served)
-    monkeypatch.setitem(downloads.PUBLISHED_MD5, "imagenet_class_index.json", md5(index))  # test data
+    use_stand_ins(monkeypatch, index)  # test data
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
     server = FolderServer(served)
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)

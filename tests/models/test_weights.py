@@ -18,9 +18,11 @@ import pytest
 import keras_resnet
 from keras_resnet.models import downloads
 from keras_resnet.models import preprocessing
+from keras_resnet.models import pretrained
 from keras_resnet.models import weights as weights_lib
 from tests.helpers import FolderServer
 from tests.helpers import md5
+from tests.helpers import use_stand_ins
 from tests.helpers import write_legacy
 
 
@@ -266,8 +268,9 @@ def test_imagenet_headline_downloads_once_in_a_fresh_process(applications_files,
         import keras
         import numpy as np
         import keras_resnet
-        from keras_resnet.models import downloads
-        downloads.PUBLISHED_MD5.update(json.loads(sys.argv[1]))
+        from keras_resnet.models import pretrained
+        from tests.helpers import stand_in_table
+        vars(pretrained).update(stand_in_table(json.loads(sys.argv[1])))
         x = keras_resnet.preprocess_input(np.load(sys.argv[2]))
         run = lambda model: keras.ops.convert_to_numpy(model(x, training=False))
         preds = run(keras_resnet.ResNet50())
@@ -283,7 +286,7 @@ def test_imagenet_headline_downloads_once_in_a_fresh_process(applications_files,
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
     try:
         result = subprocess.run(
-            [sys.executable, "-c", script, json.dumps(stand_in_md5), str(tmp_path / "x.npy"),
+            [sys.executable, "-c", script, json.dumps([str(top), str(class_index)]), str(tmp_path / "x.npy"),
              str(tmp_path / "preds.npy")],
             env=env, capture_output=True, text=True, timeout=300,
         )
@@ -319,7 +322,7 @@ def test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced(
     corrupt = bytearray(open(notop, "rb").read())
     corrupt[len(corrupt) // 2] ^= 0xFF
     (served / NOTOP).write_bytes(bytes(corrupt))
-    monkeypatch.setitem(downloads.PUBLISHED_MD5, NOTOP, md5(notop))  # test data
+    use_stand_ins(monkeypatch, notop)  # test data
     server = FolderServer(served)
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)
     try:
@@ -331,7 +334,7 @@ def test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced(
         # A cached file whose md5 is wrong is removed and downloaded again.
         (served / NOTOP).write_bytes(open(notop, "rb").read())
         (env_cache / NOTOP).write_bytes(bytes(corrupt))
-        assert weights_lib.fetch("resnet50", include_top=False) == str(env_cache / NOTOP)
+        assert pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False) == str(env_cache / NOTOP)
         assert server.requests == 2 and md5(env_cache / NOTOP) == md5(notop)
     finally:
         server.close()
@@ -391,7 +394,7 @@ def test_failed_download_is_one_clear_error_within_seconds(env_cache, monkeypatc
     start = time.monotonic()
     try:
         with pytest.raises(OSError) as info:
-            weights_lib.fetch("resnet50", include_top=False)
+            pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     finally:
         server.close()
     assert time.monotonic() - start < 4
@@ -411,12 +414,12 @@ def test_download_settings_are_checked(env_cache, monkeypatch):
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", "http://127.0.0.1:9/")
     monkeypatch.setenv("KERAS_RESNET_DOWNLOAD_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="must be a number of seconds > 0. Received: KERAS_RESNET_DOWNLOAD_TIMEOUT='soon'"):
-        weights_lib.fetch("resnet50", include_top=False)
+        pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     # Nothing listens on port 9 (discard): refused at once, for every depth's file.
     monkeypatch.delenv("KERAS_RESNET_DOWNLOAD_TIMEOUT")
     with pytest.raises(OSError, match=r"Could not download http://127.0.0.1:9/resnet152_weights_tf_dim_ordering_tf_kernels.h5: "
                                       r".*Connection refused.*ResNet152\(weights='/path/to/resnet152_weights"):
-        weights_lib.fetch("resnet152", include_top=True)
+        pretrained.fetch(pretrained.find("resnet152", "imagenet"), include_top=True)
 
 
 # ~20 s, not marked slow: no faster test takes train.py's fine-tuning path through a download.
@@ -431,8 +434,7 @@ def test_imagenet_weights_in_train_evaluate_and_export(
     from keras_resnet.training import trainer
 
     reference, top, notop = applications_files
-    for path in (top, notop):
-        monkeypatch.setitem(downloads.PUBLISHED_MD5, os.path.basename(path), md5(path))  # test data
+    use_stand_ins(monkeypatch, top, notop)  # test data
     server = FolderServer(os.path.dirname(top))
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", server.url)
     try:
@@ -471,15 +473,15 @@ def test_download_errors_advise_the_flag_to_programs(applications_files, env_cac
     flag = (f"Download it where you can and pass its path: --weights=/path/to/{NOTOP}; or set "
             "KERAS_RESNET_WEIGHTS_URL to a folder (http://, https:// or file://) that holds it.")
     with pytest.raises(downloads.DownloadError) as info:
-        weights_lib.fetch("resnet50", include_top=False)
+        pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     assert info.value.cause.startswith(f"Could not download {(tmp_path / 'mirror').as_uri()}/{NOTOP}")
     assert str(info.value) == f"{info.value.cause}. {info.value.hint('')}"
     assert f"ResNet50(weights='/path/to/{NOTOP}', include_top=False)" in str(info.value)
     assert info.value.hint("--") == flag
     # A corrupt download too, which is also a ValueError, as a corrupt file is.
     (tmp_path / "mirror" / NOTOP).write_bytes(b"not the published file")
-    monkeypatch.setitem(downloads.PUBLISHED_MD5, NOTOP, md5(applications_files[2]))  # test data
+    use_stand_ins(monkeypatch, applications_files[2])  # test data
     with pytest.raises(downloads.ChecksumError) as info:
-        weights_lib.fetch("resnet50", include_top=False)
+        pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     assert isinstance(info.value, ValueError) and info.value.hint("--") == flag
     assert info.value.cause.endswith("it was refused and not cached")
