@@ -49,6 +49,7 @@ class Mutation:
 
 M = Mutation
 PAPER = "tests/test_paper_facts.py::"
+PRETRAINED = "tests/models/test_pretrained.py::"
 
 MUTATIONS = [
     # ------------------------------------------------------ (a) the paper's facts
@@ -344,6 +345,32 @@ MUTATIONS = [
       "keras_resnet/models/convert.py",
       "return np.transpose(tensor, (2, 3, 1, 0))", "return np.transpose(tensor, (2, 3, 0, 1))",
       ("tests/models/test_convert.py::test_the_converted_classifier_gives_pytorchs_logits[resnet18]",)),
+    # ------------------------------------------- (h) the weights table (issue 24)
+    M("named weights loaded into a net of other options (v1 for v1.5 weights)",
+      "keras_resnet/models/pretrained.py",
+      "    if wrong:\n", "    if False:\n",
+      (PRETRAINED + "test_resnet50_modern_weights_need_v15_and_are_pytorchs[a1_in1k]",)),
+    M("every download checked with md5, whatever the table's algorithm",
+      "keras_resnet/models/downloads.py",
+      "    digest, received = hashlib.new(algorithm), 0", "    digest, received = hashlib.md5(), 0",
+      (PRETRAINED + "test_resnet18_imagenet_is_torchvisions_with_and_without_top_and_after_a_round_trip",)),
+    M("the torchvision normalisation does not divide by the std",
+      "keras_resnet/models/preprocessing.py",
+      "        if self.std is None:\n            return x\n", "        return x\n",
+      (PRETRAINED + "test_get_preprocessing_gives_what_the_weights_expect",)),
+    M("a run from torchvision's weights trains with the caffe mean",
+      "keras_resnet/training/run.py",
+      "    if normalization is not None:\n        return normalization\n", "",
+      (PRETRAINED + "test_fine_tuned_from_torchvision_weights_is_evaluated_and_served_with_their_normalisation",)),
+    M("a torch.save file's pickle may name any global",
+      "keras_resnet/models/torch_files.py",
+      "        if (module, name) not in self.allowed:", "        if False:",
+      ("tests/models/test_torch_files.py::test_pickle_with_other_globals_is_refused_before_it_runs",)),
+    M("a torch.save tensor's strides ignored (read as contiguous)",
+      "keras_resnet/models/torch_files.py",
+      "    strides = tuple(s * elements.itemsize for s in stride)",
+      "    strides = tuple(int(np.prod(size[i + 1:])) * elements.itemsize for i in range(len(size)))",
+      ("tests/models/test_torch_files.py::test_non_contiguous_and_shared_storages",)),
 ]
 
 

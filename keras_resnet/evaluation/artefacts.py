@@ -4,8 +4,8 @@ An `Artefact` is a model that maps float32 RGB batches in [0, 255] to class
 probabilities, with the `ModelInfo` (keras_resnet.models.metadata) it carries:
 - a `.keras` file (train.py's carries its preprocessing and its ModelInfo; a
   user's own may carry none), checked whole before Keras reads it;
-- a named model (`keras_resnet.list_models()`) with `weights`, the published
-  weights' caffe preprocessing put in front; its ModelInfo is built here;
+- a named model (`keras_resnet.list_models()`) with `weights`, their
+  normalisation (the weights table's) put in front; its ModelInfo is built here;
 - a SavedModel (keras_resnet.export's: the `metadata` signature) or a
   `.tflite` file (its "keras_resnet" metadata entry).
 

@@ -4,9 +4,10 @@ Every exported artefact takes raw RGB in [0, 255] and applies the model's own
 preprocessing, so the Keras model it is checked against must too:
 - a `.keras` file written by train.py already does (it carries its
   `MeanSubtraction`) and is exported as it is, with its ModelInfo;
-- a model name with weights ("imagenet", a file, or None for He
-  initialisation) builds a `keras_resnet` model with `caffe_preprocessing()`
-  (the published weights') in front, and its ModelInfo (keras_resnet.evaluation.artefacts).
+- a model name with weights (a name of the weights table, a file, or None
+  for He initialisation) builds a `keras_resnet` model with the weights'
+  normalisation (the table's; caffe where none is known) in front, and its
+  ModelInfo (keras_resnet.evaluation.artefacts).
 
 The test view (what `serving_bytes` does to a decoded image, and what
 calibration and verification images get) is one of keras_resnet.data.augment's:

@@ -228,9 +228,9 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
             entry = pretrained.find(model, config.weights)
         except ValueError:
             names = ", ".join(n for e in pretrained.list_weights(model) for n in e.names)
-            raise ArgumentError("weights", config.weights, f"is no published weights of {model}"
-                                f" ({names or 'it has none'}): use a name of list_weights() "
-                                "or a file") from None
+            raise ArgumentError("weights", config.weights, f"must be a name of list_weights("
+                                f"{model!r}) ({names or 'it has none'}) or an existing "
+                                "file") from None
         if config.shortcut not in (None, entry.options.get("shortcut", "B")):
             raise ArgumentError("shortcut", config.shortcut, f"must be B with weights="
                                 f"{config.weights!r}, the weights' own")

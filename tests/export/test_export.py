@@ -569,7 +569,8 @@ def test_load_model_refuses_what_it_cannot_load(tmp_path):
         inputs.load_model(str(tmp_path / "model.h5"))
     with pytest.raises(ValueError, match=r"not both and not neither"):
         inputs.load_model()
-    with pytest.raises(ArgumentError, match=r"weights must be 'imagenet' or an existing weights file. "
+    with pytest.raises(ArgumentError, match=r"weights must be a name of list_weights\(\) \(e.g. "
+                                            r"'imagenet'\) or an existing weights file. "
                                             r"Received: weights='nope.h5'"):
         inputs.load_model(model_name="resnet20", weights="nope.h5")
 

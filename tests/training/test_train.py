@@ -176,8 +176,10 @@ def test_clear_errors(tmp_path, change, message):
     (dict(model="resnet18", image_size=16), "image_size must be >= 32 for resnet18"),
     (dict(seed=-1), "seed must be >= 0"),
     (dict(verbose=3), "verbose must be 0, 1 or 2"),
-    (dict(weights="imagenet"), "'imagenet' exists for resnet50, resnet101, resnet152 only"),
-    (dict(weights="/nowhere.weights.h5"), "weights must be 'imagenet' or an existing file"),
+    (dict(weights="imagenet"), r"weights must be a name of list_weights\('resnet20'\) \(it has "
+                               r"none\) or an existing file. Received: weights='imagenet'"),
+    (dict(weights="/nowhere.weights.h5"), r"weights must be a name of list_weights\(\) \(e.g. "
+                                          r"'imagenet'\) or an existing file"),
 ])
 def test_bad_values_are_refused_before_any_work(tmp_path, change, message):
     config = _config(tmp_path, **change)
