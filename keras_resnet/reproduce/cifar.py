@@ -41,11 +41,11 @@ class Scale:
 
 SCALES = {
     "paper": Scale(plain=(20, 32, 44, 56), residual=(20, 32, 44, 56, 110), deep=(110, 1202),
-                   train_steps=None, cost="64k iterations a run (estimated: about 25 GPU-hours "
-                   "for Fig. 6, not yet measured)"),
+                   train_steps=None, cost="64k iterations a run (Fig. 6: about 14 H200-hours, "
+                   "derived from a measured step rate, not timed whole)"),
     "quick": Scale(plain=(20, 56), residual=(20, 56), deep=(), train_steps=1500,
-                   cost="1.5k iterations a run (estimated: under an hour for Fig. 6 on a "
-                   "2-core CPU)"),
+                   cost="1.5k iterations a run (Fig. 6: about 40 minutes on a 2-core CPU, "
+                   "benchmarks/bench_reproduce.py)"),
     "tiny": Scale(plain=(20,), residual=(20,), deep=(), train_steps=2, batch_size=8,
                   image_size=16, cost="seconds (for tests)"),
 }
