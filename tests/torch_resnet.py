@@ -81,10 +81,17 @@ class TorchResNet(nn.Module):
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def features(self, x):
+    def stages(self, x):
+        """The outputs of layer1 to layer4 (strides 4, 8, 16, 32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
+        outputs = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            outputs.append(x)
+        return outputs
+
+    def features(self, x):
+        return torch.flatten(self.avgpool(self.stages(x)[-1]), 1)
 
     def forward(self, x):
         return self.fc(self.features(x))
@@ -122,6 +129,14 @@ def torch_outputs(net, images, features=False):
     with torch.no_grad():
         x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
         return (net.features(x) if features else net(x)).numpy()
+
+
+def torch_stages(net, images):
+    """{"conv2": ..., "conv5": ...}: layer1 to layer4's outputs, channels last."""
+    with torch.no_grad():
+        x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+        return {f"conv{i + 2}": out.numpy().transpose(0, 2, 3, 1)
+                for i, out in enumerate(net.stages(x))}
 
 
 def relative_error(ours, reference):

@@ -33,6 +33,7 @@ from tests.torch_resnet import relative_error
 from tests.torch_resnet import save
 from tests.torch_resnet import torch_net
 from tests.torch_resnet import torch_outputs
+from tests.torch_resnet import torch_stages
 
 # (model, weights name) -> the PyTorch reference's architecture in the file:
 # timm's safetensors (tv_in1k, a1_in1k) and torchvision's torch.save (tv2_in1k).
@@ -104,6 +105,25 @@ def test_resnet50_modern_weights_need_v15_and_are_pytorchs(published, mirror, na
                                   classifier_activation=None)
     assert relative_error(model(x, training=False), torch_outputs(net, x)) <= TOLERANCE
     assert os.listdir(cache) == [os.path.basename(path)]  # timm's safetensors; torchvision's .pth
+    backbone = keras_resnet.ResNet50(weights=name, version="v1.5", include_top=False, pooling="avg")
+    assert relative_error(backbone(x, training=False),
+                          torch_outputs(net, x, features=True)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("model, name, options", [("resnet18", "imagenet", {}),
+                                                  ("resnet50", "a1_in1k", {"version": "v1.5"})])
+def test_feature_pyramid_of_published_weights_is_pytorchs_stage_outputs(
+    published, mirror, model, name, options
+):
+    """feature_model's dict equals torchvision's layer1 to layer4 outputs."""
+    net, _ = published[model, "tv_in1k" if name == "imagenet" else name]
+    backbone = keras_resnet.feature_model(model, weights=name, **options)
+    x = images()
+    ours = backbone(x, training=False)
+    reference = torch_stages(net, x)
+    assert sorted(ours) == sorted(reference) == ["conv2", "conv3", "conv4", "conv5"]
+    for stage, expected in reference.items():
+        assert relative_error(ours[stage], expected) <= TOLERANCE, stage
 
 
 def test_a_wrong_checksum_a_truncated_file_and_another_depth_are_refused_in_one_line(
