@@ -252,7 +252,6 @@ def _source_info(weights: str | None) -> metadata.ModelInfo | None:
     return None if weights is None or pretrained.is_named(weights) else weights_lib.read_info(weights)
 
 
-
 def _preprocessing(config: Config, recipe: recipes.Recipe) -> str:
     """The preprocessing inside the run's model: that of the model the
     weights come from, where it is known (a published set's, from the table;

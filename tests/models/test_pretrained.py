@@ -162,6 +162,28 @@ def test_a_wrong_checksum_a_truncated_file_and_another_depth_are_refused_in_one_
         keras_resnet.ResNet18(weights=str(truncated))
 
 
+def test_a_state_dict_file_brings_torchvisions_normalisation_and_v15(published):
+    """A torchvision/timm file given by path (what the download error advises)
+    is evaluated as named weights are: v1.5, torchvision's normalisation in
+    front, and train.py would train with it."""
+    from keras_resnet.evaluation import artefacts
+    from keras_resnet.training import run as run_lib
+
+    net, path = published["resnet50", "a1_in1k"]
+    settings = run_lib.resolve_settings(run_lib.Config(model="resnet50", weights=path,
+                                                       dataset="synthetic"))
+    assert settings.preprocessing == "torchvision"
+    artefact = artefacts.load_artefact(model="resnet50", weights=path, image_size=SIZE)
+    assert artefact.info.preprocessing == "torchvision"
+    x = np.random.RandomState(4).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    normalised = (x / 255 - np.array([0.485, 0.456, 0.406], "float32")) / np.array(
+        [0.229, 0.224, 0.225], "float32")
+    logits = torch_outputs(net, normalised)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(artefact.predict(x), expected, atol=1e-5)
+
+
 def test_a_name_that_does_not_exist_or_fits_another_model_lists_the_ones_that_do():
     with pytest.raises(ValueError) as error:
         keras_resnet.ResNet50(weights="tv3_in1k")
