@@ -41,6 +41,14 @@ SERVED = {("resnet18", "tv_in1k"): "resnet18", ("resnet50", "a1_in1k"): "resnet5
           ("resnet50", "tv2_in1k"): "resnet50"}
 
 
+def _torchvision_normalised(images):
+    """RGB in [0, 255] as torchvision's transforms give it to its nets,
+    written out here: to [0, 1], minus ImageNet's mean, over its std."""
+    mean = np.array([0.485, 0.456, 0.406], "float32")
+    std = np.array([0.229, 0.224, 0.225], "float32")
+    return (images / 255 - mean) / std
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """{(model, name): (torch net, its file)}: 1000-class references saved as
@@ -176,8 +184,7 @@ def test_a_state_dict_file_brings_torchvisions_normalisation_and_v15(published):
     artefact = artefacts.load_artefact(model="resnet50", weights=path, image_size=SIZE)
     assert artefact.info.preprocessing == "torchvision"
     x = np.random.RandomState(4).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
-    normalised = (x / 255 - np.array([0.485, 0.456, 0.406], "float32")) / np.array(
-        [0.229, 0.224, 0.225], "float32")
+    normalised = _torchvision_normalised(x)
     logits = torch_outputs(net, normalised)
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
@@ -257,7 +264,7 @@ def test_readme_shows_the_table():
 def test_get_preprocessing_gives_what_the_weights_expect():
     x = np.random.RandomState(2).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     torchvision = keras_resnet.get_preprocessing("tv2_in1k")
-    expected = (x / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    expected = _torchvision_normalised(x)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(torchvision(x)), expected, atol=1e-5)
     assert torchvision.normalization == "torchvision"
     caffe = keras_resnet.get_preprocessing("imagenet", model="ResNet50")
@@ -293,8 +300,7 @@ def test_fine_tuned_from_torchvision_weights_is_evaluated_and_served_with_their_
         keras.ops.convert_to_numpy(backbone.get_layer("conv1_conv").kernel),
         net.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
     x = np.random.RandomState(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    normalised = (x / 255 - np.array([0.485, 0.456, 0.406], "float32")) / np.array(
-        [0.229, 0.224, 0.225], "float32")
+    normalised = _torchvision_normalised(x)
     expected = keras.ops.convert_to_numpy(backbone(normalised, training=False))
 
     evaluated = artefacts.load_artefact(path=str(model_dir / "model.keras"))
