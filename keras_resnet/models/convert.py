@@ -5,7 +5,8 @@ It reads a ResNet state dict saved as a `.safetensors` file (timm's
 through safetensors' NumPy API, or as a `torch.save` file (torchvision's
 `.pth`, keras_resnet.models.torch_files), so PyTorch is not needed, and builds
 our model with its weights (`from_torchvision`), or loads them into one
-(`load_state_dict`, for `weights=`). The names map one to one onto keras.applications' layers:
+(`load_state_dict`, for `weights=`). The names map one to one onto
+keras.applications' layers:
 
     conv1, bn1                       conv1_conv, conv1_bn
     layer{s}.{i}.conv{k}, .bn{k}     conv{s+1}_block{i+1}_{k}_conv, _{k}_bn
@@ -61,8 +62,8 @@ def from_torchvision(
 
     Args:
         path: a `.safetensors` or `torch.save` (`.pth`) file holding a
-            torchvision or timm ResNet's state dict (`conv1.weight`, `bn1.*`, `layer1.0.conv1.weight`, ...,
-            `fc.weight`, `fc.bias`).
+            torchvision or timm ResNet's state dict (`conv1.weight`, `bn1.*`,
+            `layer1.0.conv1.weight`, ..., `fc.weight`, `fc.bias`).
         name: "resnet18", "resnet34", "resnet50", "resnet101" or "resnet152";
             None infers it from the blocks the file has.
         include_top: whether to keep the classifier: `fc` becomes
@@ -78,7 +79,8 @@ def from_torchvision(
         with `with_preprocessing`).
 
     Raises:
-        ValueError: the file is not a readable safetensors file, is no ResNet
+        ValueError: the file is neither readable safetensors nor a readable
+            `torch.save` file (keras_resnet.models.torch_files), is no ResNet
             of those depths, or does not fit `name`: the message names the
             first tensor that has no place in the model, is missing from the
             file, or has another shape.
@@ -107,8 +109,10 @@ def from_torchvision(
 
 def is_state_dict_file(path: str) -> bool:
     """Whether `path` is a file this module reads: a `.safetensors` file or
-    a `torch.save` file (keras_resnet.models.torch_files)."""
-    return os.path.isfile(path) and (path.endswith(".safetensors") or torch_files.is_torch_file(path))
+    a `torch.save` file (keras_resnet.models.torch_files), or named as one
+    (`.pth`, `.pt`: PyTorch's legacy format is refused there, by name)."""
+    return os.path.isfile(path) and (path.endswith((".safetensors", ".pth", ".pt"))
+                                     or torch_files.is_torch_file(path))
 
 
 def top_classes(path: str) -> int | None:

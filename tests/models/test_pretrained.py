@@ -191,6 +191,16 @@ def test_a_state_dict_file_brings_torchvisions_normalisation_and_v15(published):
     np.testing.assert_allclose(artefact.predict(x), expected, atol=1e-5)
 
 
+def test_weights_in_pytorchs_legacy_format_are_refused_saying_how_to_resave(tmp_path):
+    path = tmp_path / "resnet18-5c106cde.pth"  # torchvision's files before 2021 were so
+    torch.save(torch_net("resnet18").state_dict(), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError) as error:
+        keras_resnet.ResNet18(weights=str(path))
+    assert str(error.value).startswith(f"{path}: PyTorch's legacy checkpoint format")
+    assert "re-save it with a current torch.save(state_dict, path)" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 def test_a_name_that_does_not_exist_or_fits_another_model_lists_the_ones_that_do():
     with pytest.raises(ValueError) as error:
         keras_resnet.ResNet50(weights="tv3_in1k")
