@@ -123,7 +123,10 @@ def _applications(model: str, md5_top: str, md5_notop: str, top1: float,
 
 def _timm(model: str, tag: str, revision: str, sha256: str, size: int,
           **fields: Any) -> PretrainedWeights:
-    """A safetensors copy on timm's hub, pinned to `revision`."""
+    """A safetensors copy on timm's hub, pinned to `revision`. The sha256s and
+    sizes were read from public manifests of these files, not from the hub
+    itself (no network where this was written; resnet18's agrees in two): a
+    wrong one would refuse the download, never let another file in."""
     hub_id = f"{model}.{tag}"
     return PretrainedWeights(
         model=model, name=tag, format="safetensors",
