@@ -105,30 +105,21 @@ def _write_folder(root, count, size_range, ext, classes=4, seed=0):
 
 def _model(model_name, batch, image_size, classes):
     """A model built and compiled as training builds and compiles it."""
-    from keras_resnet.training import model as model_lib
+    import timing
     from keras_resnet.training import run as run_lib
 
-    settings = run_lib.resolve_settings(run_lib.Config(
-        model=model_name, dataset="synthetic", batch_size=batch, epochs=1, image_size=image_size))
-    run = settings.with_data([str(c) for c in range(classes)], batch * 10)
-    return model_lib.build_model(run, None if run.preprocessing == "caffe" else _zero_mean(image_size))
+    return timing.training_model(run_lib.Config(
+        model=model_name, dataset="synthetic", batch_size=batch, epochs=1, image_size=image_size),
+        classes)
 
 
 def _bare_step(model_name, batch, image_size, classes):
     """One train_on_batch of a model as training compiles it, on a fixed batch."""
+    import timing
+
     model = _model(model_name, batch, image_size, classes)
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (batch, image_size, image_size, 3)).astype("float32")
-    labels = np.eye(classes, dtype="float32")[rng.integers(0, classes, batch)]
+    images, labels = timing.fixed_batch(batch, image_size, classes)
     return lambda: model.train_on_batch(images, labels)
-
-
-def _zero_mean(image_size):
-    import numpy as np
-
-    return np.full((image_size, image_size, 3), 120.0, "float32")
 
 
 def _time(fn, calls):

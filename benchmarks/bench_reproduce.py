@@ -59,22 +59,17 @@ def _specs(experiment, runs_dir):
 def _step(config):
     """The run's training step, as train.py builds and compiles its model,
     on one fixed batch; (step, batch size, steps of the run)."""
-    import numpy as np
-
-    from keras_resnet.training import model as model_lib
+    import timing
+    from keras_resnet.models.resnet import FAMILIES
     from keras_resnet.training import run as run_lib
 
     settings = run_lib.resolve_settings(config)
-    classes = 10 if settings.family == "cifar" else 1000
-    run = settings.with_data([str(c) for c in range(classes)], settings.batch_size * 10)
-    size, batch = settings.image_size, settings.batch_size
-    mean = np.full((size, size, 3), 120.0, "float32")
-    model = model_lib.build_model(run, None if run.preprocessing == "caffe" else mean)
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
-    labels = np.eye(classes, dtype="float32")[rng.integers(0, classes, batch)]
+    classes = FAMILIES[settings.family].classes
+    model = timing.training_model(config, classes)
+    images, labels = timing.fixed_batch(settings.batch_size, settings.image_size, classes)
+    steps = settings.with_data([str(c) for c in range(classes)], settings.batch_size * 10).train_steps
     return (lambda n: [model.train_on_batch(images, labels) for _ in range(n)],
-            batch, run.train_steps)
+            settings.batch_size, steps)
 
 
 def _cost(experiment, runs_dir):

@@ -1,4 +1,5 @@
-"""Side-by-side timing in interleaved rounds, shared by `bench_cpu.py` and `bench_gpu.py`.
+"""Side-by-side timing in interleaved rounds, shared by `bench_cpu.py` and `bench_gpu.py`,
+and the training model and batch that `bench_input.py` and `bench_reproduce.py` time.
 
 A side is a runner: `run(n)` makes n steps and returns once they are done (on
 a GPU, once the device has finished them). Every side is warmed up first, then
@@ -43,3 +44,28 @@ def compare(ours: list[float], reference: list[float]) -> dict:
         "ours_rounds": [round(x, 2) for x in ours],
         "reference_rounds": [round(x, 2) for x in reference],
     }
+
+
+def training_model(config, classes: int):
+    """The model train.py builds and compiles for `config` (a
+    keras_resnet.training.run.Config), as a run on `classes` classes; where it
+    subtracts a training set's per-pixel mean, a flat one (no data is read)."""
+    import numpy as np
+
+    from keras_resnet.training import model as model_lib
+    from keras_resnet.training import run as run_lib
+
+    settings = run_lib.resolve_settings(config)
+    run = settings.with_data([str(c) for c in range(classes)], settings.batch_size * 10)
+    size = settings.image_size
+    mean = np.full((size, size, 3), 120.0, "float32")
+    return model_lib.build_model(run, mean if run.preprocessing == "pixel_mean" else None)
+
+
+def fixed_batch(batch: int, image_size: int, classes: int, seed: int = 0):
+    """(images, one-hot labels): one batch of random RGB images in [0, 255]."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (batch, image_size, image_size, 3)).astype("float32")
+    return images, np.eye(classes, dtype="float32")[rng.integers(0, classes, batch)]

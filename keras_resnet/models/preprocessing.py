@@ -29,6 +29,7 @@ from keras_resnet.models.downloads import download
 from keras_resnet.models.layers import PACKAGE
 from keras_resnet.models.layers import channel_axis
 from keras_resnet.models.layers import standardize_data_format
+from keras_resnet.models.resnet import canonical_name
 
 # Per-channel ImageNet mean in BGR order (keras.applications "caffe" mode).
 IMAGENET_BGR_MEAN = pretrained.NORMALIZATIONS["caffe"].mean
@@ -230,8 +231,6 @@ def get_preprocessing(weights: "str | pretrained.PretrainedWeights", model: str 
         raise ValueError(f"`weights` must be one of {', '.join(names)} (list_weights()). "
                          f"Received: weights={weights!r}")
     if model is not None:
-        from keras_resnet.models.resnet import canonical_name  # resnet imports this module.
-
         return normalization_layer(pretrained.find(canonical_name(model), weights).normalization, name)
     kinds = {entry.normalization for entry in pretrained.WEIGHTS if weights in entry.names}
     if len(kinds) > 1:
