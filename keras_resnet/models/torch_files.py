@@ -11,14 +11,28 @@ torch.save's zip format (the default since PyTorch 1.6) is a zip archive of
 
 and tensors are pickled as calls of `torch._utils._rebuild_tensor_v2(storage,
 offset, size, stride, ...)` (`_rebuild_tensor_v3(..., dtype)` for uint16/32/64,
-over an untyped storage of bytes). Our unpickler resolves only those globals,
-`collections.OrderedDict` and `torch._utils._rebuild_parameter`, to functions of
-its own; any other global (a pickled module, `os.system`) is refused before
-anything is called, so a file cannot run code as `torch.load(weights_only=False)`
-would let it.
+over an untyped storage of bytes).
+
+A checkpoint is a file from a stranger, so it is read as hostile. The pickle
+goes through our own closed reader (keras_resnet.models.torch_pickle), which
+knows only the opcodes and the few globals a state dict needs and builds only
+exact built-in values and the arrays made here from the file's own storage
+bytes; every other global (a pickled module, `os.system`) is refused by name
+before anything is called. Bounds: data.pkl at most MAX_PICKLE_BYTES and the
+reader's opcode, memo and nesting limits; every byte this module allocates
+(storages read, tensors built) counted against a budget of BUDGET_RATIO times
+the file's size (plus 1 MiB), checked before the allocation, so a zip member
+that claims gigabytes, a stride-0 tensor over a small storage or many tensors
+over one storage are refused before they cost memory; a compressed storage
+(torch.save stores them uncompressed) inflates within that budget.
+
+Why not `torch.load(weights_only=True)`: it needs PyTorch (about 800 MB) to read
+a few hundred tensors, and its allow-list covers far more than a state dict
+(tensor subclasses, devices, quantized storages), where a flaw has let a
+crafted file run code (CVE-2025-32434). This reader's surface is the ~40
+opcodes it knows and three functions, each of whose arguments it checks.
 """
 
-import collections
 import io
 import os
 import pickle
@@ -30,6 +44,9 @@ from typing import NamedTuple
 import numpy as np
 
 from keras_resnet.errors import ArgumentError
+from keras_resnet.models import torch_pickle
+from keras_resnet.models.torch_pickle import Refusal as _Refusal
+from keras_resnet.models.torch_pickle import printable
 
 # The tensor dtypes a file may hold, by the name of PyTorch's storage class
 # (pickled as torch.FloatStorage, ...), as NumPy dtype names; bfloat16 has no
@@ -49,23 +66,30 @@ _ACCEPTED = ("a state dict saved with torch.save(model.state_dict(), path), "
 # _use_new_zipfile_serialization=False): a pickle of this magic number first.
 _LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[:-1]
 
-
-class _Refusal(ValueError):
-    """Why the file cannot be read; `read_state_dict` puts the path first."""
+MAX_PICKLE_BYTES = 64 << 20  # a ResNet-152 state dict's data.pkl is about 100 KB
+BUDGET_RATIO = 4  # storages once, tensors once (bfloat16 twice, as float32)
+_MAX_DIMS = 16
+_MAX_KEY_CHARS = 64
 
 
 class _Dtype(NamedTuple):
-    """A stand-in for a torch dtype or storage class: its NumPy dtype name.
-    Immutable, so a pickle cannot change it (BUILD) after a storage names it."""
+    """A stand-in for a torch dtype or storage class: its NumPy dtype name."""
 
     name: str
 
 
-class _Storage(NamedTuple):
-    """A storage's bytes (byte order as written) and the dtype they hold."""
+class _Storage:
+    """A storage's elements, read once: `elements(dtype)` in this machine's
+    byte order, converted once per dtype."""
 
-    raw: bytes
-    dtype: _Dtype
+    def __init__(self, raw: bytes, dtype: _Dtype, reader: "_Reader"):
+        self.raw, self.dtype, self.reader = raw, dtype, reader
+        self.views: dict[str, np.ndarray] = {}
+
+    def elements(self, dtype: _Dtype) -> np.ndarray:
+        if dtype.name not in self.views:
+            self.views[dtype.name] = _elements(self.raw, dtype, self.reader)
+        return self.views[dtype.name]
 
 
 def is_torch_file(path: str | os.PathLike) -> bool:
@@ -92,13 +116,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         dtype, in the file's order; bfloat16 tensors come out as float32.
 
     Raises:
-        ArgumentError: `path` is no file.
+        ArgumentError: `path` does not exist, or is no file.
         ValueError: one line naming `path`: the file is PyTorch's legacy
             format, no zip, a truncated or corrupt one, misses a storage,
-            refers to a global other than the few a state dict needs, or
-            holds no state dict of tensors.
+            refers to a global other than the few a state dict needs, is past
+            a bound (see the module docstring), or holds no state dict of
+            tensors.
     """
     path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise ArgumentError("path", path, "does not exist; accepted: a .pth file written by "
+                            "torch.save")
     if not os.path.isfile(path):
         raise ArgumentError("path", path, "must be a .pth file written by torch.save")
     try:
@@ -120,18 +148,28 @@ def _load(path: str) -> Any:
                 "a zip archive without a <name>/data.pkl record, so not written by "
                 f"torch.save; accepted: {_ACCEPTED}"
             )
-        prefix = name[: -len("data.pkl")]
-        data = _member(archive, name)
-        unpickler = _Unpickler(data, archive, prefix, _byteorder(archive, prefix))
+        reader = _Reader(archive, name[: -len("data.pkl")], os.path.getsize(path))
+        data = reader.member(name, MAX_PICKLE_BYTES)
         try:
-            return unpickler.load()
+            return torch_pickle.load(
+                data, functions=reader.functions, constants=_CONSTANTS,
+                persistent_load=reader.persistent_load, results=(np.ndarray,),
+                accepted=_ACCEPTED)
         except _Refusal:
             raise
         except Exception as e:  # any malformed opcode stream or argument
-            reason = (str(e).strip().splitlines() or [""])[0]
+            reason = printable((str(e).strip().splitlines() or [""])[0])
             raise _Refusal(
-                f"its {name} is no pickle of a state dict ({type(e).__name__}: {reason})"
+                f"its {printable(name)} is no pickle of a state dict "
+                f"({type(e).__name__}: {reason})"
             ) from None
+
+
+_CONSTANTS = {
+    ("torch.storage", "UntypedStorage"): _Dtype("uint8"),  # numel counts bytes
+    **{("torch", k): _Dtype(v) for k, v in _STORAGE_DTYPES.items()},
+    **{("torch", name): _Dtype(name) for name in _TORCH_DTYPES},
+}
 
 
 def _not_a_zip(path: str, error: Exception) -> str:
@@ -154,87 +192,139 @@ def _data_pkl(archive: zipfile.ZipFile) -> str | None:
     return names[0] if names else None
 
 
-def _member(archive: zipfile.ZipFile, name: str) -> bytes:
-    """The bytes of record `name`, checked against the archive's CRC."""
-    try:
-        return archive.read(name)
-    except KeyError:
-        raise _Refusal(f"its record {name} is missing; the archive is incomplete") from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:
-        raise _Refusal(f"a truncated or corrupt zip archive ({name}: {e})") from None
+class _Reader:
+    """One archive's records, storages and tensors, within one byte budget."""
 
-
-def _byteorder(archive: zipfile.ZipFile, prefix: str) -> str:
-    """"<" or ">": the byte order of the storages (`<prefix>byteorder`)."""
-    if f"{prefix}byteorder" not in archive.namelist():
-        return "<"  # written before PyTorch recorded it: little-endian
-    order = _member(archive, f"{prefix}byteorder").decode("ascii", "replace").strip()
-    if order not in ("little", "big"):
-        raise _Refusal(f"its byteorder record is {order!r}; accepted: 'little' or 'big'")
-    return "<" if order == "little" else ">"
-
-
-class _Unpickler(pickle.Unpickler):
-    """Unpickles data.pkl with our stand-ins for the few globals a state dict
-    refers to, and refuses every other global by name."""
-
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, byteorder: str):
-        super().__init__(io.BytesIO(data))
-        self.archive, self.prefix, self.byteorder = archive, prefix, byteorder
-        self.storages: dict[str, _Storage] = {}
-        # Bound methods: a pickle cannot set attributes on them (BUILD).
-        self.allowed = {
-            ("collections", "OrderedDict"): collections.OrderedDict,
+    def __init__(self, archive: zipfile.ZipFile, prefix: str, file_size: int):
+        self.archive, self.prefix = archive, prefix
+        self.budget = BUDGET_RATIO * file_size + (1 << 20)
+        self.spent = 0
+        self.storages: dict[str, tuple[_Storage, int]] = {}  # key -> (storage, numel)
+        self.byteorder = self.byte_order()
+        self.functions = {
             ("torch._utils", "_rebuild_tensor_v2"): self.rebuild_tensor_v2,
             ("torch._utils", "_rebuild_tensor_v3"): self.rebuild_tensor_v3,
-            ("torch._utils", "_rebuild_parameter"): self.rebuild_parameter,
-            ("torch.storage", "UntypedStorage"): _Dtype("uint8"),  # numel counts bytes
-            **{("torch", k): _Dtype(v) for k, v in _STORAGE_DTYPES.items()},
-            **{("torch", name): _Dtype(name) for name in _TORCH_DTYPES},
+            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         }
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.allowed:
+    def spend(self, nbytes: int, what: str) -> None:
+        """Counts `nbytes` about to be allocated for `what` against the budget."""
+        if self.spent + nbytes > self.budget:
             raise _Refusal(
-                f"its pickle refers to {module}.{name}, which a state dict does not need, "
-                f"so the file is not loaded; accepted: {_ACCEPTED}"
+                f"{what} would take {nbytes:,} bytes, past what a file of its size may "
+                f"make us allocate ({self.budget:,} bytes in all, {self.spent:,} spent); "
+                "the file is corrupt or crafted"
             )
-        return self.allowed[module, name]
+        self.spent += nbytes
+
+    def member(self, name: str, limit: int | None = None) -> bytes:
+        """The bytes of record `name`, checked against the archive's CRC, after
+        its declared size is checked against `limit` and the budget."""
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError:
+            raise _Refusal(f"its record {printable(name)} is missing; the archive is "
+                           "incomplete") from None
+        if limit is not None and info.file_size > limit:
+            raise _Refusal(f"its record {printable(name)} claims {info.file_size:,} bytes; "
+                           f"accepted: at most {limit:,}")
+        self.spend(info.file_size, f"its record {printable(name)}")
+        try:
+            with self.archive.open(info) as f:
+                return f.read(info.file_size)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as e:
+            raise _Refusal(f"a truncated or corrupt zip archive ({printable(name)}: {e})") from None
+
+    def byte_order(self) -> str:
+        """"<" or ">": the byte order of the storages (`<prefix>byteorder`)."""
+        if f"{self.prefix}byteorder" not in self.archive.namelist():
+            return "<"  # written before PyTorch recorded it: little-endian
+        order = self.member(f"{self.prefix}byteorder", 16).decode("ascii", "replace").strip()
+        if order not in ("little", "big"):
+            raise _Refusal(f"its byteorder record is {printable(order)}; accepted: 'little' or "
+                           "'big'")
+        return "<" if order == "little" else ">"
 
     def persistent_load(self, pid: Any) -> _Storage:
         """A storage from its persistent id ("storage", dtype, key, location, numel)."""
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _Dtype) and isinstance(pid[2], str)):
-            raise _Refusal(f"its pickle has the persistent id {pid!r}, which is no storage")
+        if not (type(pid) is tuple and len(pid) == 5 and type(pid[0]) is str
+                and pid[0] == "storage" and type(pid[1]) is _Dtype and type(pid[2]) is str):
+            raise _Refusal("its pickle has a persistent id that is no storage")
         _, dtype, key, _, numel = pid
+        if not (key.isascii() and key.isprintable() and 0 < len(key) <= _MAX_KEY_CHARS):
+            raise _Refusal(f"its storage key {printable(key)} is no short name; accepted: up "
+                           f"to {_MAX_KEY_CHARS} printable ASCII characters")
         if not _is_index(numel):
-            raise _Refusal(f"its storage {key!r} has {numel!r} elements; accepted: an int >= 0")
-        if key not in self.storages:
-            raw = _member(self.archive, f"{self.prefix}data/{key}")
-            expected = numel * np.dtype(_numpy_dtype(dtype)).itemsize
-            if len(raw) != expected:
-                raise _Refusal(
-                    f"its storage data/{key} holds {len(raw)} bytes, but the pickle "
-                    f"says {numel} {dtype.name} elements ({expected} bytes)"
-                )
-            self.storages[key] = _Storage(raw, dtype)
-        return self.storages[key]
+            raise _Refusal(f"its storage {key!r} has {_describe(numel)} elements; accepted: an "
+                           "int >= 0")
+        if key in self.storages:
+            storage, count = self.storages[key]
+            if (storage.dtype, count) != (dtype, numel):
+                raise _Refusal(f"its storage {key!r} is named twice, as {count} {storage.dtype.name}"
+                               f" and as {numel} {dtype.name} elements")
+            return storage
+        name = f"{self.prefix}data/{key}"
+        expected = numel * np.dtype(_numpy_dtype(dtype)).itemsize
+        declared = self.archive.getinfo(name).file_size if name in self.archive.NameToInfo else None
+        if declared is not None and declared != expected:
+            raise _Refusal(
+                f"its storage data/{key} holds {declared} bytes, but the pickle "
+                f"says {numel} {dtype.name} elements ({expected} bytes)"
+            )
+        storage = _Storage(self.member(name), dtype, self)
+        self.storages[key] = (storage, numel)
+        return storage
 
     def rebuild_tensor_v2(self, storage, offset, size, stride, *_) -> np.ndarray:
         """Stand-in for torch._utils._rebuild_tensor_v2 (requires_grad, hooks
         and metadata do not matter to the values)."""
-        return _tensor(_elements(storage, None, self.byteorder), offset, size, stride)
+        return self.tensor(storage, None, offset, size, stride)
 
     def rebuild_tensor_v3(self, storage, offset, size, stride, _, __, dtype, *___):
         """Stand-in for torch._utils._rebuild_tensor_v3: an untyped storage
         read as `dtype`."""
-        if not isinstance(dtype, _Dtype):
-            raise _Refusal(f"its pickle gives the tensor dtype {dtype!r}, which is no dtype")
-        return _tensor(_elements(storage, dtype, self.byteorder), offset, size, stride)
+        if type(dtype) is not _Dtype:
+            raise _Refusal(f"its pickle gives the tensor dtype {_describe(dtype)}, which is no "
+                           "dtype")
+        return self.tensor(storage, dtype, offset, size, stride)
 
-    def rebuild_parameter(self, data, *_) -> np.ndarray:
-        """Stand-in for torch._utils._rebuild_parameter: the parameter's tensor."""
-        return data
+    def tensor(self, storage: Any, dtype: _Dtype | None, offset: Any, size: Any,
+               stride: Any) -> np.ndarray:
+        """A copy of the tensor of `size` and `stride` (in elements) that starts
+        at element `offset` of `storage`, read as `dtype` (None: the storage's),
+        after checking it lies inside the storage and within the budget."""
+        if type(storage) is not _Storage:
+            raise _Refusal(f"its pickle builds a tensor on {_describe(storage)}, which is no "
+                           "storage")
+        if not (_is_index(offset) and type(size) is tuple and type(stride) is tuple
+                and len(size) == len(stride) <= _MAX_DIMS
+                and all(map(_is_index, size + stride))):
+            raise _Refusal(
+                f"its pickle gives a tensor offset {_describe(offset)}, size {_describe(size)} "
+                f"and stride {_describe(stride)}; accepted: an int and two equally long tuples "
+                f"of at most {_MAX_DIMS} ints >= 0"
+            )
+        elements = storage.elements(dtype or storage.dtype)
+        count = int(np.prod(size, dtype=object))
+        self.spend(count * elements.itemsize, f"its tensor of size {size}")
+        if count == 0:
+            return np.zeros(size, elements.dtype)
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= len(elements):
+            raise _Refusal(
+                f"its tensor of size {size}, stride {stride} and offset {offset} reaches "
+                f"element {last} of a storage of {len(elements)}; the file is corrupt"
+            )
+        strides = tuple(s * elements.itemsize for s in stride)
+        view = np.lib.stride_tricks.as_strided(elements[offset:], size, strides, writeable=False)
+        return view.copy()
+
+
+def _rebuild_parameter(data: Any, *_: Any) -> np.ndarray:
+    """Stand-in for torch._utils._rebuild_parameter: the parameter's tensor."""
+    if type(data) is not np.ndarray:
+        raise _Refusal(f"its pickle makes a parameter of {_describe(data)}, which is no tensor")
+    return data
 
 
 def _numpy_dtype(dtype: _Dtype) -> str:
@@ -242,62 +332,58 @@ def _numpy_dtype(dtype: _Dtype) -> str:
     return "uint16" if dtype.name == "bfloat16" else dtype.name
 
 
-def _elements(storage: Any, dtype: _Dtype | None, byteorder: str) -> np.ndarray:
-    """A storage's elements as a 1-d array of `dtype` (None: the storage's own)
-    in this machine's byte order."""
-    if not isinstance(storage, _Storage):
-        raise _Refusal(f"its pickle builds a tensor on {storage!r}, which is no storage")
-    dtype = dtype or storage.dtype
-    on_file = np.dtype(_numpy_dtype(dtype)).newbyteorder(byteorder)
-    if len(storage.raw) % on_file.itemsize:
-        raise _Refusal(f"a storage of {len(storage.raw)} bytes holds no whole {dtype.name}s")
-    elements = np.frombuffer(storage.raw, on_file).astype(on_file.newbyteorder("="), copy=False)
+def _elements(raw: bytes, dtype: _Dtype, reader: _Reader) -> np.ndarray:
+    """A storage's bytes as a 1-d array of `dtype` in this machine's byte
+    order; a conversion that copies is counted against the budget."""
+    on_file = np.dtype(_numpy_dtype(dtype)).newbyteorder(reader.byteorder)
+    if len(raw) % on_file.itemsize:
+        raise _Refusal(f"a storage of {len(raw)} bytes holds no whole {dtype.name}s")
+    elements = np.frombuffer(raw, on_file)
     if dtype.name == "bfloat16":  # the upper half of a float32's bits
+        reader.spend(2 * len(raw), "its bfloat16 storage as float32")
         return (elements.astype(np.uint32) << 16).view(np.float32)
+    if not on_file.isnative:
+        reader.spend(len(raw), "its storage in this machine's byte order")
+        return elements.astype(on_file.newbyteorder("="))
     return elements
-
-
-def _tensor(elements: np.ndarray, offset: Any, size: Any, stride: Any) -> np.ndarray:
-    """A copy of the tensor of `size` and `stride` (in elements) that starts at
-    element `offset` of `elements`, after checking it lies inside them."""
-    if not (_is_index(offset) and isinstance(size, tuple) and isinstance(stride, tuple)
-            and len(size) == len(stride) and all(map(_is_index, size + stride))):
-        raise _Refusal(
-            f"its pickle gives a tensor offset {offset!r}, size {size!r} and stride "
-            f"{stride!r}; accepted: an int and two equally long tuples of ints >= 0"
-        )
-    if 0 in size:
-        return np.zeros(size, elements.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= len(elements):
-        raise _Refusal(
-            f"its tensor of size {size}, stride {stride} and offset {offset} reaches "
-            f"element {last} of a storage of {len(elements)}; the file is corrupt"
-        )
-    strides = tuple(s * elements.itemsize for s in stride)
-    view = np.lib.stride_tricks.as_strided(elements[offset:], size, strides, writeable=False)
-    return view.copy()
 
 
 def _is_index(value: Any) -> bool:
     """Whether `value` is an int >= 0 (bool is no index)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and value >= 0
+
+
+def _describe(value: Any) -> str:
+    """A short description of a value from the file, for a message: scalars
+    as they are (cut short), anything else by its type."""
+    if type(value) in (int, float, bool, type(None)):
+        return printable(repr(value), 40)
+    if type(value) is str:
+        return _quoted(value)
+    if type(value) is tuple and len(value) <= _MAX_DIMS and all(type(v) is int for v in value):
+        return printable(repr(value), 120)
+    return f"a {type(value).__name__}"
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """`text` quoted, its control characters escaped, cut to `limit`."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 def _state_dict(obj: Any) -> dict[str, np.ndarray]:
     """The state dict the unpickled `obj` is or nests under a wrapper key."""
-    if isinstance(obj, dict):
+    if type(obj) is dict:
         for key in _WRAPPER_KEYS:
-            if isinstance(obj.get(key), dict):
+            if type(obj.get(key)) is dict:
                 obj = obj[key]
                 break
-    if not isinstance(obj, dict) or not any(isinstance(v, np.ndarray) for v in obj.values()):
-        found = f"a dict of {len(obj)} entries" if isinstance(obj, dict) else type(obj).__name__
+    if type(obj) is not dict or not any(type(v) is np.ndarray for v in obj.values()):
+        found = f"a dict of {len(obj)} entries" if type(obj) is dict else type(obj).__name__
         raise _Refusal(f"it holds no tensors ({found}); accepted: {_ACCEPTED}")
     for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, np.ndarray):
+        if type(key) is not str or type(value) is not np.ndarray:
             raise _Refusal(
-                f"its state dict holds {key!r}: {type(value).__name__}, which is no tensor "
+                f"its state dict holds {_describe(key)}: {type(value).__name__}, which is no tensor "
                 f"of a name; accepted: {_ACCEPTED}"
             )
-    return dict(obj)
+    return obj

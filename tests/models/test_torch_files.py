@@ -286,12 +286,16 @@ def test_non_tensor_in_an_unwrapped_state_dict_is_refused(tmp_path):
         read_state_dict(path)
 
 
-def test_missing_path(tmp_path):
+def test_missing_path_and_a_folder(tmp_path):
     path = str(tmp_path / "absent.pth")
     assert not is_torch_file(path)
     with pytest.raises(ArgumentError, match=re.escape(
-            f"path must be a .pth file written by torch.save. Received: path={path!r}")):
+            "path does not exist; accepted: a .pth file written by torch.save. Received: "
+            f"path={path!r}")):
         read_state_dict(path)
+    with pytest.raises(ArgumentError, match=re.escape(
+            f"path must be a .pth file written by torch.save. Received: path={str(tmp_path)!r}")):
+        read_state_dict(tmp_path)
 
 
 def test_is_torch_file(tmp_path):
