@@ -23,7 +23,8 @@ def md5(path):
 def stand_in_table(paths):
     """The weights table's attributes (keras_resnet.models.pretrained's
     WEIGHTS and CLASS_INDEX) with the checksums of the local files `paths`
-    in place of the published files of the same names: test data, so that
+    (and their sizes, where the table has one) in place of the published
+    files of the same names: test data, so that
     the real download and check run on files made here."""
     import dataclasses
 
@@ -37,7 +38,9 @@ def stand_in_table(paths):
         algorithm, expected = file.checksum.split(":")
         with open(paths[file.fname], "rb") as f:
             digest = hashlib.new(algorithm, f.read()).hexdigest()
-        return dataclasses.replace(file, checksum=f"{algorithm}:{digest[:len(expected)]}")
+        size = os.path.getsize(paths[file.fname]) if file.size is not None else None
+        return dataclasses.replace(file, checksum=f"{algorithm}:{digest[:len(expected)]}",
+                                   size=size)
 
     weights = tuple(dataclasses.replace(e, top=replaced(e.top), notop=replaced(e.notop))
                     for e in pretrained.WEIGHTS)

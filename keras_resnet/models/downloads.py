@@ -6,12 +6,22 @@ is not writable). A file is streamed to a staging file and checked (md5 or sha25
 it is renamed into place, so the cache never holds a partial or unverified
 file. `keras.utils.get_file` is not used: it has no timeout (a stalled server
 hangs it), writes into the cache directly and keeps a file whose hash is wrong.
+
+A server is not trusted to end what it sends: each wait for it is bounded
+(`$KERAS_RESNET_DOWNLOAD_TIMEOUT`, seconds, default 15), the whole download
+too (`$KERAS_RESNET_DOWNLOAD_DEADLINE`, seconds, default 60 plus the size
+bound at 128 KiB/s), and so are the bytes it may send: the file's published
+size (`PublishedFile.size`), else 512 MiB. Past any bound the download stops,
+its partial file is removed and a DownloadError says why in one line; a bad
+setting is a ValueError naming it.
 """
 
 import hashlib
 import http.client
 import os
+import socket
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +43,19 @@ URL_VARIABLE = "KERAS_RESNET_WEIGHTS_URL"
 # Seconds a download may wait for the server (per connection or read).
 TIMEOUT_VARIABLE = "KERAS_RESNET_DOWNLOAD_TIMEOUT"
 DEFAULT_TIMEOUT_S = 15.0
+# Seconds a whole download may take: by default DEADLINE_BASE_S plus the
+# most bytes it may bring at MIN_RATE, so a server that sends a byte now and
+# then, each within the timeout, cannot hold a download for ever.
+DEADLINE_VARIABLE = "KERAS_RESNET_DOWNLOAD_DEADLINE"
+DEADLINE_BASE_S = 60.0
+MIN_RATE = 128 << 10  # bytes per second
+# The most bytes a file of no published size may have: twice the largest
+# file of the table (ResNet-152's, ~245 MB), so an endless body cannot fill
+# the disk.
+UNPUBLISHED_SIZE_CAP = 512 << 20
+# A setting in seconds beyond a day is a slip; sockets refuse timeouts past
+# ~1e10 s (OverflowError), and float() also reads "inf" and "nan".
+MAX_SECONDS = 86_400.0
 
 
 class DownloadError(OSError):
@@ -103,19 +126,38 @@ def source_url(file: "PublishedFile") -> str:
     return (mirror if mirror.endswith("/") else mirror + "/") + file.fname
 
 
-def _timeout_seconds() -> float:
-    """`$KERAS_RESNET_DOWNLOAD_TIMEOUT`, else the default; ValueError unless > 0."""
-    value = os.environ.get(TIMEOUT_VARIABLE) or DEFAULT_TIMEOUT_S
+def _seconds(variable: str, default: float) -> float:
+    """`$variable` in seconds, else `default`; ValueError in one line unless
+    it is a finite number in (0, MAX_SECONDS]."""
+    value = os.environ.get(variable)
+    if not value:
+        return default
     try:
         seconds = float(value)
     except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
+        seconds = float("nan")
+    if not 0 < seconds <= MAX_SECONDS:  # false for nan, inf and 1e400 too
         raise ValueError(
-            f"{TIMEOUT_VARIABLE} must be a number of seconds > 0. "
-            f"Received: {TIMEOUT_VARIABLE}={value!r}"
+            f"{variable} must be a number of seconds > 0. Received: {variable}={value[:40]!r}, "
+            f"which is not a finite number in (0, {MAX_SECONDS:g}]"
         )
     return seconds
+
+
+class _Bounds:
+    """What one download may take: `timeout` seconds per wait, `deadline`
+    seconds in all, `size` bytes (`published`: the file's own size)."""
+
+    def __init__(self, file: "PublishedFile"):
+        self.published = file.size is not None
+        self.size = file.size if file.size is not None else UNPUBLISHED_SIZE_CAP
+        self.timeout = _seconds(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S)
+        self.deadline = _seconds(DEADLINE_VARIABLE, DEADLINE_BASE_S + self.size / MIN_RATE)
+
+    def too_large(self, what: str) -> str:
+        """Why a download of more than `size` bytes was refused."""
+        limit = "its published size" if self.published else "the most for an unpublished size"
+        return f"{what} more than {self.size:,} bytes, {limit}; stopped, nothing kept"
 
 
 def download(file: "PublishedFile", *, argument: str, call: str) -> str:
@@ -124,9 +166,11 @@ def download(file: "PublishedFile", *, argument: str, call: str) -> str:
 
     It comes from `source_url(file)` into Keras' cache under `file.fname`
     and must have the checksum `file.checksum`; a cached copy that does not
-    is removed and downloaded again, as keras.utils.get_file does.
-    `argument` and `call` say how to pass a local copy instead, for the
-    DownloadError (see there).
+    is removed and downloaded again, as keras.utils.get_file does. Each
+    wait for the server, the whole download and the bytes it brings are
+    bounded (see the module's docstring: `$KERAS_RESNET_DOWNLOAD_TIMEOUT`,
+    `$KERAS_RESNET_DOWNLOAD_DEADLINE`, `file.size`). `argument` and `call`
+    say how to pass a local copy instead, for the DownloadError (see there).
     """
     url = source_url(file)
     algorithm, expected = file.checksum.split(":")
@@ -135,11 +179,11 @@ def download(file: "PublishedFile", *, argument: str, call: str) -> str:
         if _digest(path, algorithm).startswith(expected):
             return path
         os.remove(path)
-    timeout = _timeout_seconds()
+    bounds = _Bounds(file)
     local_copy = dict(fname=file.fname, argument=argument, call=call)
     try:
         with files.atomic_path(path) as staging:
-            got = _streamed_digest(url, staging, timeout, algorithm)
+            got = _streamed_digest(url, staging, bounds, algorithm)
             if not got.startswith(expected):
                 raise _WrongChecksum(
                     f"The file downloaded from {url} has {algorithm} {got}, not the "
@@ -162,19 +206,106 @@ def _digest(path: str, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _streamed_digest(url: str, path: str, timeout: float, algorithm: str) -> str:
-    """The `algorithm` digest of the file at `url`, which it copies into `path`."""
-    response = _network_call(timeout, urllib.request.urlopen, url, timeout=timeout)
+class _Deadline:
+    """Ends the connections of one download once `seconds` have passed.
+
+    A socket timeout bounds each wait only; a read that waits on a socket
+    that is shut down returns at once, however slowly the server sends,
+    headers included. A connection made after the deadline is ended too.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.passed = threading.Event()
+        self._done = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def connection(self, cls: type) -> type:
+        """`cls` (an http.client connection class) whose sockets it ends.
+        The socket is kept, not the connection: urllib takes it off the
+        connection once the response has it."""
+        sockets = self._sockets
+
+        class Connection(cls):
+            def connect(self) -> None:
+                super().connect()
+                sockets.append(self.sock)
+
+        return Connection
+
+    def _watch(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        self.passed.set()
+        while True:
+            for sock in list(self._sockets):
+                try:  # the plain socket's shutdown: TLS state is the reader's
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:  # closed already
+                    pass
+            if self._done.wait(0.05):
+                return
+
+    def close(self) -> None:
+        self._done.set()
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's opener, its HTTP(S) connections ended at `deadline`."""
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(deadline.connection(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(deadline.connection(http.client.HTTPSConnection), req,
+                                context=self._context)
+
+    return urllib.request.build_opener(HTTP, HTTPS)
+
+
+def _streamed_digest(url: str, path: str, bounds: _Bounds, algorithm: str) -> str:
+    """The `algorithm` digest of the file at `url`, which it copies into
+    `path`, within `bounds`."""
+    deadline, reason = _Deadline(bounds.deadline), None
     digest, received = hashlib.new(algorithm), 0
-    with response, open(path, "wb") as out:
-        length = response.headers.get("Content-Length")
-        while chunk := _network_call(timeout, response.read, 1 << 20):
-            out.write(chunk)
-            digest.update(chunk)
-            received += len(chunk)
-    if length is not None and received != int(length):
-        raise _Interrupted(f"the connection closed after {received} of {length} bytes")
+    try:
+        opener = _opener(deadline)
+        response = _network_call(bounds.timeout, opener.open, url, timeout=bounds.timeout)
+        with response, open(path, "wb") as out:
+            length = _declared_length(response)
+            if length is not None and length > bounds.size:
+                raise _Interrupted(bounds.too_large(f"the server announced {length:,} bytes,"))
+            # read1: one read of the socket at most, so the count is checked
+            # after each, and no more than one byte past the bound is read.
+            while chunk := _network_call(bounds.timeout, response.read1,
+                                         min(1 << 20, bounds.size + 1 - received)):
+                received += len(chunk)
+                if received > bounds.size:
+                    raise _Interrupted(bounds.too_large("the server sent"))
+                out.write(chunk)
+                digest.update(chunk)
+        if length is not None and received != length:
+            raise _Interrupted(f"the connection closed after {received} of {length} bytes")
+    except _Interrupted as e:
+        reason = str(e)
+    finally:
+        deadline.close()
+    if deadline.passed.is_set():  # whatever the shut socket made of the rest
+        reason = (f"not done within {bounds.deadline:g} s ({received:,} bytes came); set "
+                  f"{DEADLINE_VARIABLE} to more seconds if the server is only slow")
+    if reason is not None:
+        raise _Interrupted(reason)  # outside `except`: no OSError context
     return digest.hexdigest()
+
+
+def _declared_length(response: Any) -> int | None:
+    """The byte count of the response's Content-Length, or None where it has
+    none that is one (http.client ignores such a header too)."""
+    value = (response.headers.get("Content-Length") or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else None
 
 
 def _network_call(

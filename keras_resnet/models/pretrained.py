@@ -66,7 +66,8 @@ NORMALIZATIONS = {
 class PublishedFile:
     """One published file: where it is, the name it is cached (and looked up
     in a mirror) by, and its checksum "md5:<hex>" or "sha256:<hex>"; a hex
-    shorter than the full digest is a prefix (torchvision's check)."""
+    shorter than the full digest is a prefix (torchvision's check). A
+    download of more bytes than `size` is refused (keras_resnet.models.downloads)."""
 
     url: str
     fname: str
@@ -174,6 +175,10 @@ WEIGHTS: tuple[PretrainedWeights, ...] = (
           options=_V15, license="Apache-2.0 (timm)", top1=80.4, top5=None,
           source="Wightman et al. 2021, ResNet strikes back (arXiv:2110.00476), procedure A1",
           resize=235, crop=224, interpolation="bicubic"),
+    # timm's safetensors copies of these (timm/resnet{50,101,152}.tv2_in1k)
+    # would need no unpickler and carry a full sha256, but their digests and
+    # sizes are not pinned here yet; until they are, torchvision's own files
+    # are read by the closed reader of keras_resnet.models.torch_files.
     _torchvision("resnet50", "tv2_in1k", "resnet50-11ad3fa6.pth", top1=80.858, top5=95.434,
                  source="torchvision ResNet50_Weights.IMAGENET1K_V2", **_TV2),
     _torchvision("resnet101", "tv2_in1k", "resnet101-cd907fc2.pth", top1=81.886, top5=95.780,
