@@ -2,7 +2,8 @@
 evaluated and served on.
 
 sources.py: the TFDS reader, the synthetic set and the splits (`Split`,
-`Source`) of any source; folders.py: the image-folder reader; images.py:
+`Source`) of any source; folders.py: the image-folder reader;
+fashion_mnist.py: Fashion-MNIST from Debian's IDX files, offline; images.py:
 image sizes read from their headers; augment.py: the training augmentations
 and the table of test views; pipeline.py: the training and validation
 pipelines.

@@ -159,7 +159,9 @@ def training_source(dataset: str, *, image_size: int, num_classes: int, syntheti
     """The training, validation and test splits of `dataset`: "synthetic"
     (of `num_classes` classes at `image_size`), a folder (`folders.folder_source`),
     or a TFDS name."""
-    from keras_resnet.data import folders  # which imports this module's Split and Source.
+    # Both import this module's Split and Source.
+    from keras_resnet.data import fashion_mnist
+    from keras_resnet.data import folders
 
     if dataset == "synthetic":
         return Source(
@@ -171,6 +173,8 @@ def training_source(dataset: str, *, image_size: int, num_classes: int, syntheti
     if folders.is_folder(dataset):
         return folders.folder_source(os.path.expanduser(dataset), seed=seed,
                                      val_fraction=val_fraction, max_pixels=max_pixels)
+    if dataset == fashion_mnist.NAME and (folder := fashion_mnist.find(manual_dir)):
+        return fashion_mnist.fashion_mnist_source(folder, seed=seed, val_fraction=val_fraction)
     return tfds_source(dataset, data_dir, manual_dir, seed)
 
 
@@ -180,7 +184,9 @@ def eval_split(dataset: str, split: str | None = None, *, image_size: int, num_c
     """The split of `dataset` that evaluation scores, in training's forms:
     "synthetic" (training's validation set), a folder
     (`folders.folder_test_split`) or a TFDS name (`tfds_split`)."""
-    from keras_resnet.data import folders  # which imports this module's Split and Source.
+    # Both import this module's Split and Source.
+    from keras_resnet.data import fashion_mnist
+    from keras_resnet.data import folders
 
     if dataset == "synthetic":
         if split is not None:
@@ -188,4 +194,6 @@ def eval_split(dataset: str, split: str | None = None, *, image_size: int, num_c
         return synthetic(synthetic_examples, image_size, num_classes, seed + 1)
     if folders.is_folder(dataset):
         return folders.folder_test_split(os.path.expanduser(dataset), split, max_pixels)
+    if dataset == fashion_mnist.NAME and (folder := fashion_mnist.find(manual_dir)):
+        return fashion_mnist.fashion_mnist_split(folder, split, seed=seed)
     return tfds_split(dataset, split, data_dir, manual_dir)
