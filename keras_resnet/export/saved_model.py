@@ -20,10 +20,12 @@ InvalidArgument (TF Serving answers INVALID_ARGUMENT) and changes nothing: the
 next request is served as usual. `serving_default` refuses NaN and infinite
 pixels, and pixels outside [0, 255] (3e38 would overflow to NaN scores).
 `serving_bytes` reads each image's width and height from its header
+(a GIF's from its frames, every one of which is decoded; keras_resnet.data.images)
 and refuses one of more than `max_pixels` (default 40 million) before
 decoding it: decoding costs 3 bytes a pixel and more to resize, so a small
 file (a 410 KB PNG of 12000x12000 zeros) would otherwise take gigabytes.
-Other formats (JPEG XL, whose header is not read here) are refused.
+Other formats (JPEG XL, whose header is not read here), and truncated or
+malformed GIFs, are refused.
 
 Versions: TF Serving loads the numbered subfolders of a model's folder and
 serves the highest. Without a version, the export takes the highest existing
