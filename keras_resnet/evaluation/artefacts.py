@@ -3,7 +3,9 @@
 An `Artefact` is a model that maps float32 RGB batches in [0, 255] to class
 probabilities, with the `ModelInfo` (keras_resnet.models.metadata) it carries:
 - a `.keras` file (train.py's carries its preprocessing and its ModelInfo; a
-  user's own may carry none), checked whole before Keras reads it;
+  user's own may carry none), checked whole before Keras reads it: its
+  members' declared sizes (keras_resnet.models.metadata.check_keras_archive),
+  their CRCs, its config's nesting and BN epsilons;
 - a named model (`keras_resnet.list_models()`) with `weights`, their
   normalisation (the weights table's) put in front; its ModelInfo is built here;
 - a SavedModel (keras_resnet.export's: the `metadata` signature) or a
@@ -74,20 +76,30 @@ def load_keras_model(path: str) -> keras.Model:
     if not path.endswith(".keras"):
         raise ValueError(f"Model file must be a .keras file (as train.py writes). Received: {path!r}")
     try:
-        with zipfile.ZipFile(path) as archive:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise _corrupt_error(path, e) from None
+    with archive:
+        # What the members declare, before testzip inflates them all; the
+        # config (BN epsilons, nesting) before Keras builds from it.
+        metadata.check_keras_archive(path, archive)
+        try:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
-        raise ValueError(
-            f"Model file {path!r} is corrupt or truncated: not a complete .keras "
-            f"(zip) archive ({' '.join(str(e).split())})"
-        ) from None
-    if damaged is not None:
-        raise ValueError(f"Model file {path!r} is corrupt: its member {damaged!r} fails its CRC check")
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise _corrupt_error(path, e) from None
+        if damaged is not None:
+            raise ValueError(f"Model file {path!r} is corrupt: its member {damaged!r} fails its CRC check")
+        metadata.read_keras_config(path, archive)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for a bad file.
         reason = " ".join(str(e).split())[:300]
         raise ValueError(f"Cannot load model file {path!r} ({type(e).__name__}: {reason})") from None
+
+
+def _corrupt_error(path: str, error: Exception) -> ValueError:
+    return ValueError(f"Model file {path!r} is corrupt or truncated: not a complete .keras "
+                      f"(zip) archive ({' '.join(str(error).split())})")
 
 
 def _softmax_output(model: keras.Model) -> bool:

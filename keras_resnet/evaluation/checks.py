@@ -2,7 +2,8 @@
 
 keras_resnet.evaluation.artefacts runs them as it loads an artefact, and
 keras_resnet.export against what it exports:
-- `check_weights`: every weight of a Keras model is finite;
+- `check_weights`: every weight of a Keras model is finite (the check
+  every weights loader makes, keras_resnet.models.weights.check_finite);
 - `check_finite`: its outputs are, and (`check_unfolded`) those of both the
   model and its BN-folded copy, as either can hide what the other shows;
 - `check_info`: the metadata agrees with the model (class count, input size,
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 
 from keras_resnet.models import preprocessing
+from keras_resnet.models import weights as weights_lib
 
 if TYPE_CHECKING:
     from keras_resnet.evaluation.artefacts import Artefact
@@ -39,13 +41,8 @@ def check_weights(model: keras.Model, what: str) -> None:
     variable: outputs alone do not show it, as oneDNN's convolutions on some
     CPUs turn a NaN kernel's outputs finite."""
     for variable in model.variables:
-        values = keras.ops.convert_to_numpy(variable)
-        bad = int(np.size(values) - np.isfinite(values).sum())
-        if bad:
-            raise ValueError(
-                f"{what} holds non-finite weights: {variable.path} has {bad} NaN or inf of "
-                f"{np.size(values)} values (a diverged run?); not scored or exported"
-            )
+        weights_lib.check_finite(keras.ops.convert_to_numpy(variable), what, variable.path,
+                                 "not scored or exported")
 
 
 def check_info(artefact: "Artefact") -> None:

@@ -128,6 +128,11 @@ def load_images(source: str | None, image_size: int, transform: Callable | None,
     elif os.path.isdir(source):
         split = folders.read_folder(source, limit=limit, seed=seed)
         decoded = [image for image, _ in split.examples]
+    elif os.path.lexists(source):
+        raise ValueError(
+            f"Image source {source!r} is a file, not a folder. Accepted: an image folder "
+            f"(with or without class subfolders) or {TFDS_PREFIX}NAME[:SPLIT]"
+        )
     else:
         raise ValueError(
             f"Image source does not exist: {source!r}. Accepted: an image folder "

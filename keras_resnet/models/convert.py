@@ -31,6 +31,7 @@ import numpy as np
 
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models import torch_files
+from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.resnet import VARIANTS
 from keras_resnet.models.resnet import canonical_name
 from keras_resnet.models.resnet import get_model
@@ -46,7 +47,13 @@ _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
 _IGNORED = ".num_batches_tracked"
 _PARAMETERS = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3}
 _STAGE_LAYER = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)$")
-_BLOCK_KEY = re.compile(r"layer([1-4])\.(\d+)\.")
+# A ResNet's block numbers have a few digits: a longer one is no block of one
+# (and int() of 4,301 digits raises).
+_MAX_DIGITS = 4
+_BLOCK_KEY = re.compile(r"layer([1-4])\.(\d{1,%d})\." % _MAX_DIGITS)
+# The safetensors dtypes read (NumPy has none for BF16 and the F8 types).
+SAFETENSORS_DTYPES = ("F16", "F32", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64",
+                      "BOOL")
 
 
 def from_torchvision(
@@ -163,31 +170,45 @@ def _assign(model: keras.Model, path: str, tensors: dict[str, np.ndarray], name:
                 f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, but "
                 f"{name} needs {expected}; is the file a ResNet of other widths or input channels?"
             )
-    for key, (variable, to_keras) in places.items():
-        variable.assign(_to_keras(tensors[key], to_keras).astype(variable.dtype))
+    values = {}
+    for key, (variable, to_keras) in places.items():  # all checked before any is assigned
+        with np.errstate(over="ignore"):  # an overflow to inf is refused next, by name
+            values[key] = _to_keras(tensors[key], to_keras).astype(variable.dtype, copy=False)
+        weights_lib.check_finite(values[key], path, f"tensor {key!r}", "not loaded")
+    for key, (variable, _) in places.items():
+        variable.assign(values[key])
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
     """The tensors of the safetensors or `torch.save` file `path`, as NumPy arrays."""
+    if not os.path.isfile(path):
+        kind = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ArgumentError("path", path, f"{kind}: it must be a .safetensors or torch.save (.pth) file")
     if torch_files.is_torch_file(path) or path.endswith((".pth", ".pt")):
         return torch_files.read_state_dict(path)
     try:
         import safetensors
-        import safetensors.numpy
     except ImportError:
         raise ImportError(
             "Reading torchvision/timm checkpoints needs safetensors: pip install safetensors"
         ) from None
-    if not os.path.isfile(path):
-        raise ArgumentError("path", path, "must be a .safetensors or torch.save (.pth) file")
     try:
-        return safetensors.numpy.load_file(path)
+        with safetensors.safe_open(path, framework="np") as f:
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+            refused = [key for key, dtype in dtypes.items() if dtype not in SAFETENSORS_DTYPES]
+            tensors = {} if refused else {key: f.get_tensor(key) for key in dtypes}
     except (safetensors.SafetensorError, OSError, ValueError, TypeError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(
             f"{path}: not a readable safetensors file ({reason}); save a state dict with "
             "safetensors.torch.save_file(model.state_dict(), path)"
         ) from None
+    if refused:
+        raise ValueError(
+            f"{path}: tensor {refused[0][:100]!r} has dtype {dtypes[refused[0]]}; accepted: "
+            f"{', '.join(SAFETENSORS_DTYPES)} (convert the state dict to float32 first)"
+        )
+    return tensors
 
 
 def _checked_name(name: str) -> str:
@@ -280,7 +301,7 @@ def _natural(key: str) -> list[tuple[int, int, str]]:
     order = []
     for part in key.split("."):
         module = re.fullmatch(r"(conv|bn)(\d)", part)
-        if part.isdigit():
+        if part.isdigit() and len(part) <= _MAX_DIGITS:
             order.append((int(part), 0, ""))
         elif module:
             order.append((int(module[2]), module[1] == "bn", ""))
@@ -303,4 +324,4 @@ def _no_place_error(path: str, key: str, name: str, inferred: bool) -> ValueErro
             hint = " (its blocks are basic: conv1/bn1 and conv2/bn2 only)"
     question = ("is the file a ResNet of another depth?" if not inferred
                 else "is the file a torchvision/timm ResNet?")
-    return ValueError(f"{path}: tensor {key!r} has no place in {name}{hint}; {question}")
+    return ValueError(f"{path}: tensor {key[:100]!r} has no place in {name}{hint}; {question}")

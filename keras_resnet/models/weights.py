@@ -13,10 +13,10 @@ files (of keras.applications models or of ours).
 
 import dataclasses
 import io
-import json
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
@@ -35,9 +35,6 @@ LEGACY_BN_EPSILON = 1.001e-5
 # may hold that a model built with include_top=False lacks.
 TOP_LAYER = "predictions"
 HEAD_LAYERS = (TOP_LAYER,)
-# The class of the input preprocessing train.py puts in front of the network
-# (keras_resnet.models.preprocessing): not the network's, so never loaded into one.
-INPUT_LAYER_CLASS = "MeanSubtraction"
 FILE_KINDS = (
     "a Keras '.weights.h5' or '.keras' file, or an HDF5 file in the "
     "keras.applications layout"
@@ -47,6 +44,13 @@ ACCEPTED_FILES = f"Accepted: {FILE_KINDS}."
 
 class _NotWeights(Exception):
     """A readable file that is no weights file (the reason, without the path)."""
+
+
+def check_finite(values: np.ndarray, what: str, name: str, outcome: str) -> None:
+    """Refuses (ValueError) `values`, weight `name` of `what`, if any is NaN or inf: `outcome` is not done."""
+    if bad := int(np.size(values) - np.isfinite(values).sum()):
+        raise ValueError(f"{what} holds non-finite weights: {name} has {bad} NaN or inf of "
+                         f"{np.size(values)} values (a diverged run?); {outcome}")
 
 
 # Weight files ----------------------------------------------------------------
@@ -138,7 +142,7 @@ def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
         reason = "neither an HDF5 file nor a zip archive"
     except _NotWeights as e:
         raise ValueError(f"Weights file {path} is not usable: {e}. {ACCEPTED_FILES}") from None
-    except (OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+    except (OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
         reason = _first_line(e)
     raise _unreadable_error(path, reason)
 
@@ -156,6 +160,18 @@ def _as_strings(names: Iterable[Any]) -> list[str]:
     return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
 
 
+def _dataset(item: Any, name: str) -> np.ndarray:
+    """The array of an HDF5 dataset of numbers; _NotWeights if `item` is none, or
+    declares over MAX_EXPANSION times the bytes it stores (Keras' are not compressed)."""
+    if not (isinstance(item, h5py.Dataset) and item.shape is not None and item.dtype.kind in "fiub"):
+        raise _NotWeights(f"{name[:100]!r} is no dataset of numbers (integers or floats)")
+    size, stored = item.size * item.dtype.itemsize, item.id.get_storage_size()
+    if metadata.expands_too_much(size, stored):
+        raise _NotWeights(f"dataset {name[:100]!r} declares {size} bytes from {stored} stored; "
+                          f"accepted: at most {metadata.MAX_EXPANSION} times its stored bytes")
+    return np.asarray(item)
+
+
 def _read_legacy(f: h5py.File) -> StoredWeights:
     """The legacy layout: root attribute `layer_names`; one group per layer
     whose attribute `weight_names` lists its datasets ("conv1_conv/kernel:0").
@@ -167,37 +183,23 @@ def _read_legacy(f: h5py.File) -> StoredWeights:
         names = _as_strings(group.attrs.get("weight_names", []))
         if names:
             layers[layer_name] = {
-                n.split("/")[-1].split(":")[0]: np.asarray(group[n]) for n in names
+                n.split("/")[-1].split(":")[0]: _dataset(group[n], n) for n in names
             }
     return StoredWeights(layers=layers, epsilons=dict.fromkeys(layers, LEGACY_BN_EPSILON))
 
 
 def _read_keras_archive(path: str, model: keras.Model | None) -> StoredWeights:
     """A `.keras` zip: `model.weights.h5`, and BN epsilons from `config.json`."""
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if "model.weights.h5" not in names:
-            raise _NotWeights("a zip archive without model.weights.h5, so no .keras file")
-        data = io.BytesIO(archive.read("model.weights.h5"))
-        config = json.loads(archive.read("config.json")) if "config.json" in names else {}
-    epsilons, inputs = {}, []
-
-    def walk(node: Any) -> None:  # the config nests models in models
-        if isinstance(node, dict):
-            if node.get("class_name") == "BatchNormalization":
-                epsilons[node["config"]["name"]] = node["config"]["epsilon"]
-            if node.get("class_name") == INPUT_LAYER_CLASS:
-                inputs.append(node["config"]["name"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+    with metadata.open_keras(path) as archive:
+        if metadata.KERAS_WEIGHTS not in archive.namelist():
+            raise _NotWeights(f"a zip archive without {metadata.KERAS_WEIGHTS}, so no .keras file")
+        epsilons, inputs = metadata.read_keras_config(path, archive)
+        data = io.BytesIO(archive.read(metadata.KERAS_WEIGHTS))  # bounded by open_keras
     with h5py.File(data, "r") as f:
         layers = _read_keras_h5(f, model)
     means = {name: layers.pop(name)[0] for name in inputs if name in layers}
+    for name, mean in means.items():  # train.py puts it in front of the network it starts
+        check_finite(mean, f"Weights file {path}", f"{name} (its input mean)", "not loaded")
     return StoredWeights(layers=layers, epsilons=epsilons, means=means)
 
 
@@ -207,7 +209,7 @@ def read_info(path: str) -> metadata.ModelInfo | None:
     the file if it cannot be read."""
     try:
         return metadata.read_keras(path) if zipfile.is_zipfile(path) else None
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise _unreadable_error(path, _first_line(e)) from None
 
 
@@ -232,8 +234,7 @@ def read_source(weights: str) -> WeightsSource:
     if pretrained.is_named(weights):
         return WeightsSource(name=weights, top_classes=1000, info=None, mean=None)
     if convert.is_state_dict_file(weights):
-        return WeightsSource(name=weights, top_classes=convert.top_classes(weights), info=None,
-                             mean=None)
+        return WeightsSource(name=weights, top_classes=convert.top_classes(weights), info=None, mean=None)
     stored = read_weights(weights)
     return WeightsSource(name=weights, top_classes=stored.top_classes, info=read_info(weights),
                           mean=next(iter(stored.means.values()), None))
@@ -256,7 +257,10 @@ def _read_keras_h5(f: h5py.File, model: keras.Model | None) -> dict[str, list[np
         name = item.attrs.get("name")
         name = name.decode() if isinstance(name, bytes) else name
         name = name or by_position.get(key[: -len("/vars")])
-        values = [np.asarray(item[k]) for k in sorted(item, key=int)]
+        index = next((k for k in item if not (k.isascii() and k.isdigit() and len(k) < 10)), None)
+        if index is not None:  # int() of 4,301 digits raises
+            raise _NotWeights(f"{key} holds {index[:100]!r}; accepted there: the variables' indices (0, 1, ...)")
+        values = [_dataset(item[k], f"{key}/{k}") for k in sorted(item, key=int)]
         if name is None or not values:
             return
         if name in layers:
@@ -293,7 +297,7 @@ def _blocks_per_stage(names: Iterable[str]) -> tuple[int, ...]:
     """Blocks per stage, from keras.applications-style names `conv3_block4_...`."""
     stages: dict[int, int] = {}
     for name in names:
-        match = re.match(r"conv(\d+)_block(\d+)_", name)
+        match = re.match(r"conv(\d{1,4})_block(\d{1,4})_", name)  # longer: no ResNet's, and int() raises
         if match:
             stage, block = int(match.group(1)), int(match.group(2))
             stages[stage] = max(stages.get(stage, 0), block)
@@ -314,7 +318,7 @@ def assign(model: keras.Model, path: str, stored: StoredWeights) -> None:
     extra = [n for n in stored.layers if n not in names and n not in HEAD_LAYERS]
     if extra:
         raise _mismatch_error(
-            path, f"the file has layer {extra[0]!r}, which the model lacks "
+            path, f"the file has layer {extra[0][:100]!r}, which the model lacks "
             f"({len(extra)} such layers)."
         )
     assignments = []
@@ -341,11 +345,14 @@ def assign(model: keras.Model, path: str, stored: StoredWeights) -> None:
                     path, f"layer {layer.name!r} weight {variable.name!r} has shape "
                     f"{tuple(variable.shape)}, the file has {tuple(value.shape)}."
                 )
+            with np.errstate(over="ignore"):  # an overflow to inf is refused next, by name
+                value = value.astype(variable.dtype, copy=False)
+            check_finite(value, f"Weights file {path}", variable.path, "not loaded")
             assignments.append((variable, value))
         if values:
             raise _mismatch_error(path, f"layer {layer.name!r} has no weight {sorted(values)[0]!r}, which the file has.")
     for variable, value in assignments:
-        variable.assign(value.astype(variable.dtype))
+        variable.assign(value)
 
 
 def _weights_by_name(

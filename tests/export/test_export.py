@@ -614,6 +614,10 @@ def test_load_images_from_folders_with_or_without_classes(workdir, tmp_path):
     assert inputs.load_images(str(flat), 32, augment.resize_to, limit=2).pixels.shape[0] == 2
     with pytest.raises(ValueError, match=r"Image source does not exist: 'nowhere'"):
         inputs.load_images("nowhere", 32, augment.resize_to)
+    single = _files(workdir, "*.png")[0]
+    with pytest.raises(ValueError, match=re.escape(
+            f"Image source {single!r} is a file, not a folder. Accepted: an image folder")):
+        inputs.load_images(single, 32, augment.resize_to)
     os.makedirs(tmp_path / "empty" / "class0")
     with pytest.raises(ValueError, match=r"No JPEG/PNG images in '.*empty' or its subfolders"):
         inputs.load_images(str(tmp_path / "empty"), 32, augment.resize_to)
