@@ -82,9 +82,10 @@ EXPERIMENTS = {
 def check_output_dir(output_dir: str, identity: dict) -> None:
     """Refuses an output folder that holds another experiment's outputs."""
     path = os.path.join(output_dir, MARKER)
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not os.path.exists(path):
-        raise ArgumentError("output_dir", output_dir, "holds files of something else: "
-                            "choose an empty or new folder")
+    other = files.foreign_entry(output_dir, MARKER)
+    if other is not None:
+        raise ArgumentError("output_dir", output_dir, f"holds files of something else (e.g. "
+                            f"{other!r}): choose an empty or new folder")
     if os.path.exists(path):
         with open(path) as f:
             there = json.load(f)

@@ -27,6 +27,9 @@ from keras_resnet import files
 from keras_resnet.models import metadata
 
 HISTORY_COLUMNS = ("epoch", "iterations", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
+# A run of the paper's 64k iterations at one row an epoch is ~20 KB; a
+# history.csv far larger is not ours, and is refused before it is read.
+MAX_HISTORY_BYTES = 64 << 20
 _INTEGER_COLUMNS = ("epoch", "iterations")
 
 Row = dict[str, int | float]
@@ -49,10 +52,10 @@ def read_history(path: str) -> list[Row]:
     """The rows of a history.csv, or [] if there is none. Epochs count from 1,
     as Keras' progress bar does; a file written before they did (its first
     epoch 0) is read as if it had."""
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return []
-    with open(path, newline="") as f:
-        rows = [_history_row(row) for row in csv.DictReader(f)]
+    text = files.read_bytes(path, MAX_HISTORY_BYTES).decode("utf8", "replace")
+    rows = [_history_row(row) for row in csv.DictReader(io.StringIO(text, newline=""))]
     if rows and rows[0]["epoch"] == 0:
         rows = [dict(row, epoch=row["epoch"] + 1) for row in rows]
     return rows

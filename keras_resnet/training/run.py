@@ -8,6 +8,9 @@ continued run started with, `Run.with_progress` what of the run is done.
 Everything else, global batch, steps, epochs, learning rate, mean
 subtraction, test view, model_dir, is read from them, never computed again.
 
+`read_summary` reads back what a run stored of them (config.json), checked:
+the file says what it holds.
+
 Learning rate and replicas: `batch_size` is global, split evenly across the
 replicas; the recipe's learning rate scales linearly with the global batch
 (keras_resnet.training.recipes), and the number of replicas does not enter it.
@@ -20,6 +23,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from keras_resnet import files
 from keras_resnet.data import augment
 from keras_resnet.data import folders
 from keras_resnet.data import images
@@ -35,6 +39,17 @@ from keras_resnet.models.resnet import canonical_name
 from keras_resnet.training import recipes
 
 PRECISIONS = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+SUMMARY = "config.json"  # a run's, written first: what tells a run's folder
+# A summary holds a few KiB (class names are file names, at most 255 bytes);
+# a larger file is not one, and is not read.
+MAX_SUMMARY_BYTES = 16 << 20
+# What a run reads back of its summary (trainer's check_same_run,
+# check_same_data, first_plan), each of its exact JSON type (a Plan's tuple
+# is a list there); an older run's may lack some.
+SUMMARY_TYPES = {"config": dict, "class_names": list, "num_train": int, "num_val": int,
+                 "plan": dict}
+PLAN_TYPES = {"batch_size": int, "train_steps": int, "learning_rate": float, "boundaries": list,
+              "warmup_steps": int, "warmup_learning_rate": float, "schedule_steps": int}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -296,3 +311,56 @@ def resolve_settings(config: Config) -> Settings:
         preprocessing=_preprocessing(config, recipe),
         test_view=test_view,
     )
+
+
+# ------------------------------------------------- a stored run's summary
+
+
+def read_summary(model_dir: str) -> tuple[dict[str, Any] | None, str | None]:
+    """config.json of the run in `model_dir`, and why not where it cannot be
+    read: (None, None) without one; (None, why) for one that is not JSON
+    nested at most metadata.MAX_JSON_DEPTH deep (a power loss can leave it
+    cut short), which the run rewrites. One that reads as something else
+    than a run's summary (another program's config.json, a JSON list, fields
+    of other types), a symlink, or one over MAX_SUMMARY_BYTES says the
+    folder is not a run's: ArgumentError, one line."""
+    path = os.path.join(model_dir, SUMMARY)
+    if not os.path.lexists(path):
+        return None, None
+    try:
+        content = files.read_bytes(path, MAX_SUMMARY_BYTES)
+    except OSError as e:
+        return None, e.strerror or str(e)
+    except ValueError as e:
+        raise _not_a_run(model_dir, str(e)) from None
+    try:
+        summary = metadata.parse_json(content)
+    except ValueError as e:
+        return None, " ".join(str(e).split())
+    problem = _summary_problem(summary)
+    if problem is not None:
+        raise _not_a_run(model_dir, f"{path} {problem}")
+    return summary, None
+
+
+def _summary_problem(summary: Any) -> str | None:
+    """What makes parsed JSON other than a summary trainer.write_summary writes, or None."""
+    if type(summary) is not dict or type(summary.get("config")) is not dict:
+        return "is not a run's summary (a JSON object with its config)"
+    plan = summary.get("plan", {})
+    for fields, types in ((summary, SUMMARY_TYPES), (plan, PLAN_TYPES)):
+        for key, kind in types.items():  # a plan that is no dict is found in the first pass
+            if key in fields and type(fields[key]) is not kind:
+                return f"has a {key} of type {type(fields[key]).__name__}, not {kind.__name__}"
+    if not all(type(n) is str for n in summary.get("class_names", [])):
+        return "has a class name that is not a string"
+    if plan and not set(PLAN_TYPES) - {"schedule_steps"} <= set(plan) <= set(PLAN_TYPES):
+        return f"has a plan of other fields than {', '.join(PLAN_TYPES)}"
+    if not all(type(b) is int for b in plan.get("boundaries", [])):
+        return "has a plan boundary that is not an integer"
+    return None
+
+
+def _not_a_run(model_dir: str, why: str) -> ArgumentError:
+    return ArgumentError("model_dir", model_dir, f"is not a run of train.py: {why}; choose an "
+                         "empty or new folder")

@@ -15,7 +15,9 @@ kill leaves the previous version or the new one; a NaN or infinite loss or
 weight stops the run (DivergedError) before anything of it is saved; every
 config value is checked before any work (errors.ArgumentError, naming the
 argument); a model_dir is locked while a run uses it, and refused to a run
-that trains something else (another config, other classes or images).
+that trains something else (another config, other classes or images), and
+before anything is written, when it holds files of something else (no
+config.json of a run, or one that is not a run's: `check_model_dir`).
 """
 
 import contextlib
@@ -50,9 +52,11 @@ from keras_resnet.training.callbacks import plot_curves
 from keras_resnet.training.callbacks import read_history
 from keras_resnet.training.callbacks import save_model
 from keras_resnet.training.model import build_model
+from keras_resnet.training.run import SUMMARY
 from keras_resnet.training.run import Config
 from keras_resnet.training.run import Run
 from keras_resnet.training.run import Settings
+from keras_resnet.training.run import read_summary
 from keras_resnet.training.run import resolve_settings
 
 __all__ = ["Config", "DivergedError", "TrainResult", "train"]
@@ -82,6 +86,7 @@ def train(config: Config) -> TrainResult:
     logging.info("Training %s on %s with the %s recipe, into %s.", settings.config.model,
                  settings.config.dataset, settings.recipe.name, settings.config.model_dir)
     strategy, model_dir = distribute_run(settings)
+    check_model_dir(model_dir)
     with locked_model_dir(model_dir):
         stored = stored_run(model_dir)
         check_same_run(stored, settings.config, model_dir)
@@ -148,22 +153,35 @@ def locked_model_dir(model_dir: str) -> Iterator[None]:
                     os.rmdir(folder)
 
 
+def check_model_dir(model_dir: str) -> None:
+    """Refuses (ArgumentError), before anything is written there, a model_dir
+    that is not a run's: one holding files but no config.json, or one whose
+    config.json is not a run's summary (`read_summary`). A missing or empty
+    folder is a new run's. `workers/` does not count: a cluster's other
+    workers make theirs there (distribute.worker_dir) before the chief may
+    have written its config.json."""
+    other = files.foreign_entry(model_dir, SUMMARY, ours=("workers",))
+    if other is not None:
+        raise ArgumentError("model_dir", model_dir, (
+            f"holds files but no run of train.py (no {SUMMARY}; e.g. {other!r}); "
+            "choose an empty or new folder"))
+    read_summary(model_dir)
+
+
 def stored_run(model_dir: str) -> dict[str, Any] | None:
     """config.json of the run whose state `model_dir` holds, or None: a run
     that failed before it saved anything (e.g. diverged in its first epoch)
     leaves nothing to resume or to keep, so nothing to refuse another run. A
-    config.json that cannot be read (power loss) is rewritten by this run."""
-    path = os.path.join(model_dir, "config.json")
+    config.json that cannot be read (power loss) is rewritten by this run;
+    one that is not a run's is refused (`read_summary`)."""
+    summary, unreadable = read_summary(model_dir)
     state = (*backup.paths(model_dir), os.path.join(model_dir, "model.keras"))
-    if not os.path.exists(path) or not any(os.path.exists(p) for p in state):
+    if not any(os.path.exists(p) for p in state):
         return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        logging.warning("Cannot read %s (%s): the run is not checked against it.", path,
-                        " ".join(str(e).split()))
-        return None
+    if unreadable is not None:
+        logging.warning("Cannot read %s (%s): the run is not checked against it.",
+                        os.path.join(model_dir, SUMMARY), unreadable)
+    return summary
 
 
 def check_same_run(stored: dict[str, Any] | None, config: Config, model_dir: str) -> None:
@@ -283,7 +301,7 @@ def write_summary(run: Run, data: pipeline.Data, strategy: tf.distribute.Strateg
         versions={"tensorflow": tf.__version__, "keras": keras.__version__,
                   "keras_resnet": keras_resnet.__version__},
     )
-    files.write_text(os.path.join(model_dir, "config.json"), json.dumps(summary, indent=2))
+    files.write_text(os.path.join(model_dir, SUMMARY), json.dumps(summary, indent=2))
     return summary
 
 
