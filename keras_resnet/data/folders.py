@@ -145,9 +145,16 @@ def _readable(paths: list[str], where: str, limit: int | None,
         logging.warning(
             "Skipped %d image(s) of %d in %s above max_pixels=%d (width x height, by their "
             "headers; not decoded), e.g. %s", len(too_large), tried, where, max_pixels,
-            ", ".join(f"{paths[i]} ({n} pixels)" for i, n in list(too_large.items())[:5]),
+            ", ".join(f"{paths[i]} ({_pixels(n)})" for i, n in list(too_large.items())[:5]),
         )
     return sizes, len(unreadable) + len(too_large)
+
+
+def _pixels(declared: int) -> str:
+    """What `declared_pixels` said of a skipped image, for the log."""
+    if declared == np.iinfo(np.int64).max:
+        return "a truncated, malformed or many-block GIF"
+    return f"{declared} pixels"
 
 
 def _decoded(paths: list[str], labels: list[int], max_pixels: int) -> tf.data.Dataset:
