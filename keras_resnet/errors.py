@@ -23,7 +23,9 @@ class DatasetUnavailableError(ValueError):
             f"Point {prefix}data_dir at a TFDS data directory that holds it "
             f"({prefix}manual_dir for manually downloaded archives), or give "
             f"{prefix}dataset=/path/to/folder with train/ and val/ (or test/) "
-            "subfolders of class folders"
+            f"subfolders of class folders, or train on {prefix}dataset=fashion_mnist, "
+            "which reads Debian's dataset-fashion-mnist package offline "
+            "(apt-get install dataset-fashion-mnist)"
         )
 
 

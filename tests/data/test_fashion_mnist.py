@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from keras_resnet.data import fashion_mnist
+from keras_resnet.data import sources
 from keras_resnet.errors import ArgumentError
 from tests.bounded import run_bounded
 
@@ -296,3 +297,15 @@ def test_a_lying_header_and_a_gzip_bomb_are_refused_within_their_expected_size(t
         "Fashion-MNIST's 7840016 bytes of IDX data, nothing after it",
         "read (10000, 28, 28) (10000,)",
     ]
+
+
+@needs_files
+def test_the_dataset_name_reads_the_files_offline_for_training_and_evaluation(real, monkeypatch):
+    # No TFDS: its builder is never asked for (it would try to download).
+    monkeypatch.setattr(sources, "tfds_builder", lambda *a, **k: pytest.fail("TFDS was asked"))
+    source = sources.training_source("fashion_mnist", image_size=32, num_classes=10,
+                                     synthetic_examples=0, synthetic_val_examples=0)
+    assert (source.train.count, source.val.count, source.test.count) == (54_000, 6_000, 10_000)
+    assert source.splits == real.source.splits
+    test = sources.eval_split("fashion_mnist", image_size=32, num_classes=10)
+    assert test.count == 10_000 and test.class_names == fashion_mnist.CLASS_NAMES

@@ -295,6 +295,7 @@ def test_offline_tfds_fails_fast_and_says_how_to_point_at_local_data(tmp_path):
     assert "www.cs.toronto.edu" in line
     # The arguments that point at local data, as their flags are named.
     assert "Point --data_dir at a TFDS data directory" in line and "--dataset=/path/to/folder" in line
+    assert "--dataset=fashion_mnist, which reads Debian's dataset-fashion-mnist package" in line
     assert attempts, "TFDS never tried to download"
     assert not (tmp_path / "runs" / "resnet20_cifar10" / "config.json").exists()
 
