@@ -76,7 +76,7 @@ def test_fig6_and_table6_write_the_runs_own_numbers(tmp_path, image_folder):
     (row,) = _csv(tmp_path / "table6" / "table6.csv")
     assert float(row["best test error (%)"]) == pytest.approx(
         100 * _run_numbers(model_dir)[1]["top1_error"])
-    assert float(row["paper (%)"]) == 8.75
+    assert row["paper CIFAR-10 (%)"] == ""  # a folder is not CIFAR-10: no paper figure beside it
     # fig7 measures the same runs: a std for each of the 19 3x3 layers of each,
     # those of the run's own model on the folder's test split.
     summary = experiments.run_experiment("fig7", options, str(tmp_path / "fig7"), say=lambda _: None)
@@ -196,3 +196,14 @@ def test_bad_input_is_one_line(tmp_path):
         assert error_line(code, stderr, "reproduce") == message
     assert os.listdir(other) == [experiments.MARKER]
     assert not (tmp_path / "reproduce").exists()  # refused before any output folder is made
+
+
+def test_the_papers_column_stands_beside_cifar10_runs_only():
+    # Table 6's figures are CIFAR-10's: beside a run on other data they would
+    # compare nothing; a data set with published anchors gets those instead.
+    assert cifar.paper_error("resnet20", "cifar10") == 8.75
+    assert cifar.paper_error("resnet110", "cifar10") == 6.43
+    assert cifar.paper_error("resnet20", "fashion_mnist") is None
+    assert cifar.paper_error("resnet20", "/data/cifar10_folder") is None
+    anchors = cifar.ANCHORS["fashion_mnist"]["test error (%)"]
+    assert anchors == {"ResNet-18": 5.1, "WRN-40-4": 3.3, "2 conv + pooling": 8.4}
