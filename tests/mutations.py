@@ -337,6 +337,12 @@ MUTATIONS = [
       "    return PAPER_ERRORS.get(model) if dataset == PAPER_DATASET else None",
       "    return PAPER_ERRORS.get(model)",
       ("tests/reproduce/test_experiments.py::test_the_papers_column_stands_beside_cifar10_runs_only",)),
+    M("fig6's initial nets not seeded as train.py seeds them", "keras_resnet/reproduce/gradients.py",
+      "    keras.utils.set_random_seed(settings.config.seed)\n", "",
+      ("tests/reproduce/test_gradients.py::test_the_initial_model_is_the_one_train_py_starts_from",)),
+    M("fig6's gradients measured in inference mode", "keras_resnet/reproduce/gradients.py",
+      "labels, model(images, training=True)))", "labels, model(images, training=False)))",
+      ("tests/reproduce/test_gradients.py::test_gradients_at_initialisation_grow_towards_the_input_in_a_deep_plain_net_only",)),
     # ------------------------------------------- (e) the default run (issue 25)
     M("a slow test's cover is itself left out of the default run", "tests/training/test_train_faults.py",
       "def test_full_disk_says_which_file_and_leaves_nothing_partial(",

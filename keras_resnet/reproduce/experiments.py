@@ -40,6 +40,14 @@ class Experiment:
     check: Callable[[runs.Options], None] | None = None
 
 
+def _fig6(results: list[RunResult], output_dir: str, options: runs.Options) -> dict:
+    """Fig. 6's curves and errors, and the gradients and kernel norms that
+    explain them (keras_resnet.reproduce.gradients)."""
+    from keras_resnet.reproduce import gradients  # imports TensorFlow's data pipelines
+
+    return {**cifar.fig6_outputs(results, output_dir), **gradients.outputs(results, output_dir)}
+
+
 def _fig7(results: list[RunResult], output_dir: str, options: runs.Options) -> dict:
     from keras_resnet.reproduce import fig7  # imports TensorFlow's data pipelines
 
@@ -51,9 +59,9 @@ EXPERIMENTS = {
                          "and 6; no training, seconds",
                          direct=lambda _, out: report.table1(out)),
     "fig6": Experiment(description="plain and residual CIFAR nets, training and validation "
-                       "error against iterations (Fig. 6), and their test errors",
-                       specs=cifar.fig6_specs,
-                       outputs=lambda results, out, _: cifar.fig6_outputs(results, out)),
+                       "error against iterations (Fig. 6), their test errors, and their "
+                       "gradients at initialisation and kernel norms (Sec. 4.1)",
+                       specs=cifar.fig6_specs, outputs=_fig6),
     "table6": Experiment(description="CIFAR-10 test errors of ResNet-20 to -110 beside "
                          "Table 6 (--depths, --seeds)",
                          specs=cifar.table6_specs,

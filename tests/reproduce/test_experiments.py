@@ -56,6 +56,12 @@ def test_fig6_and_table6_write_the_runs_own_numbers(tmp_path, image_folder):
     assert [s["model_dir"] for s in summary["sources"].values()] == [
         str(tmp_path / "runs" / name) for name in ("plain20", "resnet20")]
     assert (tmp_path / "fig6" / "fig6.png").read_bytes()[:4] == b"\x89PNG"
+    # Each run's conv kernels: gradient norm at initialisation, kernel norms.
+    grads = _csv(tmp_path / "fig6" / "gradients.csv")
+    assert [r["run"] for r in grads] == ["plain20"] * 19 + ["resnet20"] * 19
+    assert all(float(r["gradient norm"]) > 0 for r in grads)
+    assert set(summary["gradients"]) == {"plain20", "resnet20"}
+    assert (tmp_path / "fig6" / "gradients.png").read_bytes()[:4] == b"\x89PNG"
     # One curve per run: its training error dashed, its validation error bold.
     results = [runs.read_result(spec) for spec in cifar.fig6_specs(options)]
     figure = cifar.fig6_figure(results)
