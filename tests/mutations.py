@@ -343,6 +343,11 @@ MUTATIONS = [
     M("fig6's gradients measured in inference mode", "keras_resnet/reproduce/gradients.py",
       "labels, model(images, training=True)))", "labels, model(images, training=False)))",
       ("tests/reproduce/test_gradients.py::test_gradients_at_initialisation_grow_towards_the_input_in_a_deep_plain_net_only",)),
+    M("history's kernel_norm2 sums other weights than the conv kernels",
+      "keras_resnet/training/callbacks.py",
+      "                     for v in model.trainable_variables if len(v.shape) == 4))",
+      "                     for v in model.trainable_variables))",
+      ("tests/training/test_train.py::test_history_records_the_kernels_squared_norm_each_epoch",)),
     # ------------------------------------------- (e) the default run (issue 25)
     M("a slow test's cover is itself left out of the default run", "tests/training/test_train_faults.py",
       "def test_full_disk_says_which_file_and_leaves_nothing_partial(",

@@ -13,9 +13,10 @@ training batch (its augmentation), in training mode (BN on the batch's own
 statistics, as the first step computes it): the L2 norm of the gradient of the
 mean cross-entropy (weight decay left out: it is not back-propagated) with
 respect to every convolution kernel, in the network's order, beside that
-kernel's own norm at initialisation and in the trained model.keras. A healthy
-net's gradient norms stay within a small factor from the last layer to the
-first; the ratio first/last is the summary number.
+kernel's own norm at initialisation and in the trained model.keras; and over
+training, the kernels' summed squared norms after each epoch (history.csv's
+`kernel_norm2`). A healthy net's gradient norms stay within a small factor
+from the last layer to the first; the ratio first/last is the summary number.
 """
 
 import os
@@ -87,22 +88,31 @@ def outputs(results: list[RunResult], output_dir: str) -> dict:
             "sum of squared kernel norms at init": float((before ** 2).sum()),
             "sum of squared kernel norms trained": float((after ** 2).sum()),
         }
-    report.save_figure(_figure(series), os.path.join(output_dir, "gradients.png"))
+    norms = {r.spec.name: ([0] + [row["iterations"] for row in r.history if "kernel_norm2" in row],
+                           [summary[r.spec.name]["sum of squared kernel norms at init"]]
+                           + [row["kernel_norm2"] for row in r.history if "kernel_norm2" in row])
+             for r in results}
+    report.save_figure(_figure(series, norms), os.path.join(output_dir, "gradients.png"))
     report.write_table(os.path.join(output_dir, "gradients"), list(rows[0]), rows,
                        formats={k: "{:.4g}" for k in list(rows[0])[3:]})
     return {"gradients": summary}
 
 
-def _figure(series: dict[str, np.ndarray]) -> Figure:
-    """Gradient norm at initialisation against the conv layer's place, log
-    scale: plain nets dashed, ResNets solid."""
-    figure = Figure(figsize=(6.4, 4))
-    axes = figure.subplots()
-    for name, norms in series.items():
-        axes.semilogy(np.arange(1, len(norms) + 1), norms, "--" if name.startswith("plain")
-                      else "-", marker=".", label=name)
-    axes.set_xlabel("conv layer (input to output)")
-    axes.set_ylabel("gradient norm at initialisation")
-    axes.legend()
+def _figure(series: dict[str, np.ndarray], norms: dict[str, tuple[list, list]]) -> Figure:
+    """Left: gradient norm at initialisation against the conv layer's place.
+    Right: the kernels' summed squared norms against iterations (history.csv's
+    kernel_norm2 after each epoch). Log scales; plain nets dashed, ResNets solid."""
+    figure = Figure(figsize=(11, 4))
+    left, right = figure.subplots(1, 2)
+    for name, grads in series.items():
+        style = "--" if name.startswith("plain") else "-"
+        left.semilogy(np.arange(1, len(grads) + 1), grads, style, marker=".", label=name)
+        right.semilogy(*norms[name], style, marker="o", label=name)
+    left.set_xlabel("conv layer (input to output)")
+    left.set_ylabel("gradient norm at initialisation")
+    right.set_xlabel("iterations")
+    right.set_ylabel("sum of squared conv kernel norms")
+    for axes in (left, right):
+        axes.legend()
     figure.tight_layout()
     return figure

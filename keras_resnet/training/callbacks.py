@@ -26,7 +26,8 @@ import numpy as np
 from keras_resnet import files
 from keras_resnet.models import metadata
 
-HISTORY_COLUMNS = ("epoch", "iterations", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
+HISTORY_COLUMNS = ("epoch", "iterations", "lr", "loss", "accuracy", "val_loss", "val_accuracy",
+                   "kernel_norm2")
 # A run of the paper's 64k iterations at one row an epoch is ~20 KB; a
 # history.csv far larger is not ours, and is refused before it is read.
 MAX_HISTORY_BYTES = 64 << 20
@@ -117,8 +118,18 @@ class HistoryFile(keras.callbacks.Callback):
         # `logs`, TensorBoard would log it a second time, as `epoch_lr` beside
         # its own `epoch_learning_rate`.
         lr = float(self.schedule(max(iterations - 1, 0)))
-        self._rows.append(_history_row(dict(logs, epoch=epoch + 1, iterations=iterations, lr=lr)))
+        self._rows.append(_history_row(dict(logs, epoch=epoch + 1, iterations=iterations, lr=lr,
+                                            kernel_norm2=kernel_norm2(self.model))))
         write_history(self.path, self._rows)
+
+
+def kernel_norm2(model: keras.Model) -> float:
+    """The sum of the squared L2 norms of `model`'s convolution kernels: what
+    weight decay weighs (its loss term is weight_decay / 2 times this), and
+    what grows when updates are large against the weights (with BN a kernel's
+    scale does not change its output, so nothing else pulls it back)."""
+    return float(sum(np.square(v.numpy(), dtype=np.float64).sum()
+                     for v in model.trainable_variables if len(v.shape) == 4))
 
 
 class StopOnDivergence(keras.callbacks.Callback):

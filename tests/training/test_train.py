@@ -522,3 +522,15 @@ def test_tensorboard_logs_the_learning_rate_under_one_tag(tmp_path):
     rows = callbacks.read_history(os.path.join(config.model_dir, "history.csv"))
     assert [r["iterations"] for r in rows] == [4, 8]
     assert all(r["lr"] > 0 for r in rows), rows
+
+
+def test_history_records_the_kernels_squared_norm_each_epoch(tmp_path):
+    result = trainer.train(_config(tmp_path, epochs=2))
+    rows = callbacks.read_history(os.path.join(result.model_dir, "history.csv"))
+    saved = keras.models.load_model(os.path.join(result.model_dir, "model.keras"))
+    # The last epoch's value is that of the saved weights, summed by hand.
+    kernels = [w for w in saved.get_weights() if w.ndim == 4]
+    assert len(kernels) == 19  # ResNet-20: 6n + 1 convs, option A shortcuts
+    assert rows[-1]["kernel_norm2"] == pytest.approx(
+        sum(float(np.square(k, dtype=np.float64).sum()) for k in kernels), rel=1e-6)
+    assert rows[0]["kernel_norm2"] != rows[1]["kernel_norm2"]
