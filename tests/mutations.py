@@ -348,6 +348,11 @@ MUTATIONS = [
       "                     for v in model.trainable_variables if len(v.shape) == 4))",
       "                     for v in model.trainable_variables))",
       ("tests/training/test_train.py::test_history_records_the_kernels_squared_norm_each_epoch",)),
+    M("curves drawn without markers (a one-epoch run shows nothing)",
+      "keras_resnet/reproduce/report.py",
+      '                        marker="o", markersize=5, color=colour, label=curve.label)',
+      "                        color=colour, label=curve.label)",
+      ("tests/reproduce/test_report.py::test_curves_figure_draws_train_dashed_and_test_bold_in_one_colour_per_curve",)),
     # ------------------------------------------- (e) the default run (issue 25)
     M("a slow test's cover is itself left out of the default run", "tests/training/test_train_faults.py",
       "def test_full_disk_says_which_file_and_leaves_nothing_partial(",

@@ -133,11 +133,13 @@ def curves_figure(panels: list[tuple[str, list[Curve]]]) -> Any:
     for ax, (title, curves) in zip(axes, panels):
         for i, curve in enumerate(curves):
             colour = f"C{i % 10}"
+            # A marker at each epoch's point, so that a run of one epoch shows too.
             ax.plot(curve.iterations, curve.train_error, linestyle="--", linewidth=1,
-                    color=colour, label=curve.label if not curve.test_error else "_train")
+                    marker="o", markersize=3, color=colour,
+                    label=curve.label if not curve.test_error else "_train")
             if curve.test_error:
                 ax.plot(curve.iterations, curve.test_error, linestyle="-", linewidth=2.5,
-                        color=colour, label=curve.label)
+                        marker="o", markersize=5, color=colour, label=curve.label)
         ax.set(xlabel="iterations", ylabel="error (%)", title=title)
         ax.grid(alpha=0.3)
         if curves:

@@ -154,6 +154,8 @@ def test_curves_figure_draws_train_dashed_and_test_bold_in_one_colour_per_curve(
             test = _line_of(ax, curve.iterations, curve.test_error)
             assert train.get_linestyle() == "--" and test.get_linestyle() == "-"
             assert test.get_linewidth() > train.get_linewidth()
+            # A marker on each point: a run of one epoch is one visible point.
+            assert train.get_marker() == test.get_marker() == "o"
             assert to_rgba(train.get_color()) == to_rgba(test.get_color())
             colours.append(to_rgba(test.get_color()))
         assert len(set(colours)) == len(curves)
