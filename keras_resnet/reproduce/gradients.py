@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 
 from keras_resnet.reproduce import report
 from keras_resnet.reproduce.runs import RunResult
+from keras_resnet.training import callbacks
 from keras_resnet.training import model as model_lib
 from keras_resnet.training import run as run_lib
 from keras_resnet.training import trainer
@@ -46,10 +47,7 @@ def initial_model(config: Config) -> tuple[keras.Model, tf.Tensor, tf.Tensor]:
     return model, images, labels
 
 
-def kernels(model: keras.Model) -> list[keras.Variable]:
-    """The model's convolution kernels, in the network's order."""
-    return [v for v in model.trainable_variables
-            if len(v.shape) == 4 and v.path.endswith("kernel")]
+kernels = callbacks.conv_kernels
 
 
 def gradient_norms(model: keras.Model, images: tf.Tensor, labels: tf.Tensor) -> np.ndarray:
@@ -85,8 +83,8 @@ def outputs(results: list[RunResult], output_dir: str) -> dict:
         summary[result.spec.name] = {
             "gradient norm first/last conv": float(grads[0] / grads[-1]),
             "gradient norm max/min": float(grads.max() / grads.min()),
-            "sum of squared kernel norms at init": float((before ** 2).sum()),
-            "sum of squared kernel norms trained": float((after ** 2).sum()),
+            "sum of squared kernel norms at init": callbacks.kernel_norm2(model),
+            "sum of squared kernel norms trained": callbacks.kernel_norm2(trained),
         }
     norms = {r.spec.name: ([0] + [row["iterations"] for row in r.history if "kernel_norm2" in row],
                            [summary[r.spec.name]["sum of squared kernel norms at init"]]

@@ -128,8 +128,13 @@ def kernel_norm2(model: keras.Model) -> float:
     weight decay weighs (its loss term is weight_decay / 2 times this), and
     what grows when updates are large against the weights (with BN a kernel's
     scale does not change its output, so nothing else pulls it back)."""
-    return float(sum(np.square(v.numpy(), dtype=np.float64).sum()
-                     for v in model.trainable_variables if len(v.shape) == 4))
+    return float(sum(np.square(v.numpy(), dtype=np.float64).sum() for v in conv_kernels(model)))
+
+
+def conv_kernels(model: keras.Model) -> list[keras.Variable]:
+    """The model's convolution kernels (its 4-d trainable variables), in the
+    network's order."""
+    return [v for v in model.trainable_variables if len(v.shape) == 4]
 
 
 class StopOnDivergence(keras.callbacks.Callback):
