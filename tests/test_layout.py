@@ -13,7 +13,7 @@ PACKAGE = os.path.join(ROOT, "keras_resnet")
 # Each layer may import from itself and the layers before it.
 LAYERS = ("files", "errors", "models", "data", "training", "evaluation", "export", "reproduce",
           "programs")
-RANK = {"files": 0, "errors": 0, **{name: i for i, name in enumerate(LAYERS)}}
+RANK = {"files": 0, "errors": 0, "version": 0, **{name: i for i, name in enumerate(LAYERS)}}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # docstrings aside
 
@@ -45,6 +45,74 @@ def _imports(tree):
             yield from (f"{node.module}.{alias.name}" for alias in node.names)
 
 
+def _runtime_imports(tree):
+    """(module, name or None) of each import that runs when the code does:
+    those under `if TYPE_CHECKING:` are for type checkers only."""
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for statement in node.body for n in ast.walk(statement))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield from ((node.module, alias.name) for alias in node.names)
+
+
+def import_graph(modules):
+    """{module: the package's modules it imports when it runs, at any depth}
+    of `modules` ({dotted name: parsed tree}). `from P import m` of a module
+    m depends on P.m: a package's __init__, which runs first for any of its
+    modules, is a dependency only where a name defined in it is imported."""
+    graph = {}
+    for dotted, tree in modules.items():
+        targets = {f"{module}.{name}" if f"{module}.{name}" in modules else module
+                   for module, name in _runtime_imports(tree)}
+        graph[dotted] = {name for name in targets if name in modules and name != dotted}
+    return graph
+
+
+def import_cycles(graph):
+    """The strongly connected groups of more than one module (Tarjan's
+    algorithm, iterative): modules that import each other, however far round."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            for other in edges:
+                if other not in index:
+                    index[other] = low[other] = len(index)
+                    stack.append(other)
+                    on_stack.add(other)
+                    work.append((other, iter(sorted(graph[other]))))
+                    break
+                if other in on_stack:
+                    low[node] = min(low[node], index[other])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        group.append(member)
+                        if member == node:
+                            break
+                    if len(group) > 1:
+                        cycles.append(sorted(group))
+    return cycles
+
+
 def _parsed():
     for dotted, path in _modules():
         with open(path) as f:
@@ -68,6 +136,22 @@ def test_no_module_imports_a_later_layer():
             if other in RANK and RANK[other] > RANK[layer]:
                 upward.append(f"{dotted} imports {name}")
     assert upward == []
+
+
+def test_no_modules_import_each_other():
+    # The package root and the __main__ modules included; an import for type
+    # checkers only (under TYPE_CHECKING) runs never, so it ties nothing.
+    modules = {dotted: tree for dotted, _, _, tree in _parsed()}
+    assert import_cycles(import_graph(modules)) == []
+
+
+def test_the_cycle_finder_sees_a_cycle_however_far_round():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e", "d"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import b\n"
+                     "def f():\n    import c\n")
+    assert import_graph({"a": tree, "b": ast.parse(""), "c": ast.parse("")}) == {
+        "a": {"c"}, "b": set(), "c": set()}
 
 
 def test_the_model_code_needs_only_keras_and_only_the_programs_read_flags():
@@ -127,7 +211,7 @@ def test_tests_mirror_the_packages():
     assert strays == []
 
 
-@pytest.mark.parametrize("layer", sorted(set(RANK) - {"files", "errors"}))
+@pytest.mark.parametrize("layer", sorted(set(RANK) - {"files", "errors", "version"}))
 def test_the_readme_layout_names_every_package(layer):
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()

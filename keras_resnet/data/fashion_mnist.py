@@ -37,9 +37,9 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet.data.sources import Source
-from keras_resnet.data.sources import Split
-from keras_resnet.data.sources import VAL_FRACTION
+from keras_resnet.data.splits import Source
+from keras_resnet.data.splits import Split
+from keras_resnet.data.splits import VAL_FRACTION
 from keras_resnet.errors import ArgumentError
 from keras_resnet.errors import DatasetUnavailableError
 

@@ -23,10 +23,10 @@ from absl import logging
 
 from keras_resnet.data.images import MAX_PIXELS
 from keras_resnet.data.images import declared_pixels
-from keras_resnet.data.sources import Source
-from keras_resnet.data.sources import Split
-from keras_resnet.data.sources import VAL_FRACTION
-from keras_resnet.data.sources import decode_bytes
+from keras_resnet.data.splits import Source
+from keras_resnet.data.splits import Split
+from keras_resnet.data.splits import VAL_FRACTION
+from keras_resnet.data.splits import decode_bytes
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")

@@ -2,8 +2,9 @@
 
 One reader per kind of source, shared by training (keras_resnet.data.pipeline),
 evaluation and export. A source yields (uint8 RGB image [H, W, 3], int32
-label) examples, in a `Split` that also says how many there are and what the
-labels mean; training reads a `Source`: training, validation and test splits.
+label) examples, in a `Split` (keras_resnet.data.splits) that also says how
+many there are and what the labels mean; training reads a `Source`: training,
+validation and test splits.
 
 Folders: keras_resnet.data.folders, the image-folder reader (without val/, a
 seeded `VAL_FRACTION` of train/ validates). TFDS: CIFAR-10 trains on the
@@ -12,55 +13,25 @@ paper's 45k/5k split of its training set (Sec. 4.2); other data sets on
 `eval_split` pick the reader that `dataset` names.
 """
 
-import dataclasses
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet.data import fashion_mnist
+from keras_resnet.data import folders
 from keras_resnet.data.images import MAX_PIXELS
+from keras_resnet.data.splits import VAL_FRACTION
+from keras_resnet.data.splits import Source
+from keras_resnet.data.splits import Split
+from keras_resnet.data.splits import decode_bytes  # noqa: F401  (a name of this module too)
+from keras_resnet.data.splits import index_names
 from keras_resnet.errors import ArgumentError
 from keras_resnet.errors import DatasetUnavailableError
 
-# Held out of train/ to validate when a folder has no val/: Sec. 4.2's 5k of 50k.
-VAL_FRACTION = 0.1
 # Paper Sec. 4.2: hyper-parameters chosen on a 45k/5k split of the 50k images.
 TFDS_SPLITS = {"cifar10": ("train[:45000]", "train[45000:]")}
 DOWNLOAD_RETRIES = 2  # TFDS's are 10, with back-off.
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Split:
-    """One split of a data set."""
-
-    examples: tf.data.Dataset  # (uint8 image [H, W, 3], int32 label)
-    count: int
-    class_names: tuple[str, ...]  # label -> name
-    skipped: int = 0  # files left out: unreadable, or above max_pixels
-    decoded_bytes: int | None = None  # of all images decoded; None: unknown
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """A training run's data before any augmentation."""
-
-    train: Split
-    val: Split  # picks the best model
-    test: Split | None = None  # scored apart, never used to choose
-    splits: dict[str, str] = dataclasses.field(default_factory=dict)  # where each came from
-
-
-def index_names(num_classes: int) -> tuple[str, ...]:
-    """The names of classes that have none: "0", "1", ..."""
-    return tuple(str(i) for i in range(num_classes))
-
-
-# ---------------------------------------------------------------- decoding
-
-
-def decode_bytes(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Encoded JPEG/PNG (also GIF, BMP) to uint8 RGB [H, W, 3]."""
-    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
 
 
 # --------------------------------------------------------------- synthetic
@@ -159,10 +130,6 @@ def training_source(dataset: str, *, image_size: int, num_classes: int, syntheti
     """The training, validation and test splits of `dataset`: "synthetic"
     (of `num_classes` classes at `image_size`), a folder (`folders.folder_source`),
     or a TFDS name."""
-    # Both import this module's Split and Source.
-    from keras_resnet.data import fashion_mnist
-    from keras_resnet.data import folders
-
     if dataset == "synthetic":
         return Source(
             synthetic(synthetic_examples, image_size, num_classes, seed),
@@ -184,10 +151,6 @@ def eval_split(dataset: str, split: str | None = None, *, image_size: int, num_c
     """The split of `dataset` that evaluation scores, in training's forms:
     "synthetic" (training's validation set), a folder
     (`folders.folder_test_split`) or a TFDS name (`tfds_split`)."""
-    # Both import this module's Split and Source.
-    from keras_resnet.data import fashion_mnist
-    from keras_resnet.data import folders
-
     if dataset == "synthetic":
         if split is not None:
             raise ArgumentError("split", split, "must be left out for the synthetic dataset")

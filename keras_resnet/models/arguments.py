@@ -14,7 +14,6 @@ import dataclasses
 import operator
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from typing import Any
 
 import keras
@@ -24,10 +23,8 @@ from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.blocks import BlockSettings
 from keras_resnet.models.blocks import SHORTCUT_OPTIONS
 from keras_resnet.models.blocks import VERSIONS
-
-if TYPE_CHECKING:
-    from keras_resnet.models.resnet import Family
-    from keras_resnet.models.resnet import Variant
+from keras_resnet.models.variants import Family
+from keras_resnet.models.variants import Variant
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,7 +52,7 @@ class Arguments:
 
 
 def checked_input_shape(
-    input_shape: Sequence[int | None] | None, family: "Family", include_top: bool
+    input_shape: Sequence[int | None] | None, family: Family, include_top: bool
 ) -> tuple[int | None, ...]:
     """`input_shape` as a tuple (the family's size if None), or ValueError."""
     channels_first = keras.config.image_data_format() == "channels_first"
@@ -107,7 +104,7 @@ def _is_count(value: Any) -> bool:
         return False
 
 
-def check_options(name: str, spec: "Variant", args: Arguments) -> None:
+def check_options(name: str, spec: Variant, args: Arguments) -> None:
     """Checks the options of the network itself (Sec. 3.3 shortcuts, head)."""
     if args.shortcut not in SHORTCUT_OPTIONS:
         raise ValueError(

@@ -33,6 +33,7 @@ from typing import TypeVar
 from keras_resnet import files
 
 if TYPE_CHECKING:
+    from keras_resnet.models.pretrained import PretrainedWeights
     from keras_resnet.models.pretrained import PublishedFile
 
 _Result = TypeVar("_Result")
@@ -331,3 +332,12 @@ def _failure_reason(error: Exception, timeout: float) -> str:
     if isinstance(error, http.client.RemoteDisconnected):
         return "the server closed the connection without answering"
     return str(error) or type(error).__name__
+
+
+def fetch(entry: "PretrainedWeights", include_top: bool) -> str:
+    """The file of the published weights `entry`: downloaded once, verified."""
+    options = "".join(f", {k}={v!r}" for k, v in entry.options.items())
+    top = "" if include_top or entry.notop is None else ", include_top=False"
+    builder = entry.model.replace("resnet", "ResNet")
+    return download(entry.file(include_top), argument="weights",
+                    call=f"{builder}(weights={{path}}{options}{top})")

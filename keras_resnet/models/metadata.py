@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from keras_resnet.models.pretrained import NORMALIZATIONS
+from keras_resnet.version import __version__
 
 FILE_NAME = "keras_resnet.json"
 KERAS_METADATA = "metadata.json"  # the member of a .keras archive that holds it
@@ -64,12 +65,6 @@ _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", flo
                bool: "boolean", type(None): "null"}
 
 
-def _package_version() -> str:
-    from keras_resnet import __version__  # the package imports this module.
-
-    return __version__
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelInfo:
     """What evaluating or serving an artefact needs to know."""
@@ -84,7 +79,7 @@ class ModelInfo:
     # weights' (RGB -> BGR, ImageNet's channel means), "torchvision"
     # torchvision's and timm's (keras_resnet.models.pretrained.NORMALIZATIONS).
     preprocessing: str
-    package_version: str = dataclasses.field(default_factory=_package_version)
+    package_version: str = __version__
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))

@@ -29,7 +29,7 @@ from keras_resnet.models.downloads import download
 from keras_resnet.models.layers import PACKAGE
 from keras_resnet.models.layers import channel_axis
 from keras_resnet.models.layers import standardize_data_format
-from keras_resnet.models.resnet import canonical_name
+from keras_resnet.models.variants import canonical_name
 
 # Per-channel ImageNet mean in BGR order (keras.applications "caffe" mode).
 IMAGENET_BGR_MEAN = pretrained.NORMALIZATIONS["caffe"].mean

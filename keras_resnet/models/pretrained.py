@@ -25,7 +25,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from keras_resnet.models import downloads
+from keras_resnet.models.variants import canonical_name
 
 # Formats of published files: keras.applications' legacy HDF5, a
 # `.safetensors` state dict, a `torch.save` state dict.
@@ -200,8 +200,6 @@ def list_weights(model: str | None = None) -> list[PretrainedWeights]:
     get_model takes: "ResNet50", "resnet50")."""
     if model is None:
         return list(WEIGHTS)
-    from keras_resnet.models.resnet import canonical_name  # resnet imports this module.
-
     model = canonical_name(model)
     return [entry for entry in WEIGHTS if entry.model == model]
 
@@ -256,12 +254,3 @@ def check(entry: PretrainedWeights, *, include_top: bool, classes: int, shortcut
         raise ValueError(
             f"The {entry.name!r} weights of {entry.model} are for {needed}. Received: {received}"
         )
-
-
-def fetch(entry: PretrainedWeights, include_top: bool) -> str:
-    """The file of the published weights `entry`: downloaded once, verified."""
-    options = "".join(f", {k}={v!r}" for k, v in entry.options.items())
-    top = "" if include_top or entry.notop is None else ", include_top=False"
-    builder = entry.model.replace("resnet", "ResNet")
-    return downloads.download(entry.file(include_top), argument="weights",
-                              call=f"{builder}(weights={{path}}{options}{top})")

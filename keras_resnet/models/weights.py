@@ -26,8 +26,12 @@ import keras
 import numpy as np
 
 from keras_resnet.errors import ArgumentError
+from keras_resnet.models import downloads
 from keras_resnet.models import metadata
 from keras_resnet.models import pretrained
+from keras_resnet.models import state_dicts
+from keras_resnet.models.finite import check_finite
+from keras_resnet.models.variants import VARIANTS
 
 # BN epsilon of keras.applications' ResNets, which wrote the published files.
 LEGACY_BN_EPSILON = 1.001e-5
@@ -44,13 +48,6 @@ ACCEPTED_FILES = f"Accepted: {FILE_KINDS}."
 
 class _NotWeights(Exception):
     """A readable file that is no weights file (the reason, without the path)."""
-
-
-def check_finite(values: np.ndarray, what: str, name: str, outcome: str) -> None:
-    """Refuses (ValueError) `values`, weight `name` of `what`, if any is NaN or inf: `outcome` is not done."""
-    if bad := int(np.size(values) - np.isfinite(values).sum()):
-        raise ValueError(f"{what} holds non-finite weights: {name} has {bad} NaN or inf of "
-                         f"{np.size(values)} values (a diverged run?); {outcome}")
 
 
 # Weight files ----------------------------------------------------------------
@@ -87,14 +84,12 @@ class StoredWeights:
 def load_weights(model: keras.Model, weights: str, variant_name: str, include_top: bool) -> None:
     """Loads `weights` (a name of the table, or a path) into `model`, all or
     nothing: Keras and keras.applications files by layer name, torchvision
-    and timm state dicts through keras_resnet.models.convert."""
-    from keras_resnet.models import convert  # it builds models: it imports resnet.
-
+    and timm state dicts through keras_resnet.models.state_dicts."""
     path = weights
     if pretrained.is_named(weights):
-        path = pretrained.fetch(pretrained.find(variant_name, weights), include_top)
-    if convert.is_state_dict_file(path):
-        convert.load_state_dict(model, path, variant_name)
+        path = downloads.fetch(pretrained.find(variant_name, weights), include_top)
+    if state_dicts.is_state_dict_file(path):
+        state_dicts.load_state_dict(model, path, variant_name)
     else:
         assign(model, path, read_weights(path, model))
 
@@ -103,13 +98,11 @@ def needs(model: str, weights: str | None) -> tuple[dict[str, Any], str | None]:
     """(the options `model`'s network needs for `weights`, their normalisation
     or None where unknown): a published set's (the table's), or version v1.5
     (bottleneck nets) and torchvision's for a torchvision/timm state dict."""
-    from keras_resnet.models import convert  # it builds models: it imports resnet.
-
     if pretrained.is_named(weights):
         entry = pretrained.find(model, weights)
         return dict(entry.options), entry.normalization
-    if weights is not None and convert.is_state_dict_file(weights):
-        bottleneck = convert.VARIANTS[model].block == "bottleneck"
+    if weights is not None and state_dicts.is_state_dict_file(weights):
+        bottleneck = VARIANTS[model].block == "bottleneck"
         return ({"version": "v1.5"} if bottleneck else {}), "torchvision"
     return {}, None
 
@@ -229,12 +222,10 @@ def read_source(weights: str) -> WeightsSource:
     """The `WeightsSource` of `weights` (a name of the table, or a path). The
     published weights need no download for it: their top has ImageNet's 1000
     classes."""
-    from keras_resnet.models import convert  # it builds models: it imports resnet.
-
     if pretrained.is_named(weights):
         return WeightsSource(name=weights, top_classes=1000, info=None, mean=None)
-    if convert.is_state_dict_file(weights):
-        return WeightsSource(name=weights, top_classes=convert.top_classes(weights), info=None, mean=None)
+    if state_dicts.is_state_dict_file(weights):
+        return WeightsSource(name=weights, top_classes=state_dicts.top_classes(weights), info=None, mean=None)
     stored = read_weights(weights)
     return WeightsSource(name=weights, top_classes=stored.top_classes, info=read_info(weights),
                           mean=next(iter(stored.means.values()), None))

@@ -16,12 +16,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-import keras_resnet
 from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.preprocessing import MeanSubtraction
 from keras_resnet.models.preprocessing import normalization_layer
 from keras_resnet.models.preprocessing import with_preprocessing
 from keras_resnet.models.resnet import classifier
+from keras_resnet.models.resnet import get_model
 from keras_resnet.training.run import PRECISIONS
 from keras_resnet.training.run import Run
 
@@ -57,13 +57,13 @@ def _backbone(run: Run, source: weights_lib.WeightsSource | None) -> keras.Model
                    **weights_lib.needs(config.model, config.weights)[0])
     if source is not None and not _keeps_top(run, source):
         # The rest of the network as the weights have it, and a new head.
-        base = keras_resnet.get_model(
+        base = get_model(
             config.model, weights=config.weights, include_top=False, pooling="avg", **options
         )
         head = classifier(run.num_classes, weight_decay=recipe.weight_decay)
         backbone = keras.Model(base.input, head(base.output), name=base.name)
     else:
-        backbone = keras_resnet.get_model(
+        backbone = get_model(
             config.model, weights=config.weights, classes=run.num_classes, **options
         )
     if config.freeze_backbone:

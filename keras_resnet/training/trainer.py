@@ -33,7 +33,6 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-import keras_resnet
 from keras_resnet import files
 from keras_resnet.data import augment
 from keras_resnet.data import pipeline
@@ -58,6 +57,7 @@ from keras_resnet.training.run import Run
 from keras_resnet.training.run import Settings
 from keras_resnet.training.run import read_summary
 from keras_resnet.training.run import resolve_settings
+from keras_resnet.version import __version__
 
 __all__ = ["Config", "DivergedError", "TrainResult", "train"]
 
@@ -299,7 +299,7 @@ def write_summary(run: Run, data: pipeline.Data, strategy: tf.distribute.Strateg
         replicas=strategy.num_replicas_in_sync,
         strategy=type(strategy).__name__,
         versions={"tensorflow": tf.__version__, "keras": keras.__version__,
-                  "keras_resnet": keras_resnet.__version__},
+                  "keras_resnet": __version__},
     )
     files.write_text(os.path.join(model_dir, SUMMARY), json.dumps(summary, indent=2))
     return summary

@@ -102,7 +102,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _fetch(model, name, include_top=True):
-    return pretrained.fetch(pretrained.find(model, name), include_top=include_top)
+    return downloads.fetch(pretrained.find(model, name), include_top=include_top)
 
 
 def _fetches_after(cache, monkeypatch):

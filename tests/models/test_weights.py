@@ -334,7 +334,7 @@ def test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced(
         # A cached file whose md5 is wrong is removed and downloaded again.
         (served / NOTOP).write_bytes(open(notop, "rb").read())
         (env_cache / NOTOP).write_bytes(bytes(corrupt))
-        assert pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False) == str(env_cache / NOTOP)
+        assert downloads.fetch(pretrained.find("resnet50", "imagenet"), include_top=False) == str(env_cache / NOTOP)
         assert server.requests == 2 and md5(env_cache / NOTOP) == md5(notop)
     finally:
         server.close()
@@ -394,7 +394,7 @@ def test_failed_download_is_one_clear_error_within_seconds(env_cache, monkeypatc
     start = time.monotonic()
     try:
         with pytest.raises(OSError) as info:
-            pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
+            downloads.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     finally:
         server.close()
     assert time.monotonic() - start < 4
@@ -414,12 +414,12 @@ def test_download_settings_are_checked(env_cache, monkeypatch):
     monkeypatch.setenv("KERAS_RESNET_WEIGHTS_URL", "http://127.0.0.1:9/")
     monkeypatch.setenv("KERAS_RESNET_DOWNLOAD_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="must be a number of seconds > 0. Received: KERAS_RESNET_DOWNLOAD_TIMEOUT='soon'"):
-        pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
+        downloads.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     # Nothing listens on port 9 (discard): refused at once, for every depth's file.
     monkeypatch.delenv("KERAS_RESNET_DOWNLOAD_TIMEOUT")
     with pytest.raises(OSError, match=r"Could not download http://127.0.0.1:9/resnet152_weights_tf_dim_ordering_tf_kernels.h5: "
                                       r".*Connection refused.*ResNet152\(weights='/path/to/resnet152_weights"):
-        pretrained.fetch(pretrained.find("resnet152", "imagenet"), include_top=True)
+        downloads.fetch(pretrained.find("resnet152", "imagenet"), include_top=True)
 
 
 # ~20 s, not marked slow: no faster test takes train.py's fine-tuning path through a download.
@@ -473,7 +473,7 @@ def test_download_errors_advise_the_flag_to_programs(applications_files, env_cac
     flag = (f"Download it where you can and pass its path: --weights=/path/to/{NOTOP}; or set "
             "KERAS_RESNET_WEIGHTS_URL to a folder (http://, https:// or file://) that holds it.")
     with pytest.raises(downloads.DownloadError) as info:
-        pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
+        downloads.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     assert info.value.cause.startswith(f"Could not download {(tmp_path / 'mirror').as_uri()}/{NOTOP}")
     assert str(info.value) == f"{info.value.cause}. {info.value.hint('')}"
     assert f"ResNet50(weights='/path/to/{NOTOP}', include_top=False)" in str(info.value)
@@ -482,6 +482,6 @@ def test_download_errors_advise_the_flag_to_programs(applications_files, env_cac
     (tmp_path / "mirror" / NOTOP).write_bytes(b"not the published file")
     use_stand_ins(monkeypatch, applications_files[2])  # test data
     with pytest.raises(downloads.ChecksumError) as info:
-        pretrained.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
+        downloads.fetch(pretrained.find("resnet50", "imagenet"), include_top=False)
     assert isinstance(info.value, ValueError) and info.value.hint("--") == flag
     assert info.value.cause.endswith("it was refused and not cached")
