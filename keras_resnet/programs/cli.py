@@ -7,10 +7,9 @@ failures (bad flags, files, data; a full disk) print one line and exit 2 (1
 for a failed run), Ctrl-C prints one line and exits 130 (the shell's code
 for SIGINT), and none prints a traceback. `entry_point` starts them:
 their --help lists their own flags, and a bad flag is bad input like any
-other (one line, exit 2). `prepare_program`, which each program's module
-calls before it imports anything that imports TensorFlow, sets the
-programs' logging and says in one line what to install where TensorFlow is
-missing.
+other (one line, exit 2). `prepare_program` runs before Keras imports
+TensorFlow (from keras_resnet/__init__.py): it sets the programs' logging
+and says in one line what to install where TensorFlow is missing.
 """
 
 import functools
@@ -55,6 +54,11 @@ def require_tensorflow_backend(program):
         )
 
 
+# The three programs: as installed, and as a checkout runs them (the
+# checkout's root holds them beside keras_resnet/).
+CONSOLE_SCRIPTS = ("keras-resnet-train", "keras-resnet-evaluate", "keras-resnet-export",
+                   "keras-resnet-reproduce")
+CHECKOUT_SCRIPTS = ("train.py", "evaluate.py", os.path.join("export", "__main__.py"))
 INSTALL_TENSORFLOW = 'pip install "keras-resnet-paper[tensorflow]"'
 # What TensorFlow's C++ code writes while it is imported, before
 # absl::InitializeLog is called: whatever TF_CPP_MIN_LOG_LEVEL says (TF 2.21),
@@ -66,13 +70,27 @@ _IMPORT_NOISE = (
 )
 
 
+def is_program():
+    """Whether this process runs one of the three programs: a console script,
+    or an entry point of the checkout holding this package (a user's own
+    train.py is not one)."""
+    main = sys.argv[0] if sys.argv else ""
+    if os.path.basename(main) in CONSOLE_SCRIPTS:
+        return True
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # keras_resnet/
+    checkout = os.path.dirname(package)
+    return any(os.path.realpath(main) == os.path.realpath(os.path.join(checkout, script))
+               for script in CHECKOUT_SCRIPTS)
+
+
 def prepare_program():
-    """Prepares the process of a program: each program's module calls it
-    first, before anything it imports imports TensorFlow (`import
-    keras_resnet` imports neither Keras nor TensorFlow). Without TensorFlow
-    (`pip install .` leaves it out) it says in one line what to install,
-    exit 2, instead of a traceback; with it, TensorFlow is imported without
-    its C++ start-up lines."""
+    """Runs before Keras imports TensorFlow, and only in the programs: a
+    console script imports keras_resnet, and so Keras and TensorFlow, before
+    any code of its own. Without TensorFlow (`pip install .` leaves it out)
+    it says in one line what to install, exit 2, instead of a traceback;
+    with it, TensorFlow is imported without its C++ start-up lines."""
+    if not is_program():
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         _import_quietly("tensorflow")
