@@ -293,6 +293,9 @@ MUTATIONS = [
       'return os.path.join("runs", f"{model}_{os.path.basename(os.path.normpath(dataset))}")',
       'return os.path.join("runs", model)',
       ("tests/training/test_train.py::test_run_decides_each_value_once",)),
+    M("the programs look for the checkout inside the package", "keras_resnet/programs/cli.py",
+      "    checkout = os.path.dirname(package)\n", "    checkout = package\n",
+      ("tests/programs/test_cli.py::test_a_bad_flag_is_one_line_and_exit_2[resnet56-unexpected arguments: resnet56---name=value]",)),
     M("the registered package name changes (old .keras files stop loading)",
       "keras_resnet/models/layers.py", 'PACKAGE = "keras_resnet"', 'PACKAGE = "keras_resnet.models"',
       ("tests/test_release_files.py::test_a_release_file_loads_evaluates_and_exports_unchanged",)),
@@ -682,25 +685,6 @@ MUTATIONS = [
       "    from keras_resnet.models.resnet import canonical_name as of_builder\n\n"
       "    model = of_builder(model)\n",
       ("tests/test_layout.py::test_no_modules_import_each_other",)),
-    M("import keras_resnet prepares a program", "keras_resnet/__init__.py",
-      "from keras_resnet.version import __version__\n",
-      "from keras_resnet.version import __version__\nfrom keras_resnet.programs import cli\n"
-      "cli.prepare_program()\n",
-      ("tests/test_import.py::test_import_reads_no_flags_and_touches_no_stream_nor_tensorflow",)),
-    M("import keras_resnet imports the models", "keras_resnet/__init__.py",
-      "from keras_resnet.version import __version__\n",
-      "from keras_resnet.version import __version__\nfrom keras_resnet.models import applications\n",
-      ("tests/test_import.py::test_import_reads_no_flags_and_touches_no_stream_nor_tensorflow",)),
-    M("a public name missing from the type checker's imports", "keras_resnet/__init__.py",
-      "    from keras_resnet.models.folding import fold_batch_norm\n", "",
-      ("tests/test_import.py::test_the_type_checkers_names_are_the_lazy_ones_and_all_of_them_public",)),
-    M("a public name given from another module", "keras_resnet/__init__.py",
-      '"models.folding": ("fold_batch_norm",)', '"models.fused": ("fold_batch_norm",)',
-      ("tests/test_import.py::test_every_public_name_resolves_to_its_module",)),
-    M("a program imports TensorFlow before it prepares its process", "keras_resnet/programs/train.py",
-      "from keras_resnet.programs import cli\n\ncli.prepare_program()",
-      "import tensorflow\nfrom keras_resnet.programs import cli\n\ncli.prepare_program()",
-      ("tests/programs/test_cli.py::test_console_script_without_tensorflow_says_what_to_install",)),
 ]
 
 

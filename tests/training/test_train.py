@@ -385,16 +385,14 @@ def test_a_shortcut_option_for_a_plain_net_or_an_unknown_one_is_refused():
 def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
     # No network here: the published weights are replaced by He init, which
     # leaves what train.py builds around them to check.
-    import keras_resnet
-
     calls = []
-    original = keras_resnet.get_model
+    original = model_lib.get_model
 
     def get_model(name, **kwargs):
         calls.append(dict(kwargs))
         return original(name, **dict(kwargs, weights=None))
 
-    monkeypatch.setattr(keras_resnet, "get_model", get_model)
+    monkeypatch.setattr(model_lib, "get_model", get_model)
     # The CIFAR recipe would subtract the pixel mean: the weights keep theirs.
     settings = run_lib.resolve_settings(run_lib.Config(
         model="resnet50", weights="imagenet", recipe="cifar_paper", image_size=32, freeze_backbone=True))
