@@ -49,12 +49,14 @@ SCALES = {
     "paper": Scale(plain=(20, 32, 44, 56), residual=(20, 32, 44, 56, 110), deep=(110, 1202),
                    train_steps=None, cost="64k iterations a run (Fig. 6: about 14 H200-hours, "
                    "derived from a measured step rate, not timed whole)"),
-    # At 1.5k iterations a ResNet-56 on Fashion-MNIST still trails the
-    # ResNet-20; at 3k it has caught up (docs/figures/fig6_fashion_mnist).
+    # A ResNet-56 on Fashion-MNIST trains slower than the ResNet-20 early on:
+    # 3.9 points of training error behind at 1.5k iterations, about one at 3k
+    # (docs/figures/fig6_fashion_mnist).
     "quick": Scale(plain=(20, 56), residual=(20, 56), deep=(), train_steps=1500,
                    longer=(("fashion_mnist", 3000),),
                    cost="1.5k iterations a run, 3k on Fashion-MNIST (Fig. 6: about 40 minutes "
-                   "on a 2-core CPU, benchmarks/bench_reproduce.py; 80 on Fashion-MNIST)"),
+                   "on a 2-core CPU, benchmarks/bench_reproduce.py; on Fashion-MNIST 2.4 hours "
+                   "on a 2-core CPU without AVX-512, timed whole)"),
     "tiny": Scale(plain=(20,), residual=(20,), deep=(), train_steps=2, batch_size=8,
                   image_size=16, cost="seconds (for tests)"),
 }
