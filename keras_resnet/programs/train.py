@@ -48,6 +48,15 @@ flags.DEFINE_float(
     "learning_rate", None,
     "Base learning rate. Default: the recipe's, scaled by batch_size / recipe batch size.",
 )
+flags.DEFINE_integer(
+    "warmup_steps", None,
+    "Warm up for this many iterations first: at --warmup_learning_rate (the paper's ResNet-110: "
+    "400 at 0.01), or rising linearly where the recipe's warm-up does. Default: the recipe's.",
+)
+flags.DEFINE_float(
+    "warmup_learning_rate", None,
+    "The rate of a constant warm-up. Default: the recipe's, or a tenth of the learning rate.",
+)
 flags.DEFINE_string(
     "model_dir", None,
     "Where checkpoints, backup, logs and the model go. Default: runs/<model>_<dataset>. "

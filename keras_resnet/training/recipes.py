@@ -132,6 +132,8 @@ def plan(
     batch_size: int | None = None,
     train_steps: int | None = None,
     learning_rate: float | None = None,
+    warmup_steps: int | None = None,
+    warmup_learning_rate: float | None = None,
 ) -> Plan:
     """Resolves `recipe` for a global batch and optional overrides.
 
@@ -140,7 +142,9 @@ def plan(
     overrides the length: step boundaries then keep their fractions of the run
     (the warm-up keeps its length, which is tied to the start of training, not
     to its end). `learning_rate` overrides the batch-scaled base rate and
-    scales the warm-up rate with it. The values are those
+    scales the warm-up rate with it. `warmup_steps` and `warmup_learning_rate`
+    are the run's own, unscaled: a warm-up the recipe lacks runs at a tenth
+    of the learning rate unless told (the paper's 0.01 against 0.1). The values are those
     keras_resnet.training.run.resolve_settings has checked (batch and steps >= 1, rate > 0).
     """
     batch_size = int(recipe.batch_size if batch_size is None else batch_size)
@@ -152,6 +156,10 @@ def plan(
     if learning_rate is not None:
         warmup_lr *= learning_rate / lr
         lr = float(learning_rate)
+    if warmup_learning_rate is not None:
+        warmup_lr = float(warmup_learning_rate)
+    elif warmup_steps is not None and not warmup_lr:
+        warmup_lr = lr / 10
     boundaries = tuple(
         round(b * ratio * train_steps / steps) for b in recipe.boundaries
     )
@@ -160,7 +168,7 @@ def plan(
         train_steps=train_steps,
         learning_rate=lr,
         boundaries=boundaries,
-        warmup_steps=round(recipe.warmup_steps * ratio),
+        warmup_steps=round(recipe.warmup_steps * ratio) if warmup_steps is None else warmup_steps,
         warmup_learning_rate=warmup_lr,
     )
 

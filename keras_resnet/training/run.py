@@ -63,6 +63,11 @@ class Config:
     epochs: int | None = None
     train_steps: int | None = None
     learning_rate: float | None = None
+    # A warm-up of this many iterations before the schedule (None: the
+    # recipe's): at warmup_learning_rate, or rising linearly where the
+    # recipe's warm-up is linear.
+    warmup_steps: int | None = None
+    warmup_learning_rate: float | None = None  # None: the recipe's, else learning_rate / 10
     model_dir: str | None = None  # runs/<model>_<dataset> (default_model_dir)
     strategy: str = "auto"
     mixed_precision: str = "none"
@@ -170,7 +175,8 @@ class Run(Settings):
         train_steps = self.config.train_steps
         if self.config.epochs is not None:
             train_steps = self.config.epochs * self.steps_per_epoch
-        fresh = recipes.plan(self.recipe, self.batch_size, train_steps, self.config.learning_rate)
+        fresh = recipes.plan(self.recipe, self.batch_size, train_steps, self.config.learning_rate,
+                             self.config.warmup_steps, self.config.warmup_learning_rate)
         if self.first_plan is None:
             return fresh
         return dataclasses.replace(self.first_plan, train_steps=fresh.train_steps)
@@ -222,7 +228,7 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
     if config.epochs is not None and config.train_steps is not None:
         raise ArgumentError("epochs", config.epochs, "cannot be given with train_steps")
     lowest = dict(batch_size=1, epochs=1, train_steps=1, synthetic_examples=1, seed=0,
-                  verbose=0, image_size=min_size)  # the total stride.
+                  verbose=0, warmup_steps=0, image_size=min_size)  # the total stride.
     for name, low in lowest.items():
         value = getattr(config, name)
         if value is not None and not value >= low:
@@ -236,8 +242,10 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
     if config.shortcut is not None and not VARIANTS[model].residual:
         raise ArgumentError("shortcut", config.shortcut, f"{model} is a plain net: it has no "
                             "shortcuts")
-    if config.learning_rate is not None and not 0 < config.learning_rate < math.inf:
-        raise ArgumentError("learning_rate", config.learning_rate, "must be > 0")
+    for name in ("learning_rate", "warmup_learning_rate"):
+        value = getattr(config, name)
+        if value is not None and not 0 < value < math.inf:
+            raise ArgumentError(name, value, "must be > 0")
     if pretrained.is_named(config.weights):
         try:
             entry = pretrained.find(model, config.weights)
@@ -259,6 +267,20 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
     if info is not None and info.model != model:
         raise ArgumentError("weights", config.weights, f"must hold a {model}, the model "
                             f"asked for (it holds a {info.model})")
+
+
+def _with_warmup(recipe: recipes.Recipe, config: Config) -> recipes.Recipe:
+    """The recipe whose warm-up config.warmup_steps sets: where the recipe has
+    none, a constant one (the paper's, for ResNet-110). A warm-up rate is a
+    constant warm-up's only."""
+    if config.warmup_steps is not None and recipe.warmup == "none":
+        recipe = dataclasses.replace(recipe, warmup="constant")
+    if config.warmup_learning_rate is not None and recipe.warmup != "constant":
+        why = (f"the warm-up of recipe {recipe.name} rises linearly to the learning rate"
+               if recipe.warmup == "linear" else "needs warmup_steps: the recipe has no warm-up")
+        raise ArgumentError("warmup_learning_rate", config.warmup_learning_rate,
+                            f"sets a constant warm-up's rate; {why}")
+    return recipe
 
 
 def _source_info(weights: str | None) -> metadata.ModelInfo | None:
@@ -294,6 +316,7 @@ def resolve_settings(config: Config) -> Settings:
     recipe = recipes.get_recipe(config.recipe or recipes.DEFAULT_RECIPES[family_name], model)
     test_view = augment.get_augmentation(recipe.augment).test_view
     _check_values(config, model, family.min_size)
+    recipe = _with_warmup(recipe, config)
     dataset = folders.normalize(config.dataset)
     config = dataclasses.replace(
         config,

@@ -70,6 +70,17 @@ def test_overrides_keep_the_schedule_shape():
     assert plan.learning_rate == 0.05 and plan.warmup_learning_rate == pytest.approx(0.005)
 
 
+def test_a_runs_own_warm_up_is_not_scaled_and_defaults_to_a_tenth_of_the_rate():
+    recipe = recipes.get_recipe("cifar_paper", "resnet110")
+    plan = recipes.plan(recipe, batch_size=256, warmup_steps=100, warmup_learning_rate=0.03)
+    assert (plan.warmup_steps, plan.warmup_learning_rate) == (100, 0.03)
+    # The paper's recipe for ResNet-20 has no warm-up; one asked for runs at
+    # lr / 10, as the paper's 0.01 against 0.1.
+    plan = recipes.plan(recipes.get_recipe("cifar_paper", "resnet20"), batch_size=64, warmup_steps=40)
+    assert plan.warmup_steps == 40 and plan.warmup_learning_rate == pytest.approx(0.005)
+    assert recipes.plan(recipes.get_recipe("cifar_paper", "resnet20")).warmup_learning_rate == 0.0
+
+
 def test_modern_recipe_warms_up_linearly_then_cosine():
     recipe = recipes.get_recipe("imagenet_modern")
     plan = recipes.plan(recipe)

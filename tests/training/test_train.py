@@ -108,6 +108,18 @@ def test_learns_a_learnable_task(tmp_path):
     assert last["lr"] < 1e-4
 
 
+def test_a_warm_up_asked_of_a_recipe_without_one_runs_at_a_tenth_then_the_schedule_takes_over():
+    # The paper's ResNet-110 start (0.01 for 400 iterations, then 0.1) given to
+    # another net of the paper's recipe, here 3 of 8 iterations at batch 128.
+    config = run_lib.Config(dataset="cifar10", model="resnet56", train_steps=8, warmup_steps=3)
+    run = run_lib.resolve_settings(config).with_data(["a", "b"], num_train=1280)
+    rates = [float(run.schedule(step)) for step in range(8)]
+    assert rates == pytest.approx([0.01] * 3 + [0.1] + [0.01] * 2 + [0.001] * 2)
+    config = dataclasses.replace(config, warmup_learning_rate=0.02)
+    assert float(run_lib.resolve_settings(config).with_data(["a"], num_train=1280).schedule(0)) == (
+        pytest.approx(0.02))
+
+
 def test_run_decides_each_value_once():
     # cifar_paper (Sec. 4.2) at batch 8 on 40 images: 5 steps an epoch; 7
     # steps are a full epoch and one of 2; lr 0.1 scaled by 8 / 128.
@@ -175,6 +187,12 @@ def test_clear_errors(tmp_path, change, message):
     (dict(image_size=3), "image_size must be >= 4 for resnet20. Received: image_size=3"),
     (dict(model="resnet18", image_size=16), "image_size must be >= 32 for resnet18"),
     (dict(seed=-1), "seed must be >= 0"),
+    (dict(warmup_steps=-1), "warmup_steps must be >= 0. Received: warmup_steps=-1"),
+    (dict(warmup_steps=4, warmup_learning_rate=0.0), "warmup_learning_rate must be > 0"),
+    (dict(recipe="cifar_paper", warmup_learning_rate=0.01),
+     "warmup_learning_rate sets a constant warm-up's rate; needs warmup_steps: the recipe has no "
+     "warm-up"),
+    (dict(warmup_learning_rate=0.01), "the warm-up of recipe smoke rises linearly"),
     (dict(verbose=3), "verbose must be 0, 1 or 2"),
     (dict(weights="imagenet"), r"weights must be a name of list_weights\('resnet20'\) \(it has "
                                r"none\) or an existing file. Received: weights='imagenet'"),
