@@ -207,9 +207,6 @@ def _keras_model(case: Case, side: str):
 
 def _keras_side(case: Case, side: str) -> Callable[[int], None]:
     """One Keras side, compiled as train.py compiles its model."""
-    # keras_resnet first, as a user's script imports it: it asks TensorFlow
-    # for oneDNN, which only counts before TensorFlow is loaded.
-    importlib.import_module("keras_resnet")
     import keras
 
     model = _keras_model(case, side)
@@ -247,7 +244,7 @@ def _keras_side(case: Case, side: str) -> Callable[[int], None]:
 def _folded_side(case: Case, side: str) -> Callable[[int], None]:
     """Our model with BN folded into its convolutions, inferring (under
     mixed_bfloat16 for side "folded_bf16")."""
-    import keras_resnet  # first: see _keras_side
+    import keras_resnet
 
     model = _keras_model(case, "ours_bf16" if side == "folded_bf16" else "ours")
     folded = keras_resnet.fold_batch_norm(model)
@@ -276,10 +273,10 @@ def _serving_side(case: Case, side: str) -> Callable[[int], None]:
     """One side of resnet50_serve: a SavedModel written to a temporary folder
     and loaded back, its serving_default called on the batch."""
     global SERVE_FOLDER
-    import keras_resnet  # first: see _keras_side
-
     import keras
     import tensorflow as tf
+
+    import keras_resnet
     from keras_resnet.export import saved_model
 
     if SERVE_FOLDER is None:

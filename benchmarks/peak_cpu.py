@@ -81,7 +81,8 @@ def int8_matmul_gmacs(repeats: int, threads: int) -> float:
 
 def main(argv):
     del argv
-    import keras_resnet  # first: it asks TensorFlow for oneDNN (see its __init__)
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the programs do, before TensorFlow
+    import keras_resnet
 
     multiply_adds = keras_resnet.count_flops(keras_resnet.ResNet50(weights=None)) / 1e9
     threads = os.cpu_count()

@@ -49,7 +49,8 @@ FLAGS = flags.FLAGS
 def _run_steps() -> None:
     """The child: build, warm up, mark the log, run the profiled steps."""
     sys.path.insert(0, REPO)
-    import keras_resnet  # before TensorFlow: it asks for oneDNN, as a user's script would
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the programs do, before TensorFlow
+    import keras_resnet
 
     import keras
     import numpy as np

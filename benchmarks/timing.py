@@ -8,8 +8,15 @@ every other round. A ratio is taken within a round, whose sides shared the
 machine's state, and reported as the median over rounds with its min-max.
 """
 
+import os
 import statistics
 import time
+
+# What the programs ask TensorFlow for (keras_resnet.programs.cli.prepare_program),
+# and README advises a script on a CPU without AVX-512: oneDNN's convolutions.
+# It counts only before TensorFlow is imported, so the benchmarks import this
+# module first.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 from collections.abc import Callable
 
 

@@ -10,6 +10,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# The subprocesses that the tests start run TensorFlow as the programs do
+# (keras_resnet.programs.cli.prepare_program asks for oneDNN), `python -c`
+# ones included; this process's TensorFlow, imported above, keeps its default.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 _cpus = tf.config.list_physical_devices("CPU")
 try:
     tf.config.set_logical_device_configuration(

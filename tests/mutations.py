@@ -149,9 +149,9 @@ MUTATIONS = [
       "(source_epsilon - bn.epsilon)", "(bn.epsilon - source_epsilon)",
       ("tests/models/test_weights.py::test_conv_biases_and_epsilon_fold_into_the_bn_statistics[legacy.h5]",)),
     # Speed on CPUs without AVX-512 (benchmarks/RESULTS.md).
-    M("oneDNN not asked for by default", "keras_resnet/__init__.py",
+    M("oneDNN not asked for by default", "keras_resnet/programs/cli.py",
       'os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")', 'os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")',
-      ("tests/test_package.py::test_import_asks_tensorflow_for_onednn_unless_the_user_said_otherwise",)),
+      ("tests/test_package.py::test_programs_ask_tensorflow_for_onednn_unless_the_user_said_otherwise",)),
     # --------------------------------------------- (b) failure-behaviour promises
     # Atomic writes: staging path, renamed into place; nothing partial left.
     M("atomic write done in place (yields the final path)", "keras_resnet/files.py",
@@ -250,7 +250,7 @@ MUTATIONS = [
       ("tests/export/test_export.py::test_existing_version_is_refused_unless_overwrite",)),
     # Bad input: flags, data, files.
     M("learning_rate 0 accepted", "keras_resnet/training/run.py",
-      "not 0 < config.learning_rate < math.inf", "not 0 <= config.learning_rate < math.inf",
+      "if value is not None and not 0 < value < math.inf:", "if value is not None and not 0 <= value < math.inf:",
       ("tests/training/test_train.py::test_bad_values_are_refused_before_any_work"
        "[change0-learning_rate must be > 0. Received: learning_rate=0.0]",)),
     M("--freeze_backbone accepted without --weights", "keras_resnet/training/run.py",
@@ -293,9 +293,21 @@ MUTATIONS = [
       'return os.path.join("runs", f"{model}_{os.path.basename(os.path.normpath(dataset))}")',
       'return os.path.join("runs", model)',
       ("tests/training/test_train.py::test_run_decides_each_value_once",)),
-    M("the programs look for the checkout inside the package", "keras_resnet/programs/cli.py",
-      "    checkout = os.path.dirname(package)\n", "    checkout = package\n",
-      ("tests/programs/test_cli.py::test_a_bad_flag_is_one_line_and_exit_2[resnet56-unexpected arguments: resnet56---name=value]",)),
+    M("the programs look for the checkout inside the package", "keras_resnet/launch.py",
+      "_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))",
+      "_CHECKOUT = os.path.dirname(os.path.abspath(__file__))",
+      ("tests/test_import.py::test_programs_are_known_by_the_command_line_that_started_the_interpreter",
+       "tests/programs/test_cli.py::test_a_bad_flag_is_one_line_and_exit_2[resnet56-unexpected arguments: resnet56---name=value]")),
+    M("programs told by sys.argv, which any code may rewrite", "keras_resnet/launch.py",
+      "started = _started_with(sys.orig_argv if argv is None else argv)",
+      "started = _started_with(sys.orig_argv if argv is None else argv) if argv else (\n"
+      "        (\"script\", sys.argv[0]) if sys.argv else None)",
+      ("tests/test_import.py::test_import_reads_no_flags_touches_no_stream_sets_nothing_and_registers",)),
+    M("the programs import Keras before they prepare", "keras_resnet/programs/train.py",
+      "from keras_resnet.programs import cli\n\ncli.prepare_program()",
+      "import keras  # noqa: F401\nfrom keras_resnet.programs import cli\n\ncli.prepare_program()",
+      ("tests/test_package.py::test_programs_ask_tensorflow_for_onednn_unless_the_user_said_otherwise",
+       "tests/programs/test_cli.py::test_console_script_without_tensorflow_says_what_to_install")),
     M("the registered package name changes (old .keras files stop loading)",
       "keras_resnet/models/layers.py", 'PACKAGE = "keras_resnet"', 'PACKAGE = "keras_resnet.models"',
       ("tests/test_release_files.py::test_a_release_file_loads_evaluates_and_exports_unchanged",)),

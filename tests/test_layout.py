@@ -13,7 +13,8 @@ PACKAGE = os.path.join(ROOT, "keras_resnet")
 # Each layer may import from itself and the layers before it.
 LAYERS = ("files", "errors", "models", "data", "training", "evaluation", "export", "reproduce",
           "programs")
-RANK = {"files": 0, "errors": 0, "version": 0, **{name: i for i, name in enumerate(LAYERS)}}
+RANK = {"files": 0, "errors": 0, "version": 0, "launch": 0,
+        **{name: i for i, name in enumerate(LAYERS)}}
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60  # docstrings aside
 
@@ -211,7 +212,7 @@ def test_tests_mirror_the_packages():
     assert strays == []
 
 
-@pytest.mark.parametrize("layer", sorted(set(RANK) - {"files", "errors", "version"}))
+@pytest.mark.parametrize("layer", sorted(set(RANK) - {"files", "errors", "version", "launch"}))
 def test_the_readme_layout_names_every_package(layer):
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()

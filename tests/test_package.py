@@ -163,21 +163,36 @@ def test_tensorflow_extra_runs_the_three_console_scripts(wheel, tmp_path):
     assert "top-1 agreement 100.0%" in out
 
 
-@pytest.mark.parametrize("setting, on", [(None, True), ("0", False)])
-def test_import_asks_tensorflow_for_onednn_unless_the_user_said_otherwise(setting, on):
+# Loaded by the interpreter at start-up (site): records what TensorFlow's
+# first import sees of TF_ENABLE_ONEDNN_OPTS, printed at exit.
+_WATCH_TENSORFLOW = """\
+import atexit, os, sys
+seen = []
+class _Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" and not seen:
+            seen.append(os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"))
+sys.meta_path.insert(0, _Watch())
+atexit.register(lambda: print("tensorflow saw", *seen, flush=True))
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_programs_ask_tensorflow_for_onednn_unless_the_user_said_otherwise(tmp_path, setting):
     # Off by default on CPUs without AVX-512 VNNI/BF16, where TensorFlow's own
-    # conv kernels train ResNet-20 2.6x slower (benchmarks/RESULTS.md).
+    # conv kernels train ResNet-20 2.6x slower (benchmarks/RESULTS.md). The
+    # program sets it before anything imports TensorFlow; `import keras_resnet`
+    # sets nothing (tests/test_import.py).
+    (tmp_path / "sitecustomize.py").write_text(_WATCH_TENSORFLOW)
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    env.update(TF_CPP_MIN_LOG_LEVEL="0", **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {}))
-    # What the import asks for is printed before TensorFlow reads it: on CPUs
-    # where TensorFlow turns oneDNN on by itself, the log line alone could not
-    # tell whether we asked.
-    script = "import os, keras_resnet; print(os.environ['TF_ENABLE_ONEDNN_OPTS']); import tensorflow"
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == [setting or "1"]
-    assert ("oneDNN custom operations are on" in proc.stderr) == on, proc.stderr[-2000:]
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]),
+               **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {}))
+    for args in (["train.py", "--helpshort"], ["-c", "import keras_resnet"]):
+        proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        expected = (setting or "1") if args[0] == "train.py" else (setting or "unset")
+        assert proc.stdout.splitlines()[-1] == f"tensorflow saw {expected}", proc.stdout[-2000:]
 
 
 @pytest.mark.parametrize("ci", [None, "true"])

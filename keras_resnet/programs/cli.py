@@ -7,9 +7,10 @@ failures (bad flags, files, data; a full disk) print one line and exit 2 (1
 for a failed run), Ctrl-C prints one line and exits 130 (the shell's code
 for SIGINT), and none prints a traceback. `entry_point` starts them:
 their --help lists their own flags, and a bad flag is bad input like any
-other (one line, exit 2). `prepare_program` runs before Keras imports
-TensorFlow (from keras_resnet/__init__.py): it sets the programs' logging
-and says in one line what to install where TensorFlow is missing.
+other (one line, exit 2). `prepare_program`, which each program's module
+calls before it imports anything that imports TensorFlow, sets the
+programs' logging and says in one line what to install where TensorFlow is
+missing.
 """
 
 import functools
@@ -22,6 +23,7 @@ import tempfile
 import threading
 
 from keras_resnet import files
+from keras_resnet import launch
 from keras_resnet.errors import ArgumentError
 from keras_resnet.errors import DatasetUnavailableError
 from keras_resnet.files import LockedError
@@ -54,11 +56,6 @@ def require_tensorflow_backend(program):
         )
 
 
-# The three programs: as installed, and as a checkout runs them (the
-# checkout's root holds them beside keras_resnet/).
-CONSOLE_SCRIPTS = ("keras-resnet-train", "keras-resnet-evaluate", "keras-resnet-export",
-                   "keras-resnet-reproduce")
-CHECKOUT_SCRIPTS = ("train.py", "evaluate.py", os.path.join("export", "__main__.py"))
 INSTALL_TENSORFLOW = 'pip install "keras-resnet-paper[tensorflow]"'
 # What TensorFlow's C++ code writes while it is imported, before
 # absl::InitializeLog is called: whatever TF_CPP_MIN_LOG_LEVEL says (TF 2.21),
@@ -70,27 +67,21 @@ _IMPORT_NOISE = (
 )
 
 
-def is_program():
-    """Whether this process runs one of the three programs: a console script,
-    or an entry point of the checkout holding this package (a user's own
-    train.py is not one)."""
-    main = sys.argv[0] if sys.argv else ""
-    if os.path.basename(main) in CONSOLE_SCRIPTS:
-        return True
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # keras_resnet/
-    checkout = os.path.dirname(package)
-    return any(os.path.realpath(main) == os.path.realpath(os.path.join(checkout, script))
-               for script in CHECKOUT_SCRIPTS)
-
-
 def prepare_program():
-    """Runs before Keras imports TensorFlow, and only in the programs: a
-    console script imports keras_resnet, and so Keras and TensorFlow, before
-    any code of its own. Without TensorFlow (`pip install .` leaves it out)
-    it says in one line what to install, exit 2, instead of a traceback;
-    with it, TensorFlow is imported without its C++ start-up lines."""
-    if not is_program():
+    """Prepares the process of a program: each program's module calls it
+    first, before anything it imports imports TensorFlow (in a program,
+    `import keras_resnet` imports neither; keras_resnet.launch), and it does
+    nothing in any other process, one that imports a program's module
+    included. Without TensorFlow (`pip install .` leaves it out) it says in
+    one line what to install, exit 2, instead of a traceback; with it,
+    TensorFlow is imported without its C++ start-up lines."""
+    if not launch.is_program():
         return
+    # TensorFlow runs its CPU convolutions through oneDNN by default only on
+    # CPUs with AVX-512 VNNI/BF16 or AMX; on others (AVX2 hosts) its own
+    # kernels train a ResNet about 2x slower (benchmarks/RESULTS.md). A
+    # user's own setting wins.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         _import_quietly("tensorflow")

@@ -13,9 +13,13 @@ line and exit 2; Ctrl-C exits 130 (keras_resnet.programs.cli). --output_json and
 --confusion_png are written whole or not at all (keras_resnet.files).
 """
 
-import json
+from keras_resnet.programs import cli
 
-from absl import flags
+cli.prepare_program()  # before anything below imports TensorFlow
+
+import json  # noqa: E402
+
+from absl import flags  # noqa: E402
 
 
 flags.DEFINE_string("model_path", None, "A .keras file, SavedModel folder or .tflite file.")

@@ -13,9 +13,9 @@ files, a model whose outputs are not finite, a full disk) print one line and
 exit 2; Ctrl-C exits 130 (keras_resnet.programs.cli).
 """
 
-import os
+from keras_resnet.programs import cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+cli.prepare_program()  # before anything below imports TensorFlow
 
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
@@ -24,7 +24,6 @@ from keras_resnet import export  # noqa: E402
 from keras_resnet.export import inputs  # noqa: E402
 from keras_resnet.export import saved_model  # noqa: E402
 from keras_resnet.export import tflite  # noqa: E402
-from keras_resnet.programs import cli  # noqa: E402
 
 
 FORMATS = ("saved_model", "tflite")

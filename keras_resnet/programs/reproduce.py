@@ -3,13 +3,14 @@
 Flags are read here only; the experiments are keras_resnet.reproduce.
 """
 
-import os
+from keras_resnet.programs import cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+cli.prepare_program()  # before anything below imports TensorFlow
+
+import os  # noqa: E402
 
 from absl import flags  # noqa: E402
 
-from keras_resnet.programs import cli  # noqa: E402
 from keras_resnet.reproduce import cifar  # noqa: E402
 from keras_resnet.reproduce import experiments  # noqa: E402
 from keras_resnet.reproduce import imagenet  # noqa: E402

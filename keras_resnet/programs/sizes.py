@@ -6,14 +6,17 @@ Parameters are trainable ones (paper Table 6); FLOPs are multiply-adds of one
 image (paper Table 1). The paper's FLOPs are compared at 224x224 only.
 """
 
-import sys
-
-from absl import app
-from absl import flags
-
-from keras_resnet import models
-from keras_resnet.models import complexity
 from keras_resnet.programs import cli
+
+cli.prepare_program()  # before anything below imports TensorFlow
+
+import sys  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from keras_resnet import models  # noqa: E402
+from keras_resnet.models import complexity  # noqa: E402
 
 _MODELS = flags.DEFINE_list(
     "models", None, "Comma-separated model names (default: all of them)."

@@ -12,14 +12,15 @@ Bad flags, data or files print one line and exit 2, a diverged run exits 1,
 Ctrl-C exits 130; running the same command again resumes.
 """
 
-import os
+from keras_resnet.programs import cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+cli.prepare_program()  # before anything below imports TensorFlow
+
+import os  # noqa: E402
 
 from absl import flags  # noqa: E402
 
 from keras_resnet.models.blocks import SHORTCUT_OPTIONS  # noqa: E402
-from keras_resnet.programs import cli  # noqa: E402
 from keras_resnet.training import distribute  # noqa: E402
 from keras_resnet.training import recipes  # noqa: E402
 from keras_resnet.training import trainer  # noqa: E402

@@ -39,7 +39,7 @@ def _run(args, cwd=ROOT, **env):
     of the tests, the checkout importable from anywhere."""
     environ = {k: v for k, v in os.environ.items()
                if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND")}
-    environ.update(PYTHONPATH=ROOT, **env)
+    environ.update({"PYTHONPATH": ROOT, **env})
     return subprocess.run([sys.executable, *args], cwd=cwd, env=environ, capture_output=True,
                           text=True, timeout=300)
 
@@ -111,11 +111,15 @@ def test_console_script_logs_what_it_runs_then_its_error_and_removes_the_model_d
     assert not (console_script.parent / "runs").exists()
 
 
-def test_console_script_without_tensorflow_says_what_to_install(console_script):
-    # As after `pip install .` without the [tensorflow] extra.
-    proc = _run(["-c", "import runpy, sys; sys.modules['tensorflow'] = None; "
-                 f"sys.argv = [{str(console_script)!r}, '--help']; "
-                 f"runpy.run_path(sys.argv[0], run_name='__main__')"])
+def test_console_script_without_tensorflow_says_what_to_install(console_script, tmp_path):
+    # As after `pip install .` without the [tensorflow] extra: the first
+    # tensorflow on the path is one that is not there.
+    missing = tmp_path / "without_tensorflow" / "tensorflow"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n")
+    proc = _run([str(console_script), "--help"],
+                PYTHONPATH=os.pathsep.join([str(missing.parent), ROOT]))
     assert proc.stderr == ('keras-resnet-train: error: it needs TensorFlow, which is not '
                            'installed: pip install "keras-resnet-paper[tensorflow]"\n')
     assert proc.returncode == 2
