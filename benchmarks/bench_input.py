@@ -324,9 +324,7 @@ def _print(rows):
 def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # Before TensorFlow loads, as a user's script does: keras_resnet asks
-    # TensorFlow for oneDNN, which only counts then.
-    importlib.import_module("keras_resnet")
+    importlib.import_module("timing")  # before TensorFlow loads: it asks for oneDNN
     if FLAGS.quick:
         FLAGS.rounds = min(FLAGS.rounds, 2)
     unknown = sorted(set(FLAGS.cases) - set(CASES))

@@ -37,6 +37,8 @@ from absl import flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import timing  # noqa: E402  (benchmarks/, put on the path above; before TensorFlow loads)
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("experiments", ["fig6", "fig4"], "Training experiments to cost.")
 flags.DEFINE_integer("steps", 6, "Training steps a side makes in a round.", lower_bound=1)
@@ -59,7 +61,6 @@ def _specs(experiment, runs_dir):
 def _step(config):
     """The run's training step, as train.py builds and compiles its model,
     on one fixed batch; (step, batch size, steps of the run)."""
-    import timing
     from keras_resnet.models.resnet import FAMILIES
     from keras_resnet.training import run as run_lib
 
@@ -74,8 +75,6 @@ def _step(config):
 
 def _cost(experiment, runs_dir):
     """One row per run of `experiment` and one for the experiment."""
-    import timing
-
     steps = {spec.name: _step(spec.config) for spec in _specs(experiment, runs_dir)}
     start = time.perf_counter()
     rates = {}

@@ -54,7 +54,8 @@ SCALES = {
                    train_steps=None, cost="64k iterations a run (Fig. 6: about 14 H200-hours, "
                    "derived from a measured step rate, not timed whole)"),
     # A ResNet-56 on Fashion-MNIST trains slower than the ResNet-20 early on:
-    # 3.9 points of training error behind at 1.5k iterations, 1.4 at 3k.
+    # 3.9 points of training error behind at 1.5k iterations, 1.4 at 3k (0.66
+    # with the warm-up below, docs/figures/fig6_fashion_mnist).
     # Started at 0.1, that ResNet-56 diverges before it learns (loss 5.0 and
     # 18.6% training accuracy over its first 50 iterations; 43.5% at 0.01), and
     # its kernels' norms grow by a third, which slows it for the whole of a
