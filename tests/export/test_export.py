@@ -430,7 +430,8 @@ def test_bad_requests_fail_with_invalid_argument_and_serving_goes_on(exported, w
     assert empty.shape == (0, 10)  # an empty batch is not an error
     assert by_images(images=tf.zeros([0, 32, 32, 3]))["top_k_classes"].shape == (0, 5)
     after = by_bytes(image_bytes=tf.stack([good]))["probabilities"].numpy()
-    np.testing.assert_array_equal(after, before)
+    # Not bit for bit: oneDNN may run a later call through another kernel (1 ulp seen).
+    np.testing.assert_allclose(after, before, rtol=1e-5)
     images = _images(2)
     assert by_images(images=tf.constant(images))["probabilities"].shape == (2, 10)
 
@@ -526,7 +527,7 @@ def test_serving_bytes_refuses_too_many_pixels_before_decoding(exported, workdir
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
             by_bytes(image_bytes=tf.constant([good, content]))
     after = by_bytes(image_bytes=tf.constant([good]))["probabilities"].numpy()
-    np.testing.assert_array_equal(after, before)
+    np.testing.assert_allclose(after, before, rtol=1e-5)  # not bit for bit, as above
 
 
 def test_max_pixels_must_be_a_positive_integer(model, tmp_path):
