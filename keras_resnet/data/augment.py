@@ -58,11 +58,14 @@ def scaled(length: int, image_size: int) -> int:
 # ----------------------------------------------------------------- geometry
 
 
-def resize_shorter(image: tf.Tensor, length) -> tf.Tensor:
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def resize_shorter(image: tf.Tensor, length, method: str = "bilinear") -> tf.Tensor:
     shape = tf.cast(tf.shape(image)[:2], "float32")
     scale = tf.cast(length, "float32") / tf.reduce_min(shape)
     size = tf.cast(tf.round(shape * scale), "int32")
-    return tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.image.resize(image, size, method=method, antialias=True)
 
 
 def resize_to(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -141,12 +144,28 @@ def _test_resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     return resize_shorter(tf.cast(image, "float32"), scaled(256, image_size))
 
 
+def _center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    shape = tf.shape(image)
+    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+    return _clip(_crop(image, top, left, size))
+
+
 def resize_center_crop(image: tf.Tensor, image_size: int) -> tf.Tensor:
     """Paper's ImageNet test view: the test resize, then the centre crop."""
-    image = _test_resize(image, image_size)
-    shape = tf.shape(image)
-    top, left = (shape[0] - image_size) // 2, (shape[1] - image_size) // 2
-    return _clip(_crop(image, top, left, image_size))
+    return _center_crop(_test_resize(image, image_size), image_size)
+
+
+def weights_view(resize: int, crop: int, interpolation: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The evaluation transform published weights were scored with (the
+    weights table's): the shorter side to `resize` by `interpolation`
+    (antialiased, as torchvision's on tensors), the centre `crop` x `crop`;
+    fn(image) -> float32 [1, crop, crop, 3]."""
+    if interpolation not in INTERPOLATIONS:
+        raise ArgumentError("interpolation", interpolation, f"must be one of {', '.join(INTERPOLATIONS)}")
+    if not 0 < crop <= resize:
+        raise ArgumentError("crop", crop, f"must be >= 1 and at most the resize ({resize})")
+    return lambda image: _center_crop(
+        resize_shorter(tf.cast(image, "float32"), resize, interpolation), crop)[None]
 
 
 def ten_crops(image: tf.Tensor, image_size: int) -> tf.Tensor:

@@ -32,14 +32,14 @@ import numpy as np
 from keras_resnet import models
 from keras_resnet.data import augment
 from keras_resnet.data import sources
-from keras_resnet.errors import ArgumentError
 from keras_resnet.evaluation import checks
 from keras_resnet.models import folding
 from keras_resnet.models import metadata
-from keras_resnet.models import pretrained
 from keras_resnet.models import preprocessing
-from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.metadata import ModelInfo
+from keras_resnet.models.resolved import EvalTransform
+from keras_resnet.models.resolved import ResolvedWeights
+from keras_resnet.models.resolved import resolve_weights
 from keras_resnet.training import recipes
 
 TFLITE_METADATA = "keras_resnet"  # the name of the .tflite metadata entry
@@ -58,6 +58,9 @@ class Artefact:
     info: ModelInfo | None  # None: the artefact carries no metadata
     model: keras.Model | None = None  # a Keras artefact's model
     handle: Any = None  # keeps a SavedModel's objects alive
+    # How its weights were scored where they are a named set (the table's):
+    # the "weights" protocol (keras_resnet.evaluation.protocols).
+    transform: EvalTransform | None = None
 
 
 # -------------------------------------------------------------------- Keras
@@ -180,11 +183,11 @@ def load_keras(path: str, *, strategy=None, any_size: bool = False) -> Artefact:
 
 
 def named_info(name: str, image_size: int | None = None, num_classes: int | None = None,
-               weights: str | None = None) -> ModelInfo:
+               weights: ResolvedWeights | None = None) -> ModelInfo:
     """The ModelInfo of `get_model(name, weights=weights)` with its weights'
-    preprocessing in front (`weights.needs`; caffe mode where unknown, for
-    He initialisation too): the family's default size and classes
-    (unnamed), the test view of the family's default recipe's augmentation."""
+    preprocessing in front (caffe mode where unknown, for He initialisation
+    too): the family's default size and classes (unnamed), the test view of
+    the family's default recipe's augmentation."""
     name = models.canonical_name(name)
     family = models.VARIANTS[name].family
     recipe = recipes.get_recipe(recipes.DEFAULT_RECIPES[family])
@@ -193,7 +196,7 @@ def named_info(name: str, image_size: int | None = None, num_classes: int | None
         image_size=image_size or models.FAMILIES[family].default_size,
         test_view=augment.get_augmentation(recipe.augment).test_view,
         class_names=sources.index_names(num_classes or models.FAMILIES[family].classes),
-        preprocessing=weights_lib.needs(name, weights)[1] or "caffe",
+        preprocessing=(weights and weights.normalization) or "caffe",
     )
 
 
@@ -202,18 +205,17 @@ def load_named(name: str, weights: str | None = None, *, image_size: int | None 
     """`get_model(name, weights=weights)` (He initialisation for None) with
     its weights' preprocessing (`named_info`), at `image_size`
     (default: the family's) or, `any_size`, taking any size; the options
-    that named weights need (e.g. version="v1.5") are theirs."""
-    if not (weights is None or pretrained.is_named(weights) or os.path.isfile(weights)):
-        raise ArgumentError("weights", weights, "must be a name of list_weights() (e.g. "
-                            "'imagenet') or an existing weights file")
+    that named weights need (e.g. version="v1.5") are theirs, and so is the
+    artefact's evaluation transform."""
+    resolved = resolve_weights(name, weights)
     shape = (None, None, 3) if any_size else None if image_size is None else (image_size, image_size, 3)
-    options = weights_lib.needs(models.canonical_name(name), weights)[0]
     with _scope(strategy):
-        model = models.get_model(name, weights=weights, input_shape=shape, **options)
-        info = named_info(name, image_size, model.output_shape[-1], weights)
+        model = models.get_model(name, weights=resolved, input_shape=shape, **resolved.options)
+        info = named_info(name, image_size, model.output_shape[-1], resolved)
         model = preprocessing.with_preprocessing(
             model, preprocessing.normalization_layer(info.preprocessing))
-    return keras_artefact(model, f"{name}:{weights}", info, strategy)
+    artefact = keras_artefact(model, f"{name}:{weights}", info, strategy)
+    return dataclasses.replace(artefact, transform=resolved.transform)
 
 
 # ------------------------------------------------------ SavedModel, TFLite

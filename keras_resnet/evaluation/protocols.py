@@ -6,12 +6,16 @@ views of keras_resnet.data.augment ("single", CIFAR, Sec. 4.2; "center" and
 with its shorter side at each of {224, 256, 384, 480, 640} (scaled by
 size/224) (Table 4). Our classifier is global average pooling then one linear
 layer, so averaging its scores over every position equals applying it to the
-pooled features.
+pooled features. "weights": the transform published weights were scored with
+(the weights table's: torchvision's IMAGENET1K_V2 resize 232 then crop 224,
+"ResNet strikes back" bicubic 235 then 224), so that their published
+accuracy is what is reproduced.
 
-The protocol and the image size default to what the artefact's metadata says
-(its test view and input size, keras_resnet.models.metadata); an artefact without
-metadata needs them given. Images enter as RGB in [0, 255]; artefacts carry
-their own preprocessing.
+The protocol and the image size default to what the artefact says: a named
+set of weights, its own transform; else its metadata's test view and input
+size (keras_resnet.models.metadata); an artefact without metadata needs them
+given. Images enter as RGB in [0, 255]; artefacts carry their own
+preprocessing. Each result names the transform it used (`describe`).
 """
 
 import keras
@@ -24,7 +28,8 @@ from keras_resnet.errors import ArgumentError
 from keras_resnet.evaluation import checks
 from keras_resnet.evaluation.artefacts import Artefact
 
-PROTOCOLS = (*augment.VIEWS, "multiscale")
+PAPER_PROTOCOLS = (*augment.VIEWS, "multiscale")
+PROTOCOLS = (*PAPER_PROTOCOLS, "weights")
 SCALES = augment.SCALES
 
 
@@ -71,19 +76,26 @@ class Metrics:
 
 
 def resolve_protocol(artefact: Artefact, protocol: str | None = None, image_size: int | None = None) -> tuple[str, int]:
-    """(protocol, image size): those given, else the artefact's metadata's
-    test view and input size; the size also from a fixed input."""
+    """(protocol, image size): those given, else the artefact's: its weights'
+    own transform where it has one, its metadata's test view and input size;
+    the size also from a fixed input."""
     info = artefact.info
+    if protocol is None and artefact.transform is not None:
+        protocol = "weights"
     if protocol is None:
         if info is None:
             raise ArgumentError("protocol", None, (
-                f"must be given ({', '.join(PROTOCOLS)}): {artefact.path} carries no "
+                f"must be given ({', '.join(PAPER_PROTOCOLS)}): {artefact.path} carries no "
                 "keras_resnet metadata to read its test view from"))
         protocol = info.test_view
     if protocol not in PROTOCOLS:
         raise ArgumentError("protocol", protocol, f"must be one of {', '.join(PROTOCOLS)}")
     if protocol == "multiscale":
         _check_multiscale(artefact)
+    if protocol == "weights" and artefact.transform is None:
+        raise ArgumentError("protocol", protocol, (
+            f"needs published weights (a model name and a name of list_weights()): "
+            f"{artefact.path} carries no evaluation transform of its own"))
     fixed = artefact.image_size
     size = image_size or (info.image_size if info else None) or fixed
     if size is None:
@@ -112,6 +124,33 @@ def check_fits(artefact: Artefact, protocol: str, class_names: tuple[str, ...] |
             f"{artefact.path} was trained on other classes than the data set's: its "
             f"class {i} is {trained[i]!r}, the data set's {class_names[i]!r}"
         )
+
+
+def describe(protocol: str, size: int, artefact: Artefact | None = None, scales=SCALES) -> str:
+    """The transform `protocol` applies at `size`, in words (for results)."""
+    if protocol == "weights":
+        return artefact.transform.at(size).describe()
+    if protocol == "multiscale":
+        sides = ", ".join(str(augment.scaled(s, size)) for s in scales)
+        return f"the whole image, shorter side resized to each of {sides} (bilinear)"
+    if protocol == "single":
+        return f"the whole image resized to {size}x{size}"
+    test_resize = f"shorter side resized to {augment.scaled(256, size)} (bilinear)"
+    if protocol == "center":
+        return f"{test_resize}, centre {size}x{size} crop"
+    return f"{test_resize}, 10 crops of {size}x{size} (4 corners, centre, their flips)"
+
+
+def _view(artefact: Artefact, protocol: str):
+    """fn(image, size) -> [views, size, size, 3] of a one-pass protocol."""
+    if protocol != "weights":
+        return augment.VIEWS[protocol]
+
+    def view(image, size):
+        transform = artefact.transform.at(size)
+        return augment.weights_view(transform.resize, transform.crop, transform.interpolation)(image)
+
+    return view
 
 
 def _check_multiscale(artefact: Artefact) -> None:
@@ -172,10 +211,11 @@ def evaluate(artefact: Artefact, split: sources.Split, protocol: str | None = No
     if protocol == "multiscale":
         _score_multiscale(artefact, split.examples, size, scales, metrics, progress)
     else:
-        _score_views(artefact, split.examples, augment.VIEWS[protocol], size, batch_size,
+        _score_views(artefact, split.examples, _view(artefact, protocol), size, batch_size,
                      metrics, progress)
     result = metrics.result()
-    result.update(protocol=protocol, artefact=artefact.path, image_size=size)
+    result.update(protocol=protocol, artefact=artefact.path, image_size=size,
+                  transform=describe(protocol, size, artefact, scales))
     if protocol == "multiscale":
         result["scales"] = [augment.scaled(s, size) for s in scales]
     return result, metrics.confusion

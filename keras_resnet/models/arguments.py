@@ -5,24 +5,23 @@
 (height and width may be None) or that the network's total stride would
 shrink to nothing; `check_options` a shortcut option, version, pooling or
 class count the paper does not have, or zero-initialised residual branches on
-a plain net; `check_weights` a weights file that does not exist, published
-weights that do not fit the other arguments, or a classifier activation that
-loaded weights were not trained with. Each names the argument it refuses.
+a plain net; `check_weights` published weights that do not fit the other
+arguments, or a classifier activation that loaded weights were not trained
+with (which `weights` exist at all, `resolve_weights` decides:
+keras_resnet.models.resolved). Each names the argument it refuses.
 """
 
 import dataclasses
 import operator
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 
-from keras_resnet.models import pretrained
-from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.blocks import BlockSettings
 from keras_resnet.models.blocks import SHORTCUT_OPTIONS
 from keras_resnet.models.blocks import VERSIONS
+from keras_resnet.models.resolved import ResolvedWeights
 from keras_resnet.models.variants import Family
 from keras_resnet.models.variants import Variant
 
@@ -32,7 +31,7 @@ class Arguments:
     """`ResNet`'s arguments that shape the network, family defaults filled in."""
 
     include_top: bool
-    weights: str | None
+    weights: ResolvedWeights
     pooling: str | None
     classes: int
     classifier_activation: str | None
@@ -138,25 +137,13 @@ def check_options(name: str, spec: Variant, args: Arguments) -> None:
         )
 
 
-def check_weights(name: str, args: Arguments) -> None:
-    """Checks `weights` against the other arguments, before anything is built."""
-    if args.weights is None:
+def check_weights(args: Arguments) -> None:
+    """Checks the resolved `weights` against the other arguments, before
+    anything is built."""
+    if args.weights.given is None:
         return
-    if pretrained.is_named(args.weights):
-        pretrained.check(
-            pretrained.find(name, args.weights), include_top=args.include_top,
-            classes=args.classes, shortcut=args.shortcut, version=args.version,
-        )
-    elif not isinstance(args.weights, str) or not os.path.exists(args.weights):
-        names = [n for entry in pretrained.list_weights(name) for n in entry.names]
-        named = f"a name of list_weights({name!r}) ({', '.join(names)}), " if names else ""
-        raise ValueError(
-            "The `weights` argument should be either None (random "
-            f"initialization), {named}or the path to an existing weights file. "
-            f"Received: weights={args.weights!r}"
-        )
-    else:
-        weights_lib.check_not_directory(args.weights)
+    args.weights.check_fits(include_top=args.include_top, classes=args.classes,
+                            shortcut=args.shortcut, version=args.version)
     if args.include_top and args.classifier_activation not in (None, "softmax"):
         raise ValueError(
             "Only None and 'softmax' activations are allowed for "

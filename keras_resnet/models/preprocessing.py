@@ -226,13 +226,13 @@ def get_preprocessing(weights: "str | pretrained.PretrainedWeights", model: str 
     """
     if isinstance(weights, pretrained.PretrainedWeights):
         return normalization_layer(weights.normalization, name)
-    if not pretrained.is_named(weights):
+    kinds = {entry.normalization for entry in pretrained.WEIGHTS if weights in entry.names}
+    if not kinds:
         names = sorted({n for entry in pretrained.WEIGHTS for n in entry.names})
         raise ValueError(f"`weights` must be one of {', '.join(names)} (list_weights()). "
                          f"Received: weights={weights!r}")
     if model is not None:
         return normalization_layer(pretrained.find(canonical_name(model), weights).normalization, name)
-    kinds = {entry.normalization for entry in pretrained.WEIGHTS if weights in entry.names}
     if len(kinds) > 1:
         models = sorted(entry.model for entry in pretrained.WEIGHTS if weights in entry.names)
         raise ValueError(f"weights={weights!r} are preprocessed differently for different "

@@ -25,6 +25,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from keras_resnet.errors import ArgumentError
 from keras_resnet.models.variants import canonical_name
 
 # Formats of published files: keras.applications' legacy HDF5, a
@@ -216,24 +217,25 @@ def is_named(weights: Any) -> bool:
 
 
 def find(model: str, weights: str) -> PretrainedWeights:
-    """The entry `weights` of `model`; ValueError in one line listing the
-    names `model` has (or the models that have `weights`) if there is none."""
+    """The entry `weights` of `model`; `refused` if there is none."""
     for entry in WEIGHTS:
         if entry.model == model and weights in entry.names:
             return entry
-    own = [name for entry in WEIGHTS if entry.model == model for name in entry.names]
+    raise refused(model, weights)
+
+
+def refused(model: str, weights: Any) -> ArgumentError:
+    """The error for `weights` that `model` cannot take, in one line: the
+    names it has, and the models that have `weights` if any."""
+    own = ", ".join(name for entry in WEIGHTS if entry.model == model for name in entry.names)
     elsewhere = sorted({entry.model for entry in WEIGHTS if weights in entry.names})
-    where = f" ({weights!r} exists for {', '.join(elsewhere)})" if elsewhere else ""
+    where = f" ({weights!r} are weights of {', '.join(elsewhere)})" if elsewhere else ""
     if not own:
-        raise ValueError(
-            f"No published weights for {model}; models that have them: "
-            f"{', '.join(sorted({e.model for e in WEIGHTS}))}. Use weights=None or the path "
-            f"to a weights file. Received: weights={weights!r}"
-        )
-    raise ValueError(
-        f"No weights named {weights!r} for {model}{where}; its weights: {', '.join(own)}, "
-        f"or None, or the path to a weights file. Received: weights={weights!r}"
-    )
+        return ArgumentError("weights", weights, "must be None (He initialisation) or the path "
+                             f"to an existing weights file: {model} has no published weights{where}")
+    return ArgumentError("weights", weights, (
+        f"must be None (He initialisation), a name of list_weights({model!r}) ({own}) or the "
+        f"path to an existing weights file{where}"))
 
 
 def check(entry: PretrainedWeights, *, include_top: bool, classes: int, shortcut: str,

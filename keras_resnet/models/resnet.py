@@ -24,6 +24,8 @@ from keras_resnet.models.arguments import checked_input_shape
 from keras_resnet.models.blocks import BLOCKS
 from keras_resnet.models.blocks import BlockSettings
 from keras_resnet.models.layers import channel_axis
+from keras_resnet.models.resolved import ResolvedWeights
+from keras_resnet.models.resolved import resolve_weights
 from keras_resnet.models.variants import FAMILIES
 from keras_resnet.models.variants import VARIANTS
 from keras_resnet.models.variants import Family
@@ -58,7 +60,7 @@ def _model_input(
             "`input_tensor` must be a Keras tensor (the output of "
             f"`keras.Input()`). Received: input_tensor={input_tensor!r}"
         )
-    if args.weights == "imagenet" and inputs.shape[channel_axis()] != 3:
+    if args.weights.named and inputs.shape[channel_axis()] != 3:
         raise ValueError(
             "The published weights need 3 input channels (RGB). Received: "
             f"input_shape={tuple(inputs.shape[1:])}"
@@ -88,10 +90,13 @@ def ResNet(
         variant: a name from `list_models()`, e.g. "resnet50" or "plain20".
         include_top: whether to include the global average pooling and the
             fully-connected classifier (`avg_pool`, `predictions`).
-        weights: None (He-normal initialisation), "imagenet" (the published
-            keras.applications weights; ResNet50/101/152), or the path to a
-            weights file: a Keras `.weights.h5`/`.keras` file, or an HDF5 file
-            in the legacy keras.applications layout.
+        weights: None (He-normal initialisation), a name of
+            `list_weights(variant)` ("imagenet": the authors' models for
+            ResNet50/101/152, torchvision's for ResNet18/34), the path to a
+            weights file (a Keras `.weights.h5`/`.keras` file, an HDF5 file in
+            the legacy keras.applications layout, a torchvision or timm state
+            dict). The package's own callers pass what
+            `keras_resnet.models.resolved.resolve_weights` made of it.
         input_tensor: optional Keras tensor (output of `keras.Input()`) to use
             as the model's input.
         input_shape: optional (height, width, channels). Defaults to the
@@ -121,6 +126,10 @@ def ResNet(
     variant_name = canonical_name(variant)
     spec = VARIANTS[variant_name]
     family = FAMILIES[spec.family]
+    if not isinstance(weights, ResolvedWeights):
+        weights = resolve_weights(variant_name, weights)
+    elif weights.model != variant_name:
+        raise ValueError(f"weights resolved for {weights.model} cannot build {variant_name}")
     args = Arguments(
         include_top=include_top, weights=weights, pooling=pooling,
         classes=family.classes if classes is None else classes,
@@ -129,7 +138,7 @@ def ResNet(
         version=version, zero_init_residual=zero_init_residual, weight_decay=weight_decay,
     )
     check_options(variant_name, spec, args)
-    check_weights(variant_name, args)
+    check_weights(args)
     inputs = _model_input(input_tensor, input_shape, family, args)
     settings = args.block_settings(residual=spec.residual)
     x = _stem(inputs, family, settings)
@@ -139,8 +148,8 @@ def ResNet(
     sources = inputs if input_tensor is None else keras.utils.get_source_inputs(inputs)
     with _recursion_limit(50 * sum(spec.blocks_per_stage) + 1000):
         model = keras.Model(sources, outputs, name=name or variant_name)
-    if weights is not None:
-        weights_lib.load_weights(model, weights, variant_name, include_top)
+    if weights.given is not None:
+        weights_lib.load_weights(model, weights, include_top)
     return model
 
 

@@ -13,7 +13,6 @@ files (of keras.applications models or of ours).
 
 import dataclasses
 import io
-import os
 import re
 import zipfile
 import zlib
@@ -25,13 +24,15 @@ import h5py
 import keras
 import numpy as np
 
-from keras_resnet.errors import ArgumentError
 from keras_resnet.models import downloads
 from keras_resnet.models import metadata
-from keras_resnet.models import pretrained
 from keras_resnet.models import state_dicts
 from keras_resnet.models.finite import check_finite
-from keras_resnet.models.variants import VARIANTS
+from keras_resnet.models.resolved import ACCEPTED_FILES
+from keras_resnet.models.resolved import ResolvedWeights
+from keras_resnet.models.resolved import check_not_directory
+from keras_resnet.models.resolved import first_line
+from keras_resnet.models.resolved import unreadable_error
 
 # BN epsilon of keras.applications' ResNets, which wrote the published files.
 LEGACY_BN_EPSILON = 1.001e-5
@@ -39,11 +40,6 @@ LEGACY_BN_EPSILON = 1.001e-5
 # may hold that a model built with include_top=False lacks.
 TOP_LAYER = "predictions"
 HEAD_LAYERS = (TOP_LAYER,)
-FILE_KINDS = (
-    "a Keras '.weights.h5' or '.keras' file, or an HDF5 file in the "
-    "keras.applications layout"
-)
-ACCEPTED_FILES = f"Accepted: {FILE_KINDS}."
 
 
 class _NotWeights(Exception):
@@ -81,38 +77,15 @@ class StoredWeights:
         return int(kernel.shape[-1])
 
 
-def load_weights(model: keras.Model, weights: str, variant_name: str, include_top: bool) -> None:
-    """Loads `weights` (a name of the table, or a path) into `model`, all or
-    nothing: Keras and keras.applications files by layer name, torchvision
-    and timm state dicts through keras_resnet.models.state_dicts."""
-    path = weights
-    if pretrained.is_named(weights):
-        path = downloads.fetch(pretrained.find(variant_name, weights), include_top)
-    if state_dicts.is_state_dict_file(path):
-        state_dicts.load_state_dict(model, path, variant_name)
+def load_weights(model: keras.Model, weights: ResolvedWeights, include_top: bool) -> None:
+    """Loads `weights` (a published set, fetched, or a file) into `model`,
+    all or nothing: Keras and keras.applications files by layer name,
+    torchvision and timm state dicts through keras_resnet.models.state_dicts."""
+    path = downloads.fetch(weights.entry, include_top) if weights.named else weights.path
+    if weights.state_dict:
+        state_dicts.load_state_dict(model, path, weights.model)
     else:
         assign(model, path, read_weights(path, model))
-
-
-def needs(model: str, weights: str | None) -> tuple[dict[str, Any], str | None]:
-    """(the options `model`'s network needs for `weights`, their normalisation
-    or None where unknown): a published set's (the table's), or version v1.5
-    (bottleneck nets) and torchvision's for a torchvision/timm state dict."""
-    if pretrained.is_named(weights):
-        entry = pretrained.find(model, weights)
-        return dict(entry.options), entry.normalization
-    if weights is not None and state_dicts.is_state_dict_file(weights):
-        bottleneck = VARIANTS[model].block == "bottleneck"
-        return ({"version": "v1.5"} if bottleneck else {}), "torchvision"
-    return {}, None
-
-
-def check_not_directory(path: str) -> None:
-    """Raises an ArgumentError for `weights` if `path` is a directory: a
-    common slip (a run folder for its model.keras), which a reader would only
-    call unreadable."""
-    if os.path.isdir(path):
-        raise ArgumentError("weights", path, f"must be a file, not a directory: {FILE_KINDS}")
 
 
 def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
@@ -136,16 +109,8 @@ def read_weights(path: str, model: keras.Model | None = None) -> StoredWeights:
     except _NotWeights as e:
         raise ValueError(f"Weights file {path} is not usable: {e}. {ACCEPTED_FILES}") from None
     except (OSError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
-        reason = _first_line(e)
-    raise _unreadable_error(path, reason)
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).split("\n")[0] or type(error).__name__
-
-
-def _unreadable_error(path: str, reason: str) -> ValueError:
-    return ValueError(f"Weights file {path} is corrupt or unreadable: {reason}. {ACCEPTED_FILES}")
+        reason = first_line(e)
+    raise unreadable_error(path, reason)
 
 
 def _as_strings(names: Iterable[Any]) -> list[str]:
@@ -196,39 +161,29 @@ def _read_keras_archive(path: str, model: keras.Model | None) -> StoredWeights:
     return StoredWeights(layers=layers, epsilons=epsilons, means=means)
 
 
-def read_info(path: str) -> metadata.ModelInfo | None:
-    """The ModelInfo of a `.keras` file train.py wrote (its model, classes and
-    preprocessing), or None for any other weights file; ValueError naming
-    the file if it cannot be read."""
-    try:
-        return metadata.read_keras(path) if zipfile.is_zipfile(path) else None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise _unreadable_error(path, _first_line(e)) from None
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WeightsSource:
     """What a run that starts from weights needs to know of them, besides
     the weights: whether their top fits its classes, and what the model they
     come from subtracted from its inputs."""
 
-    name: str  # "imagenet" or the file's path
+    name: str  # "imagenet" or the file's path, as given
     top_classes: int | None  # outputs of their top (TOP_LAYER); None: no top
     info: metadata.ModelInfo | None  # what a model train.py wrote says of itself
     mean: np.ndarray | None  # that model's input mean (its MeanSubtraction's)
 
 
-def read_source(weights: str) -> WeightsSource:
-    """The `WeightsSource` of `weights` (a name of the table, or a path). The
-    published weights need no download for it: their top has ImageNet's 1000
-    classes."""
-    if pretrained.is_named(weights):
-        return WeightsSource(name=weights, top_classes=1000, info=None, mean=None)
-    if state_dicts.is_state_dict_file(weights):
-        return WeightsSource(name=weights, top_classes=state_dicts.top_classes(weights), info=None, mean=None)
-    stored = read_weights(weights)
-    return WeightsSource(name=weights, top_classes=stored.top_classes, info=read_info(weights),
-                          mean=next(iter(stored.means.values()), None))
+def read_source(weights: ResolvedWeights) -> WeightsSource:
+    """The `WeightsSource` of `weights`. The published weights need no
+    download for it: their top has ImageNet's 1000 classes."""
+    if weights.named:
+        return WeightsSource(name=weights.given, top_classes=1000, info=None, mean=None)
+    if weights.state_dict:
+        return WeightsSource(name=weights.path, top_classes=state_dicts.top_classes(weights.path),
+                             info=None, mean=None)
+    stored = read_weights(weights.path)
+    return WeightsSource(name=weights.path, top_classes=stored.top_classes, info=weights.info,
+                         mean=next(iter(stored.means.values()), None))
 
 
 def _read_keras_h5(f: h5py.File, model: keras.Model | None) -> dict[str, list[np.ndarray]]:

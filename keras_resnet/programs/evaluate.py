@@ -5,8 +5,10 @@
       --manual_dir=~/imagenet --protocol=10crop --output_json=resnet50.json
 
 --model_path: a .keras file (train.py's), a SavedModel folder (export/'s) or a
-.tflite file. Protocols: single, center, 10crop, multiscale (see
-keras_resnet/evaluation/protocols.py); the protocol and image size default to the
+.tflite file. Protocols: single, center, 10crop, multiscale (the paper's) and
+weights (the transform published weights were scored with; see
+keras_resnet/evaluation/protocols.py). The protocol and image size default to
+the weights' own transform for --model with published weights, else to the
 artefact's metadata (--protocol, --image_size for one without). Errors
 (bad flags, files or data, a model whose outputs are not finite) print one
 line and exit 2; Ctrl-C exits 130 (keras_resnet.programs.cli). --output_json and
@@ -32,8 +34,9 @@ flags.DEFINE_string("split", None, "Split to evaluate (default: TFDS 'test', els
                     "'validation'; a folder's val/ or test/).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 flags.DEFINE_string("manual_dir", None, "TFDS manual download directory (imagenet2012).")
-flags.DEFINE_enum("protocol", None, ["single", "center", "10crop", "multiscale"],
-                  "Test protocol (default: the test view the artefact's metadata names; "
+flags.DEFINE_enum("protocol", None, ["single", "center", "10crop", "multiscale", "weights"],
+                  "Test protocol (default: with --model and published weights, 'weights', "
+                  "their own transform; else the test view the artefact's metadata names; "
                   "needed for an artefact without metadata).")
 flags.DEFINE_integer("image_size", None, "Square input size (default: the artefact's "
                      "metadata, else its fixed input; with --model: the family's).",
@@ -109,8 +112,8 @@ def evaluate_from_flags(argv_flags):
         artefact, f.dataset, f.split, protocol=f.protocol, image_size=f.image_size,
         batch_size=f.batch_size, data_dir=f.data_dir, manual_dir=f.manual_dir,
     )
-    print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{result['protocol']}"
-          f"\n{'examples':<12}{result['num_examples']}")
+    print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{result['protocol']}: "
+          f"{result['transform']}\n{'examples':<12}{result['num_examples']}")
     print(f"{'top-1':<12}{100 * result['top1_accuracy']:.2f}% accuracy, "
           f"{100 * result['top1_error']:.2f}% error")
     print(f"{'top-' + str(result['top_k']):<12}{100 * result['top5_accuracy']:.2f}% "

@@ -13,7 +13,9 @@ epoch (bold), where Fig. 4 plots centre-crop validation error.
 `table3` and `table4` train nothing: they score given models (`--models`,
 files evaluate.py takes, and/or `--weights=imagenet`, the published
 ResNet-50/101/152) with the 10-crop (Table 3) or the fully-convolutional
-multi-scale protocol (Table 4), beside the paper's row for the same net.
+multi-scale protocol (Table 4), beside the paper's row for the same net;
+each row names the transform it was scored with (the paper's, not the
+weights' own: these tables compare with the paper).
 """
 
 import dataclasses
@@ -160,7 +162,8 @@ def score_models(name: str, options: Options, output_dir: str) -> dict:
             manual_dir=options.manual_dir, verbose=0)
         row = paper_row(artefact.model) if artefact.model is not None else None
         top1, top5 = paper.get(row, (None, None))
-        rows.append({"model": label, "paper row": row, "top-1 error (%)": 100 * result["top1_error"],
+        rows.append({"model": label, "paper row": row, "transform": result["transform"],
+                     "top-1 error (%)": 100 * result["top1_error"],
                      "top-5 error (%)": 100 * result["top5_error"], "paper top-1 (%)": top1,
                      "paper top-5 (%)": top5})
         evaluations[label] = result

@@ -54,17 +54,17 @@ def _backbone(run: Run, source: weights_lib.WeightsSource | None) -> keras.Model
     config, recipe = run.config, run.recipe
     options = dict(input_shape=(run.image_size, run.image_size, 3),
                    weight_decay=recipe.weight_decay, shortcut=config.shortcut,
-                   **weights_lib.needs(config.model, config.weights)[0])
+                   **run.weights.options)
     if source is not None and not _keeps_top(run, source):
         # The rest of the network as the weights have it, and a new head.
         base = get_model(
-            config.model, weights=config.weights, include_top=False, pooling="avg", **options
+            config.model, weights=run.weights, include_top=False, pooling="avg", **options
         )
         head = classifier(run.num_classes, weight_decay=recipe.weight_decay)
         backbone = keras.Model(base.input, head(base.output), name=base.name)
     else:
         backbone = get_model(
-            config.model, weights=config.weights, classes=run.num_classes, **options
+            config.model, weights=run.weights, classes=run.num_classes, **options
         )
     if config.freeze_backbone:
         # trainable=False also runs Keras 3 BatchNormalization in inference
@@ -103,7 +103,7 @@ def build_model(run: Run, pixel_mean: np.ndarray | None,
     """The backbone with its preprocessing in front (`pixel_mean`, the data's,
     for "pixel_mean", unless the weights' own applies), compiled with the
     recipe, under `strategy` and the run's precision policy."""
-    source = weights_lib.read_source(run.config.weights) if run.config.weights else None
+    source = weights_lib.read_source(run.weights) if run.weights.given is not None else None
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[run.config.mixed_precision])
     try:

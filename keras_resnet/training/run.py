@@ -30,9 +30,9 @@ from keras_resnet.data import images
 from keras_resnet.data import sources
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models import metadata
-from keras_resnet.models import pretrained
-from keras_resnet.models import weights as weights_lib
 from keras_resnet.models.blocks import SHORTCUT_OPTIONS
+from keras_resnet.models.resolved import ResolvedWeights
+from keras_resnet.models.resolved import resolve_weights
 from keras_resnet.models.resnet import FAMILIES
 from keras_resnet.models.resnet import VARIANTS
 from keras_resnet.models.resnet import canonical_name
@@ -116,6 +116,7 @@ class Settings:
     config: Config  # every default filled in: the run's identity
     family: str  # "cifar" (paper Sec. 4.2) or "imagenet" (Sec. 3.4)
     recipe: recipes.Recipe  # with its changes for config.model
+    weights: ResolvedWeights  # config.weights, resolved once
     # Inside the model: "pixel_mean" (the training set's, Sec. 4.2), or the
     # normalisation of the weights it starts from (pretrained.NORMALIZATIONS).
     preprocessing: str
@@ -220,8 +221,9 @@ class Run(Settings):
         )
 
 
-def _check_values(config: Config, model: str, min_size: int) -> None:
-    """ArgumentError for the first value of `config` it cannot take."""
+def _check_values(config: Config, model: str, min_size: int) -> ResolvedWeights:
+    """ArgumentError for the first value of `config` it cannot take; else
+    its weights, resolved."""
     if config.mixed_precision not in PRECISIONS:
         raise ArgumentError("mixed_precision", config.mixed_precision,
                             f"must be one of {', '.join(PRECISIONS)}")
@@ -246,27 +248,17 @@ def _check_values(config: Config, model: str, min_size: int) -> None:
         value = getattr(config, name)
         if value is not None and not 0 < value < math.inf:
             raise ArgumentError(name, value, "must be > 0")
-    if pretrained.is_named(config.weights):
-        try:
-            entry = pretrained.find(model, config.weights)
-        except ValueError:
-            names = ", ".join(n for e in pretrained.list_weights(model) for n in e.names)
-            raise ArgumentError("weights", config.weights, f"must be a name of list_weights("
-                                f"{model!r}) ({names or 'it has none'}) or an existing "
-                                "file") from None
-        if config.shortcut not in (None, entry.options.get("shortcut", "B")):
-            raise ArgumentError("shortcut", config.shortcut, f"must be B with weights="
-                                f"{config.weights!r}, the weights' own")
-    elif config.weights is not None and not os.path.isfile(config.weights):
-        raise ArgumentError("weights", config.weights,
-                            "must be a name of list_weights() (e.g. 'imagenet') or an existing file")
+    weights = resolve_weights(model, config.weights)
+    if weights.named and config.shortcut not in (None, weights.options.get("shortcut", "B")):
+        raise ArgumentError("shortcut", config.shortcut, f"must be B with weights="
+                            f"{config.weights!r}, the weights' own")
     if config.freeze_backbone and config.weights is None:
         raise ArgumentError("freeze_backbone", config.freeze_backbone,
                             "needs weights (a frozen random backbone learns nothing)")
-    info = _source_info(config.weights)
-    if info is not None and info.model != model:
+    if weights.info is not None and weights.info.model != model:
         raise ArgumentError("weights", config.weights, f"must hold a {model}, the model "
-                            f"asked for (it holds a {info.model})")
+                            f"asked for (it holds a {weights.info.model})")
+    return weights
 
 
 def _with_warmup(recipe: recipes.Recipe, config: Config) -> recipes.Recipe:
@@ -283,23 +275,15 @@ def _with_warmup(recipe: recipes.Recipe, config: Config) -> recipes.Recipe:
     return recipe
 
 
-def _source_info(weights: str | None) -> metadata.ModelInfo | None:
-    """What the weights file says of the model it holds: a model train.py
-    wrote says (its architecture, preprocessing); other weights say nothing."""
-    return None if weights is None or pretrained.is_named(weights) else weights_lib.read_info(weights)
-
-
-def _preprocessing(config: Config, recipe: recipes.Recipe) -> str:
+def _preprocessing(weights: ResolvedWeights, recipe: recipes.Recipe) -> str:
     """The preprocessing inside the run's model: that of the model the
     weights come from, where it is known (a published set's, from the table;
     torchvision's for a torchvision/timm state dict; a model train.py wrote:
     its own), as the backbone's features were learnt on inputs preprocessed
     so; otherwise the recipe's."""
-    normalization = weights_lib.needs(canonical_name(config.model), config.weights)[1]
-    if normalization is not None:
-        return normalization
-    info = _source_info(config.weights)
-    return recipe.mean if info is None else info.preprocessing
+    if weights.normalization is not None:
+        return weights.normalization
+    return recipe.mean if weights.info is None else weights.info.preprocessing
 
 
 def default_model_dir(model: str, dataset: str) -> str:
@@ -315,7 +299,7 @@ def resolve_settings(config: Config) -> Settings:
     family = FAMILIES[family_name]
     recipe = recipes.get_recipe(config.recipe or recipes.DEFAULT_RECIPES[family_name], model)
     test_view = augment.get_augmentation(recipe.augment).test_view
-    _check_values(config, model, family.min_size)
+    weights = _check_values(config, model, family.min_size)
     recipe = _with_warmup(recipe, config)
     dataset = folders.normalize(config.dataset)
     config = dataclasses.replace(
@@ -331,7 +315,8 @@ def resolve_settings(config: Config) -> Settings:
         config=config,
         family=family_name,
         recipe=recipe,
-        preprocessing=_preprocessing(config, recipe),
+        weights=weights,
+        preprocessing=_preprocessing(weights, recipe),
         test_view=test_view,
     )
 

@@ -248,7 +248,7 @@ def test_errors_for_missing_files_and_mismatched_artefacts(tmp_path):
     artefact = artefacts.load_artefact(path)
     with pytest.raises(ValueError, match="predicts 3 classes; the data set has 10"):
         protocols.evaluate(artefact, _colour_examples(names=list("0123456789")), "single")
-    with pytest.raises(ArgumentError, match=r"protocol must be one of single, center, 10crop, multiscale. Received: protocol='5crop'"):
+    with pytest.raises(ArgumentError, match=r"protocol must be one of single, center, 10crop, multiscale, weights. Received: protocol='5crop'"):
         protocols.evaluate(artefact, _colour_examples(), "5crop")
 
 

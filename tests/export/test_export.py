@@ -572,9 +572,9 @@ def test_load_model_refuses_what_it_cannot_load(tmp_path):
         inputs.load_model(str(tmp_path / "model.h5"))
     with pytest.raises(ValueError, match=r"not both and not neither"):
         inputs.load_model()
-    with pytest.raises(ArgumentError, match=r"weights must be a name of list_weights\(\) \(e.g. "
-                                            r"'imagenet'\) or an existing weights file. "
-                                            r"Received: weights='nope.h5'"):
+    with pytest.raises(ArgumentError, match=r"weights must be None \(He initialisation\) or the "
+                                            r"path to an existing weights file: resnet20 has no "
+                                            r"published weights. Received: weights='nope.h5'"):
         inputs.load_model(model_name="resnet20", weights="nope.h5")
 
 

@@ -21,6 +21,7 @@ import safetensors.numpy
 import keras_resnet
 from keras_resnet.evaluation import artefacts
 from keras_resnet.models import metadata
+from keras_resnet.models import resolved
 from keras_resnet.models import weights as weights_lib
 from tests.bounded import run_bounded
 from tests.helpers import error_line
@@ -228,7 +229,7 @@ def test_metadata_entry_of_another_json_type_is_refused(resnet20, tmp_path, entr
     content = json.dumps({"keras_version": "3.15.1", "keras_resnet": entry}).encode()
     path = _replaced(resnet20[1], tmp_path / "model.keras", metadata_json=content)
     with pytest.raises(ValueError) as error:
-        weights_lib.read_info(path)  # train.py's reader; evaluate's is metadata.read_keras
+        resolved.read_info(path)  # train.py's reader; evaluate's is metadata.read_keras
     assert str(error.value) == f"{path} holds unreadable keras_resnet metadata ({reason})"
     # The valid entry it was made from reads back.
     valid = _replaced(resnet20[1], tmp_path / "valid.keras", metadata_json=json.dumps(
@@ -428,7 +429,7 @@ def test_non_finite_weights_are_refused_naming_the_file_and_tensor(non_finite, r
     before = [keras.ops.convert_to_numpy(v) for v in model.weights]
     keras_path = next(p for p in non_finite if p.endswith(".keras"))
     with pytest.raises(ValueError, match="non-finite"):
-        weights_lib.load_weights(model, keras_path, "resnet20", include_top=True)
+        weights_lib.load_weights(model, resolved.resolve_weights("resnet20", keras_path), include_top=True)
     for value, variable in zip(before, model.weights, strict=True):
         np.testing.assert_array_equal(value, keras.ops.convert_to_numpy(variable))
 
@@ -443,7 +444,7 @@ def test_a_non_finite_input_mean_is_refused(resnet20, tmp_path):
     path = str(tmp_path / "nan_mean.keras")
     model.save(path)
     with pytest.raises(ValueError) as error:
-        weights_lib.read_source(path)  # what train.py --weights reads the mean with
+        weights_lib.read_source(resolved.resolve_weights("resnet20", path))  # train.py --weights' reader
     assert str(error.value) == (f"Weights file {path} holds non-finite weights: preprocessing (its "
                                 "input mean) has 1 NaN or inf of 3072 values (a diverged run?); "
                                 "not loaded")

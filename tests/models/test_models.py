@@ -406,8 +406,8 @@ def test_model_code_imports_only_keras_and_has_no_lambda_layer():
         (dict(name="resnet20", input_shape=(3, 32, 3)), "at least 4x4"),
         (dict(name="resnet34", shortcut="D"), "Unknown shortcut option: 'D'. Accepted: A, B, C"),
         (dict(name="resnet50", version="v2"), "Unknown version: 'v2'"),
-        (dict(name="resnet20", weights="imagenet"), "No published weights for resnet20; models that "
-                                                    "have them: resnet101, resnet152, resnet18"),
+        (dict(name="resnet20", weights="imagenet"), "resnet20 has no published weights ('imagenet' "
+                                                    "are weights of resnet101, resnet152, resnet18"),
         (dict(name="resnet18", weights="imagenet", version="v1.5"), "version='v1.5'"),
         (dict(name="resnet50", weights="imagenet", shortcut="C"), "shortcut='C'"),
         (dict(name="resnet50", weights="/no/such/file.h5"), "weights='/no/such/file.h5'"),

@@ -10,6 +10,7 @@ The published files are stand-ins written here in their publishers' layouts
 reference of tests/torch_resnet.py, under the table's file names; their
 checksums take the published ones' place (tests.helpers.use_stand_ins)."""
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import torch
 
 import keras_resnet
@@ -118,6 +120,47 @@ def test_resnet50_modern_weights_need_v15_and_are_pytorchs(published, mirror, na
                           torch_outputs(net, x, features=True)) <= TOLERANCE
 
 
+@pytest.mark.parametrize("name, resize, interpolation", [("a1_in1k", 235, "bicubic"),
+                                                         ("tv2_in1k", 232, "bilinear")],
+                         ids=["a1_in1k", "tv2_in1k"])
+def test_named_weights_are_evaluated_with_their_own_transform(published, mirror, name, resize,
+                                                              interpolation):
+    """evaluate.py's default for published weights: the table's resize, crop
+    and interpolation (Wightman et al.'s 235 bicubic; torchvision's 232),
+    not the paper's 256."""
+    from keras_resnet.data import sources
+    from keras_resnet.evaluation import artefacts
+    from keras_resnet.evaluation import protocols
+
+    net, _ = published["resnet50", name]
+    pixels = np.random.RandomState(0).uniform(0, 255, (3, 240, 300, 3)).astype("uint8")
+    split = sources.Split(examples=tf.data.Dataset.from_tensor_slices((pixels, np.int32([0, 1, 2]))),
+                          count=3, class_names=sources.index_names(1000))
+    artefact = artefacts.load_artefact(model="resnet50", weights=name)
+    scored = {}
+
+    def recording(protocol):
+        def predict(images):
+            scored[protocol] = artefact.predict(images)
+            return scored[protocol]
+        return dataclasses.replace(artefact, predict=predict)
+
+    result, _ = protocols.evaluate(recording("default"), split, batch_size=3, verbose=0)
+    assert result["protocol"] == "weights" and result["image_size"] == 224
+    assert result["transform"] == (f"shorter side resized to {resize} ({interpolation}), "
+                                   "centre 224x224 crop")
+    # Written out here: the shorter side (240) to `resize`, the centre 224x224.
+    side = round(300 * resize / 240)
+    resized = tf.image.resize(pixels, (resize, side), method=interpolation, antialias=True).numpy()
+    top, left = (resize - 224) // 2, (side - 224) // 2
+    crops = np.clip(resized[:, top : top + 224, left : left + 224], 0, 255)
+    logits = torch_outputs(net, _torchvision_normalised(crops))
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert relative_error(scored["default"], expected) <= TOLERANCE
+    protocols.evaluate(recording("center"), split, "center", batch_size=3, verbose=0)
+    assert relative_error(scored["center"], expected) > 10 * TOLERANCE  # the paper's 256 differs
+
+
 @pytest.mark.parametrize("model, name, options", [("resnet18", "imagenet", {}),
                                                   ("resnet50", "a1_in1k", {"version": "v1.5"})])
 def test_feature_pyramid_of_published_weights_is_pytorchs_stage_outputs(
@@ -205,17 +248,19 @@ def test_a_name_that_does_not_exist_or_fits_another_model_lists_the_ones_that_do
     with pytest.raises(ValueError) as error:
         keras_resnet.ResNet50(weights="tv3_in1k")
     assert str(error.value) == (
-        "The `weights` argument should be either None (random initialization), a name of "
-        "list_weights('resnet50') (imagenet, tv_in1k, a1_in1k, tv2_in1k), or the path to an "
-        "existing weights file. Received: weights='tv3_in1k'")
+        "weights must be None (He initialisation), a name of list_weights('resnet50') "
+        "(imagenet, tv_in1k, a1_in1k, tv2_in1k) or the path to an existing weights file. "
+        "Received: weights='tv3_in1k'")
     with pytest.raises(ValueError) as error:
         keras_resnet.ResNet34(weights="a1_in1k")
     assert str(error.value) == (
-        "No weights named 'a1_in1k' for resnet34 ('a1_in1k' exists for resnet50); its weights: "
-        "tv_in1k, imagenet, or None, or the path to a weights file. Received: weights='a1_in1k'")
-    with pytest.raises(ValueError, match=r"^No published weights for resnet20; models that "
-                                         r"have them: resnet101, resnet152, resnet18, resnet34, "
-                                         r"resnet50\."):
+        "weights must be None (He initialisation), a name of list_weights('resnet34') "
+        "(tv_in1k, imagenet) or the path to an existing weights file ('a1_in1k' are weights of "
+        "resnet50). Received: weights='a1_in1k'")
+    with pytest.raises(ValueError, match=r"^weights must be None \(He initialisation\) or the "
+                                         r"path to an existing weights file: resnet20 has no "
+                                         r"published weights \('imagenet' are weights of "
+                                         r"resnet101, resnet152, resnet18, resnet34, resnet50\)"):
         keras_resnet.ResNet20(weights="imagenet")
 
 

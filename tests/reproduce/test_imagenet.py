@@ -87,6 +87,11 @@ def test_tables_3_and_4_score_given_models_by_their_protocols(tmp_path, image_fo
             protocol=protocol, verbose=0)
         assert summary["evaluations"][path]["protocol"] == protocol
         assert row["model"] == path and row["paper row"] == "ResNet-34 C"
+        assert row["transform"] == {  # at 32 px: the paper's 256 for 224 scaled to 37
+            "table3": "shorter side resized to 37 (bilinear), 10 crops of 32x32 (4 corners, centre, "
+                      "their flips)",
+            "table4": "the whole image, shorter side resized to each of 32, 37, 55, 69, 91 (bilinear)",
+        }[table]
         assert float(row["top-1 error (%)"]) == pytest.approx(100 * expected["top1_error"])
         assert float(row["top-5 error (%)"]) == pytest.approx(100 * expected["top5_error"])
         paper = imagenet.TABLE3 if table == "table3" else imagenet.TABLE4

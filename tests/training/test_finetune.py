@@ -184,3 +184,13 @@ def test_file_of_another_depth_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError, match=f"Weights file {path} does not fit the model: the file "
                                          r"is for another depth: its stages have \(5, 5, 5\)"):
         model_lib.build_model(_run(path), pixel_mean=np.zeros((16, 16, 3)))
+
+
+def test_a_model_keras_is_resolved_once_and_its_metadata_read_once(source_run, caplog, monkeypatch):
+    reads = []
+    read_keras = metadata.read_keras
+    monkeypatch.setattr(metadata, "read_keras", lambda path: reads.append(path) or read_keras(path))
+    run = _run(source_run)
+    assert run.weights.path == source_run and run.weights.info.model == "resnet20"
+    _build(run, caplog)
+    assert reads == [source_run]  # not once by each of the run's checks, preprocessing and model

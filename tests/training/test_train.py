@@ -194,10 +194,12 @@ def test_clear_errors(tmp_path, change, message):
      "warm-up"),
     (dict(warmup_learning_rate=0.01), "the warm-up of recipe smoke rises linearly"),
     (dict(verbose=3), "verbose must be 0, 1 or 2"),
-    (dict(weights="imagenet"), r"weights must be a name of list_weights\('resnet20'\) \(it has "
-                               r"none\) or an existing file. Received: weights='imagenet'"),
-    (dict(weights="/nowhere.weights.h5"), r"weights must be a name of list_weights\(\) \(e.g. "
-                                          r"'imagenet'\) or an existing file"),
+    (dict(weights="imagenet"), r"weights must be None \(He initialisation\) or the path to an "
+                               r"existing weights file: resnet20 has no published weights"),
+    (dict(weights="/nowhere.weights.h5"), r"weights must be None \(He initialisation\) or the "
+                                          r"path to an existing weights file: resnet20 has no "
+                                          r"published weights. Received: "
+                                          r"weights='/nowhere.weights.h5'"),
 ])
 def test_bad_values_are_refused_before_any_work(tmp_path, change, message):
     config = _config(tmp_path, **change)
@@ -417,7 +419,7 @@ def test_imagenet_weights_get_a_new_head_and_the_caffe_mean(monkeypatch):
     run = settings.with_data(["a", "b", "c"], num_train=20)
     assert (run.preprocessing, run.num_classes) == ("caffe", 3)
     model = model_lib.build_model(run, pixel_mean=None)
-    assert calls[0]["weights"] == "imagenet" and calls[0]["include_top"] is False
+    assert calls[0]["weights"].entry.name == "imagenet" and calls[0]["include_top"] is False
     assert model.output_shape == (None, 3)
     (mean,) = [layer for layer in model.layers if isinstance(layer, MeanSubtraction)]
     assert mean.reverse_channels  # caffe mode, as the weights were trained.
