@@ -27,6 +27,7 @@ in steps of at most `INFLATE_BYTES`, so a gzip bomb costs no more. Labels
 must be below 10. Anything else is refused in one line naming the file.
 """
 
+import dataclasses
 import math
 import numbers
 import os
@@ -238,6 +239,6 @@ def fashion_mnist_split(folder: str, split: str | None = None, *, seed: int = 0,
     if split not in SPLITS:
         raise ArgumentError("split", split, f"must be one of {', '.join(SPLITS)} for {NAME}")
     if split == "test":
-        return _test(folder)
+        return dataclasses.replace(_test(folder), name=split)
     train, val, _ = _train_and_val(folder, seed, val_fraction)
-    return train if split == "train" else val
+    return dataclasses.replace(train if split == "train" else val, name=split)

@@ -335,4 +335,5 @@ def folder_test_split(root: str, split: str | None = None, max_pixels: int = MAX
     split_dir = _subfolder(root, splits)
     if split_dir is None:
         raise ValueError(f"Dataset folder {root!r} has no {' or '.join(splits)} folder")
-    return read_folder(split_dir, _subfolder(root, ["train"]) or split_dir, max_pixels=max_pixels)
+    split = read_folder(split_dir, _subfolder(root, ["train"]) or split_dir, max_pixels=max_pixels)
+    return dataclasses.replace(split, name=os.path.basename(split_dir))

@@ -13,6 +13,7 @@ paper's 45k/5k split of its training set (Sec. 4.2); other data sets on
 `eval_split` pick the reader that `dataset` names.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -107,7 +108,7 @@ def tfds_split(name: str, split: str | None = None, data_dir: str | None = None,
     builder = tfds_builder(name, data_dir, manual_dir)
     if split is None:
         split = "test" if "test" in builder.info.splits else "validation"
-    return _open_split(builder, split)
+    return dataclasses.replace(_open_split(builder, split), name=split)
 
 
 def tfds_source(name: str, data_dir: str | None = None, manual_dir: str | None = None,
@@ -154,7 +155,8 @@ def eval_split(dataset: str, split: str | None = None, *, image_size: int, num_c
     if dataset == "synthetic":
         if split is not None:
             raise ArgumentError("split", split, "must be left out for the synthetic dataset")
-        return synthetic(synthetic_examples, image_size, num_classes, seed + 1)
+        return dataclasses.replace(synthetic(synthetic_examples, image_size, num_classes, seed + 1),
+                                   name="validation")
     if folders.is_folder(dataset):
         return folders.folder_test_split(os.path.expanduser(dataset), split, max_pixels)
     if dataset == fashion_mnist.NAME and (folder := fashion_mnist.find(manual_dir)):

@@ -20,6 +20,7 @@ class Split:
     class_names: tuple[str, ...]  # label -> name
     skipped: int = 0  # files left out: unreadable, or above max_pixels
     decoded_bytes: int | None = None  # of all images decoded; None: unknown
+    name: str | None = None  # what evaluation scored: "test", "val", "validation", ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -229,12 +229,13 @@ def evaluate_on(artefact: Artefact, dataset: str, split: str | None = None, *,
     """What evaluate.py does: scores `artefact` on `split` of `dataset` (its
     test split by default) by `protocol` at `image_size` (by default from the
     artefact's metadata). Returns `evaluate`'s result, which also records the
-    dataset and split, its confusion matrix, and the split read."""
+    dataset and the split scored (its name: the default's too), its confusion
+    matrix, and the split read."""
     protocol, size = resolve_protocol(artefact, protocol, image_size)
     examples = sources.eval_split(dataset, split, image_size=size, num_classes=artefact.num_classes,
                                   data_dir=data_dir, manual_dir=manual_dir)
     result, confusion = evaluate(artefact, examples, protocol, image_size=size,
                                  batch_size=batch_size, verbose=verbose)
-    result.update(dataset=dataset, split=split)
+    result.update(dataset=dataset, split=examples.name)
     return result, confusion, examples
 

@@ -113,7 +113,8 @@ def evaluate_from_flags(argv_flags):
         batch_size=f.batch_size, data_dir=f.data_dir, manual_dir=f.manual_dir,
     )
     print(f"\n{'artefact':<12}{result['artefact']}\n{'protocol':<12}{result['protocol']}: "
-          f"{result['transform']}\n{'examples':<12}{result['num_examples']}")
+          f"{result['transform']}\n{'split':<12}{f.dataset} {result['split']}"
+          f"\n{'examples':<12}{result['num_examples']}")
     print(f"{'top-1':<12}{100 * result['top1_accuracy']:.2f}% accuracy, "
           f"{100 * result['top1_error']:.2f}% error")
     print(f"{'top-' + str(result['top_k']):<12}{100 * result['top5_accuracy']:.2f}% "
@@ -122,7 +123,7 @@ def evaluate_from_flags(argv_flags):
         files.write_text(f.output_json, json.dumps(result, indent=2))
     if f.confusion_png:
         title = (f"{os.path.basename(os.path.normpath(result['artefact']))} on {f.dataset}"
-                 f"{' ' + f.split if f.split else ''}: top-1 {100 * result['top1_accuracy']:.2f}%")
+                 f" {result['split']}: top-1 {100 * result['top1_accuracy']:.2f}%")
         _plot_confusion(confusion, split.class_names, f.confusion_png, title)
     return result
 

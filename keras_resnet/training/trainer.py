@@ -35,6 +35,7 @@ from absl import logging
 
 from keras_resnet import files
 from keras_resnet.data import augment
+from keras_resnet.data import folders
 from keras_resnet.data import pipeline
 from keras_resnet.errors import ArgumentError
 from keras_resnet.models.resnet import FAMILIES
@@ -186,14 +187,24 @@ def stored_run(model_dir: str) -> dict[str, Any] | None:
 
 def check_same_run(stored: dict[str, Any] | None, config: Config, model_dir: str) -> None:
     """A model_dir's backup and history only fit the run that wrote them
-    (`Config.identifying_fields`: wherever the folder is, and however long)."""
-    there = (stored or {}).get("config")
-    diff = [k for k, v in config.identifying_fields().items() if there and there.get(k) != v]
+    (`Config.identifying_fields`: wherever the folder is, and however long);
+    a data folder is the same however it is spelt (relative or absolute)."""
+    there = (stored or {}).get("config") or {}
+    diff = [k for k, v in config.identifying_fields().items()
+            if k in there and not _same_value(k, there[k], v)]
     if diff:
-        k = diff[0]
-        raise ArgumentError("model_dir", model_dir, (
-            f"holds another run ({k}: {there.get(k)!r} there, {getattr(config, k)!r} now); "
-            "choose another folder"))
+        differences = "; ".join(f"{k}: {there[k]!r} there, {getattr(config, k)!r} now" for k in diff)
+        raise ArgumentError("model_dir", model_dir, f"holds another run ({differences}); "
+                            "choose another folder")
+
+
+def _same_value(key: str, there: Any, now: Any) -> bool:
+    if there == now:
+        return True
+    if key != "dataset" or not (isinstance(there, str) and folders.is_folder(there)):
+        return False
+    there, now = os.path.expanduser(there), os.path.expanduser(now)
+    return os.path.isdir(there) and os.path.isdir(now) and os.path.samefile(there, now)
 
 
 def check_same_data(stored: dict[str, Any] | None, run: Run, num_val: int, model_dir: str) -> None:

@@ -306,6 +306,7 @@ def test_folder_split_without_images_or_with_unknown_classes(image_folder):
         image.unlink()
     split = sources.eval_split(str(image_folder), image_size=8, num_classes=3)
     assert (split.count, split.class_names) == (10, ("class0", "class1", "class2"))
+    assert split.name == "val"  # the default's name, which evaluate.py records
     for folder in val.iterdir():
         for image in folder.iterdir():
             image.unlink()
@@ -335,6 +336,7 @@ def test_cli_writes_json_and_png_atomically(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["num_examples"] == 256 and result["protocol"] == "single"
+    assert result["split"] == "validation"  # the one scored, not "null" for the default
     assert set(result) >= {"top1_accuracy", "top5_accuracy", "top1_error", "top5_error",
                            "per_class_accuracy", "artefact"}
     assert result["artefact"] == path

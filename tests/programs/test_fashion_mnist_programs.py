@@ -48,5 +48,5 @@ def test_train_and_evaluate_on_fashion_mnist_offline(tmp_path):
     assert code == 0, stderr[-3000:]
     with open(output) as f:
         scores = json.load(f)
-    assert scores["num_examples"] == 10_000
+    assert scores["num_examples"] == 10_000 and scores["split"] == "test"
     assert abs(scores["top1_accuracy"] - tested["accuracy"]) < 1e-6, (scores, tested)

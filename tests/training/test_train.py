@@ -226,14 +226,15 @@ def test_model_dir_of_another_run_is_refused(tmp_path):
     config = _config(tmp_path)
     os.makedirs(config.model_dir)
     with open(os.path.join(config.model_dir, "config.json"), "w") as f:
-        json.dump({"config": _config(tmp_path, model="resnet32").identifying_fields()}, f)
+        json.dump({"config": _config(tmp_path, model="resnet32", seed=1).identifying_fields()}, f)
     # A run that saved something (config.json alone is not in the way).
     (tmp_path / "run" / "model.keras").write_bytes(b"a finished run's model")
-    with pytest.raises(ArgumentError, match="model_dir holds another run \\(model: 'resnet32' there"):
+    with pytest.raises(ArgumentError, match="model_dir holds another run \\(model: 'resnet32' there, "
+                                            "'resnet20' now; seed: 1 there, 0 now\\)"):
         trainer.train(config)
 
 
-def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
+def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder, monkeypatch):
     config = _config(tmp_path, dataset=f"{image_folder}/", batch_size=4, train_steps=2)
     (tmp_path / "bad.weights.h5").write_bytes(b"not HDF5")
     with pytest.raises(ValueError, match="bad.weights.h5 is corrupt"):
@@ -244,6 +245,10 @@ def test_model_dir_is_refused_only_for_a_real_conflict(tmp_path, image_folder):
     # "DIR/" and "DIR" are one folder: the same run, finished, not refused.
     again = trainer.train(dataclasses.replace(config, dataset=str(image_folder)))
     assert again.history == first
+    # Nor are the absolute path and a relative one, from another folder.
+    monkeypatch.chdir(image_folder / "train")
+    relative = os.path.join("..", "..", image_folder.name)
+    assert trainer.train(dataclasses.replace(config, dataset=relative)).history == first
     # The same path with other class folders is another run: refused before
     # anything is written.
     outputs = {name: open(os.path.join(config.model_dir, name), "rb").read()
