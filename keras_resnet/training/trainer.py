@@ -286,10 +286,11 @@ def write_summary(run: Run, data: pipeline.Data, strategy: tf.distribute.Strateg
     """Logs the run and writes config.json: its identity and every value
     decided for it. Returns what it wrote."""
     logging.info(
-        "%s on %s: %d training images (%d skipped), %d validation, %d classes; "
+        "%s on %s: %d training images, %d validation, %d test (%d skipped in all: "
+        "unreadable or too large), %d classes; "
         "%d replicas, global batch %d, %d steps (%d epochs of %d), lr %g",
-        run.config.model, run.config.dataset, run.num_train, data.skipped, data.num_val,
-        run.num_classes, strategy.num_replicas_in_sync, run.batch_size, run.train_steps,
+        run.config.model, run.config.dataset, run.num_train, data.num_val, data.num_test,
+        data.skipped, run.num_classes, strategy.num_replicas_in_sync, run.batch_size, run.train_steps,
         run.epochs, run.steps_per_epoch, run.learning_rate,
     )
     summary = dict(
@@ -375,7 +376,10 @@ def score_test(run: Run, model: keras.Model, data: pipeline.Data,
     choose a model), logs it and writes test.json; None without a test split."""
     if data.test is None:
         return None
-    loss, accuracy = model.evaluate(data.test, verbose=0)
+    # As the validation set in `fit`: a folder's test set has no known
+    # length, and Keras warns that it "ran out of data" at its end.
+    loss, accuracy = model.evaluate(data.test.repeat(), steps=math.ceil(data.num_test / run.batch_size),
+                                    verbose=0)
     score = dict(split=data.splits.get("test", "test"), num_examples=data.num_test,
                  loss=float(loss), accuracy=float(accuracy), iterations=run.train_steps)
     logging.info("Test split %s: accuracy %.4f, loss %.4f (%d images)", score["split"],

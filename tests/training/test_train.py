@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -9,13 +10,17 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from keras_resnet.data import folders
 from keras_resnet.errors import ArgumentError
+from keras_resnet.evaluation import artefacts
+from keras_resnet.evaluation import protocols
 from keras_resnet.models import metadata
 from keras_resnet.models.preprocessing import MeanSubtraction
 from keras_resnet.training import callbacks
@@ -557,3 +562,22 @@ def test_history_records_the_kernels_squared_norm_each_epoch(tmp_path):
     assert rows[-1]["kernel_norm2"] == pytest.approx(
         sum(float(np.square(k, dtype=np.float64).sum()) for k in kernels), rel=1e-6)
     assert rows[0]["kernel_norm2"] != rows[1]["kernel_norm2"]
+
+
+def test_a_folders_test_split_is_scored_once_whole_without_a_keras_warning(tmp_path, image_folder,
+                                                                          caplog):
+    os.rename(image_folder / "val", image_folder / "test")  # validation: held out of train/
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="absl"):
+        warnings.simplefilter("always")
+        result = trainer.train(_config(tmp_path, dataset=str(image_folder), batch_size=4,
+                                       train_steps=2))
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    # The two broken files of train/ are no training images, nor counted as such.
+    assert any(re.fullmatch(r"resnet20 on .*: 12 training images, 3 validation, 15 test \(2 "
+                            r"skipped in all: unreadable or too large\), 3 classes; .*", line)
+               for line in caplog.messages), caplog.messages
+    test = folders.folder_test_split(str(image_folder), "test")
+    assert result.test["num_examples"] == test.count == 15  # 5 a class; not 4 a batch, repeated
+    scored, _ = protocols.evaluate(artefacts.load_artefact(str(tmp_path / "run" / "model.keras")),
+                                   test, verbose=0)
+    assert result.test["accuracy"] == pytest.approx(scored["top1_accuracy"])
