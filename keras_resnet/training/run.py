@@ -72,6 +72,9 @@ class Config:
     strategy: str = "auto"
     mixed_precision: str = "none"
     jit_compile: bool = False
+    # TensorFlow's op determinism, for the whole process: a seeded run then
+    # gives the same weights bit for bit, however loaded the machine.
+    deterministic: bool = False
     seed: int = 0
     image_size: int | None = None
     shortcut: str | None = None  # "A", "B" or "C" (Sec. 3.3); None: the family's (B or A)
@@ -89,14 +92,14 @@ class Config:
     def identifying_fields(self) -> dict[str, Any]:
         """What the run trains, which makes two runs the same run: every field
         but where its files are (`model_dir`, `data_dir`, `manual_dir`), how
-        it runs (`strategy`, `jit_compile`, `verbose`) and its length
+        it runs (`strategy`, `jit_compile`, `deterministic`, `verbose`) and its length
         (`epochs`, `train_steps`: a longer run continues the same one). The
         data itself, its classes and sizes, is compared apart (config.json)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_IDENTIFYING}
 
 
-NOT_IDENTIFYING = ("model_dir", "data_dir", "manual_dir", "strategy", "jit_compile", "verbose",
-                   "epochs", "train_steps")
+NOT_IDENTIFYING = ("model_dir", "data_dir", "manual_dir", "strategy", "jit_compile", "deterministic",
+                   "verbose", "epochs", "train_steps")
 
 
 @dataclasses.dataclass(frozen=True)

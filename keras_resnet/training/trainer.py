@@ -91,6 +91,8 @@ def train(config: Config) -> TrainResult:
     with locked_model_dir(model_dir):
         stored = stored_run(model_dir)
         check_same_run(stored, settings.config, model_dir)
+        if settings.config.deterministic:  # process-wide, and for good
+            tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(settings.config.seed)
         data = make_data(settings, strategy.num_replicas_in_sync)
         run = settings.with_data(data.class_names, data.num_train)
