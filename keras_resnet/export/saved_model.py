@@ -172,9 +172,13 @@ def _serving_images(outputs: Callable, height: int, width: int) -> Callable:
         # NaN would come back as NaN scores and a meaningless top-k; so
         # would finite pixels far outside [0, 255] (3e38 overflows).
         images = tf.debugging.assert_all_finite(images, "images holds NaN or infinity")
-        in_range = tf.debugging.assert_less_equal(
-            tf.reduce_max(tf.abs(images - 127.5)), 127.5,  # an empty batch gives -inf
-            message="images holds pixels outside [0, 255]")
+        # One mid-grey pixel more, so that an empty batch has a farthest pixel too.
+        pixels = tf.concat([tf.reshape(images, [-1]), [127.5]], axis=0)
+        farthest = tf.gather(pixels, tf.argmax(tf.abs(pixels - 127.5)))
+        in_range = tf.debugging.Assert(
+            tf.abs(farthest - 127.5) <= 127.5,
+            ["images holds pixels outside [0, 255], the RGB values accepted; the farthest:",
+             farthest])
         with tf.control_dependencies([in_range]):
             return outputs(tf.identity(images))
 

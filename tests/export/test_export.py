@@ -420,8 +420,11 @@ def test_bad_requests_fail_with_invalid_argument_and_serving_goes_on(exported, w
         (by_images, dict(images=tf.constant(_with(_images(2), 1, np.nan))), "images holds NaN or infinity"),
         (by_images, dict(images=tf.constant(_with(_images(1), 0, -np.inf))), "images holds NaN or infinity"),
         # Finite but outside [0, 255]: 3e38 overflowed to NaN probabilities.
-        (by_images, dict(images=tf.constant(_with(_images(1), 0, 3e38))), r"images holds pixels outside \[0, 255\]"),
-        (by_images, dict(images=tf.constant(_with(_images(2), 1, -0.5))), r"images holds pixels outside \[0, 255\]"),
+        # Named with the farthest value, not the check's internal operands.
+        (by_images, dict(images=tf.constant(_with(_images(1), 0, 3e38))),
+         r"images holds pixels outside \[0, 255\], the RGB values accepted; the farthest:\] \[3e\+38\]"),
+        (by_images, dict(images=tf.constant(_with(_images(2), 1, -0.5))),
+         r"images holds pixels outside \[0, 255\], the RGB values accepted; the farthest:\] \[-0.5\]"),
     ]
     for fn, request, message in bad_requests:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):
