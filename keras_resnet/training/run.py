@@ -252,9 +252,9 @@ def _check_values(config: Config, model: str, min_size: int) -> ResolvedWeights:
         if value is not None and not 0 < value < math.inf:
             raise ArgumentError(name, value, "must be > 0")
     weights = resolve_weights(model, config.weights)
-    if weights.named and config.shortcut not in (None, weights.options.get("shortcut", "B")):
-        raise ArgumentError("shortcut", config.shortcut, f"must be B with weights="
-                            f"{config.weights!r}, the weights' own")
+    # The builder's own check, made before any data is read (the top is the run's).
+    weights.check_fits(include_top=False, classes=0, version=weights.options.get("version", "v1"),
+                       shortcut=config.shortcut or FAMILIES[VARIANTS[model].family].shortcut)
     if config.freeze_backbone and config.weights is None:
         raise ArgumentError("freeze_backbone", config.freeze_backbone,
                             "needs weights (a frozen random backbone learns nothing)")
