@@ -13,8 +13,11 @@ paper's 45k/5k split of its training set (Sec. 4.2); other data sets on
 `eval_split` pick the reader that `dataset` names.
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -70,20 +73,65 @@ def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None 
         ) from None
     from tensorflow_datasets.core.download import downloader
 
+    if os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
+        return builder  # prepared (builder.is_prepared() would warn of a missing folder)
+    # Where TFDS writes while it downloads and prepares `name`: what it made
+    # of these is removed again if it fails (empty folders only).
+    root = os.path.dirname(os.path.dirname(builder.data_dir))
+    made = [root, os.path.join(root, name), os.path.join(root, "downloads"),
+            os.path.join(root, "downloads", name), os.path.join(root, "downloads", "extracted")]
+    existing = {path for folder in made for path in _folders(folder)}
+    logging.getLogger("absl").info("Downloading and preparing TFDS dataset %s into %s.",
+                                   name, builder.data_dir)
     # TFDS 4.9 retries a failed download 10 times with back-off, about 3.5
     # minutes offline; a few retries fail in a second.
     retries, downloader.MAX_RETRIES = downloader.MAX_RETRIES, DOWNLOAD_RETRIES
     try:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        with _quiet_download():
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except Exception as e:
-        reason = " ".join(str(e).split())[:200]
+        for folder in sorted({p for f in made for p in _folders(f)} - existing, reverse=True):
+            with contextlib.suppress(OSError):  # not empty: a file TFDS wrote stays
+                os.rmdir(folder)
         raise DatasetUnavailableError(
             f"Cannot download or prepare TFDS dataset {name!r} into "
-            f"{builder.data_dir!r} ({type(e).__name__}: {reason})"
+            f"{builder.data_dir!r} ({type(e).__name__}: {_shortened(str(e), 300)})"
         ) from None
     finally:
         downloader.MAX_RETRIES = retries
     return builder
+
+
+def _folders(top: str) -> list[str]:
+    """`top` and the folders under it, symlinks not followed (nor listed)."""
+    if not os.path.isdir(top) or os.path.islink(top):
+        return []
+    return [top] + [os.path.join(parent, d) for parent, dirs, _ in os.walk(top) for d in dirs
+                    if not os.path.islink(os.path.join(parent, d))]
+
+
+@contextlib.contextmanager
+def _quiet_download() -> Iterator[None]:
+    """No progress bars, nor urllib3's retry warnings: a failure is then the
+    program's first and only line about the download."""
+    import tensorflow_datasets as tfds
+
+    urllib3 = logging.getLogger("urllib3")
+    level = urllib3.level
+    urllib3.setLevel(logging.ERROR)
+    tfds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tfds.enable_progress_bar()
+        urllib3.setLevel(level)
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text` on one line, cut at a word if longer than `limit`, marked so."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: text.rfind(" ", 0, limit)] + " ..."
 
 
 def _open_split(builder, split: str, seed: int = 0, shuffle: bool = False) -> Split:

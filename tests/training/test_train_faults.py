@@ -297,6 +297,13 @@ def test_offline_tfds_fails_fast_and_says_how_to_point_at_local_data(tmp_path):
     assert "Point --data_dir at a TFDS data directory" in line and "--dataset=/path/to/folder" in line
     assert "--dataset=fashion_mnist, which reads Debian's dataset-fashion-mnist package" in line
     assert attempts, "TFDS never tried to download"
+    # The error first: no progress bars, no retry warnings before it; the
+    # reason whole; and nothing the failed download made is left.
+    assert "Dl Completed" not in stderr and "Retrying" not in stderr, stderr[-3000:]
+    assert len(stderr.strip().splitlines()) <= 6, stderr[-3000:]
+    assert "Max retries exceeded with url: /~kriz/cifar-10-binary.tar.gz (Caused by" in line
+    assert re.search(r"'\)\)\)\)\. Point --data_dir", line), line  # requests' reason, to its end
+    assert not (tmp_path / "tfds").exists()
     assert not (tmp_path / "runs" / "resnet20_cifar10" / "config.json").exists()
 
 
