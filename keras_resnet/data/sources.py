@@ -76,11 +76,17 @@ def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None 
     if os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
         return builder  # prepared (builder.is_prepared() would warn of a missing folder)
     # Where TFDS writes while it downloads and prepares `name`: what it made
-    # of these is removed again if it fails (empty folders only).
+    # of these is removed again if it fails (empty folders only). The
+    # folders that other data sets share are not walked.
     root = os.path.dirname(os.path.dirname(builder.data_dir))
-    made = [root, os.path.join(root, name), os.path.join(root, "downloads"),
-            os.path.join(root, "downloads", name), os.path.join(root, "downloads", "extracted")]
-    existing = {path for folder in made for path in _folders(folder)}
+    downloads = os.path.join(root, "downloads")
+    shared = [root, downloads, os.path.join(downloads, "extracted")]
+    walked = [os.path.join(root, name), os.path.join(downloads, name)]
+
+    def folders_now() -> set[str]:
+        return {p for p in shared if os.path.isdir(p)} | {p for f in walked for p in _folders(f)}
+
+    existing = folders_now()
     logging.getLogger("absl").info("Downloading and preparing TFDS dataset %s into %s.",
                                    name, builder.data_dir)
     # TFDS 4.9 retries a failed download 10 times with back-off, about 3.5
@@ -91,7 +97,7 @@ def tfds_builder(name: str, data_dir: str | None = None, manual_dir: str | None 
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except Exception as e:
-        for folder in sorted({p for f in made for p in _folders(f)} - existing, reverse=True):
+        for folder in sorted(folders_now() - existing, reverse=True):  # the deepest first
             with contextlib.suppress(OSError):  # not empty: a file TFDS wrote stays
                 os.rmdir(folder)
         raise DatasetUnavailableError(
