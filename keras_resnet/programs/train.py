@@ -69,8 +69,8 @@ flags.DEFINE_enum("mixed_precision", _DEFAULTS.mixed_precision, list(PRECISIONS)
                   "Mixed precision compute type.")
 flags.DEFINE_bool("jit_compile", _DEFAULTS.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_bool("deterministic", _DEFAULTS.deterministic, "TensorFlow's op determinism: the same "
-                  "seed gives the same weights bit for bit, however loaded the machine (slower; "
-                  "benchmarks/bench_deterministic.py).")
+                  "seed gives the same weights bit for bit, however loaded the machine (no cost "
+                  "measured on a CPU: benchmarks/bench_deterministic.py).")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of initialisation, shuffling and augmentation.")
 flags.DEFINE_integer("image_size", None, "Square input size. Default: 32 (CIFAR family) or 224.")
 flags.DEFINE_enum("shortcut", None, list(SHORTCUT_OPTIONS), "Residual nets' shortcuts (Sec. 3.3): A "
