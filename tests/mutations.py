@@ -119,6 +119,16 @@ MUTATIONS = [
       'TFDS_SPLITS = {"cifar10": ("train[:45000]", "train[45000:]")}',
       'TFDS_SPLITS = {"cifar10": ("train[:49000]", "train[49000:]")}',
       ("tests/data/test_data.py::test_tfds_cifar10_uses_the_45k_5k_split",)),
+    # The training order: a function of the seed, the same from every iterator.
+    M("one reshuffling shuffle shared by every iterator", "keras_resnet/data/pipeline.py",
+      "shuffled = tf.data.Dataset.from_tensors(0).flat_map(\n"
+      "        lambda _: examples.shuffle(buffer, seed=seed).repeat())",
+      "shuffled = examples.shuffle(buffer, seed=seed).repeat()",
+      ("tests/data/test_data.py::test_training_order_is_the_same_from_every_iterator_and_new_every_pass",)),
+    M("every pass in the same order", "keras_resnet/data/pipeline.py",
+      "lambda _: examples.shuffle(buffer, seed=seed).repeat())",
+      "lambda _: examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).repeat())",
+      ("tests/data/test_data.py::test_training_order_is_the_same_from_every_iterator_and_new_every_pass",)),
     # Recipes (Sec. 3.4, 4.2) and the linear learning-rate scaling.
     M("CIFAR lr drops 32k/48k -> 32k/49k", "keras_resnet/training/recipes.py",
       "boundaries=(32000, 48000)", "boundaries=(32000, 49000)",

@@ -160,9 +160,16 @@ def _train_batches(examples, train_fn, buffer, batch_size, num_classes, seed) ->
     A whole small data set (CIFAR) is shuffled at once; for large images the
     buffer holds about SHUFFLE_BUFFER_BYTES of decoded images.
     """
-    # One seed pair per example, drawn after repeat() so every pass differs.
+    # Every iterator shuffles from the seed's first order on. A data set's
+    # own reshuffling shuffle draws each new iterator's order from one
+    # generator shared by all of them, so a run's images would hang on how
+    # many iterators tf.data had made before its own, which varies with load.
+    # Built in flat_map's function, the shuffle (and its generator) is new
+    # with every iterator.
+    shuffled = tf.data.Dataset.from_tensors(0).flat_map(
+        lambda _: examples.shuffle(buffer, seed=seed).repeat())
+    # One seed pair per example, drawn across passes so every pass differs.
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    shuffled = examples.shuffle(buffer, seed=seed).repeat()
     augmented = tf.data.Dataset.zip((shuffled, seeds)).map(
         lambda xy, s: (train_fn(xy[0], s), xy[1]), num_parallel_calls=AUTOTUNE
     )
