@@ -13,7 +13,7 @@ import statistics
 import time
 
 # What the programs ask TensorFlow for (keras_resnet.programs.cli.prepare_program),
-# and README advises a script on a CPU without AVX-512: oneDNN's convolutions.
+# and docs/development.md advises a script on a CPU without AVX-512: oneDNN's convolutions.
 # It counts only before TensorFlow is imported, so the benchmarks import this
 # module first.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -2,7 +2,7 @@
 
 Each `Mutation` below is a small, realistic bug (a changed constant, a dropped
 check, an inverted condition, a skipped call) in behaviour the project
-promises: the paper's facts, and the failure behaviour README.md describes.
+promises: the paper's facts, and the failure behaviour docs/failures.md describes.
 This script applies them one at a time to a copy of the tree (the files git
 tracks, and the new ones it does not ignore), runs the few tests that should catch each, and prints
 a table: every mutation must be caught (a test fails), or the script exits 1.
@@ -129,6 +129,10 @@ MUTATIONS = [
       "lambda _: examples.shuffle(buffer, seed=seed).repeat())",
       "lambda _: examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).repeat())",
       ("tests/data/test_data.py::test_training_order_is_the_same_from_every_iterator_and_new_every_pass",)),
+    # The documentation: its commands are the programs' own.
+    M("train.py's --train_steps renamed under the documentation", "keras_resnet/programs/train.py",
+      'flags.DEFINE_integer("train_steps",', 'flags.DEFINE_integer("steps",',
+      ("tests/test_docs.py::test_commands_name_only_flags_their_program_has[README.md]",)),
     # Recipes (Sec. 3.4, 4.2) and the linear learning-rate scaling.
     M("CIFAR lr drops 32k/48k -> 32k/49k", "keras_resnet/training/recipes.py",
       "boundaries=(32000, 48000)", "boundaries=(32000, 49000)",

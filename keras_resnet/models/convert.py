@@ -37,7 +37,9 @@ def from_torchvision(
         include_top: whether to keep the classifier: `fc` becomes
             `predictions`, with as many classes as `fc.weight` has rows.
             False ignores `fc`.
-        input_shape, pooling, classifier_activation: as for `get_model`.
+        input_shape: as for `get_model`.
+        pooling: as for `get_model`.
+        classifier_activation: as for `get_model`.
 
     Returns:
         A `keras.Model`: basic-block nets as the paper's (shortcut option B),

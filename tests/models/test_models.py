@@ -27,7 +27,7 @@ def test_layer_names_equal_keras_applications(depth):
     assert names(ours) == names(theirs)
 
 
-# The 18 builders keras_resnet exports, as README lists them.
+# The 18 builders keras_resnet exports, as docs/models.md lists them.
 BUILDERS = [
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "Plain18", "Plain34",
     "ResNet20", "ResNet32", "ResNet44", "ResNet56", "ResNet110", "ResNet1202",

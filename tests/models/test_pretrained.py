@@ -2,7 +2,7 @@
 through the verified download (a mirror on 127.0.0.1, Keras' cache in
 $KERAS_HOME) and compute what the PyTorch net computes; a file that is not the
 published one is refused in one line; the table is the only place that knows
-a URL, a checksum or a normalisation, and README shows it; the weights'
+a URL, a checksum or a normalisation, and docs/weights.md shows it; the weights'
 preprocessing travels from train.py into evaluate and export.
 
 The published files are stand-ins written here in their publishers' layouts
@@ -306,14 +306,14 @@ def test_only_the_table_holds_urls_checksums_and_normalisations():
         assert len(_TABLE_FACTS.findall(f.read())) > 20
 
 
-def test_readme_shows_the_table():
-    with open(os.path.join(REPO, "README.md")) as f:
-        readme = f.read()
+def test_the_weights_page_shows_the_table():
+    with open(os.path.join(REPO, "docs", "weights.md")) as f:
+        page = f.read()
     for entry in keras_resnet.list_weights():
         options = ", ".join(f'{k}="{v}"' for k, v in entry.options.items()) or "-"
         row = (f"| `{entry.model}` | {', '.join(f'`{n}`' for n in entry.names)} | {options} | "
                f"{entry.top1:g} | ")
-        assert row in readme, row
+        assert row in page, row
 
 
 def test_get_preprocessing_gives_what_the_weights_expect():

@@ -69,10 +69,10 @@ def test_help_lists_the_programs_own_flags_with_their_help(program, console_scri
         assert flag not in proc.stdout, flag
 
 
-def test_helpshort_lists_every_flag_the_readme_names_and_helpfull_all_of_them():
-    with open(os.path.join(ROOT, "README.md")) as f:
+def test_helpshort_lists_every_flag_the_training_page_names_and_helpfull_all_of_them():
+    with open(os.path.join(ROOT, "docs", "training.md")) as f:
         readme = f.read()
-    # README's Training section: "Flags (`python train.py --helpshort`): `--model` ...".
+    # docs/training.md: "Flags (`python train.py --helpshort`): `--model` ...".
     pointer = re.search(r"Flags \(`python train.py --helpshort`\):(.*?)\n\n", readme, re.S)
     named = set(re.findall(r"`(--\w+)", pointer.group(1)))
     assert len(named) > 10, named
@@ -126,7 +126,7 @@ def test_console_script_without_tensorflow_says_what_to_install(console_script, 
 
 
 def test_readme_calls_to_submodules_work_on_import_and_jax_needs_no_tensorflow(tmp_path):
-    # README: keras_resnet.models.metadata.read_keras(path), keras_resnet.export.export_saved_model(...).
+    # docs/: keras_resnet.models.metadata.read_keras(path), keras_resnet.export.export_saved_model(...).
     code = """if True:
         import sys, keras, keras_resnet
         assert callable(keras_resnet.models.metadata.read_keras)
