@@ -3,7 +3,10 @@
 Parameters: trainable weights, as in paper Table 6 (0.27M for ResNet-20).
 FLOPs: multiply-adds of one forward pass of one image, as in paper Table 1
 (3.8e9 for ResNet-50 at 224x224) and Sec. 3.3 (3.6e9 for plain-34).
-`PAPER` holds those figures and the paper's error rates, per model name.
+`count_params` and `count_flops` measure any built model; `counts` works out
+the same two numbers for a name of the variant table without building it, as
+Table 1 does, and `measure` puts them beside the paper's. `PAPER` holds those
+figures and the paper's error rates, per model name.
 """
 
 import dataclasses
@@ -12,6 +15,9 @@ import math
 import keras
 
 from keras_resnet.models import resnet
+from keras_resnet.models.blocks import SHORTCUT_OPTIONS
+from keras_resnet.models.blocks import VERSIONS
+from keras_resnet.models.variants import blocks_of
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,6 +113,63 @@ def _kernel_positions(layer: keras.layers.Layer, model: keras.Model) -> int:
     return math.prod(shape)
 
 
+def counts(
+    name: str, image_size: int | None = None, *, shortcut: str | None = None, version: str = "v1"
+) -> tuple[int, int]:
+    """Trainable parameters and multiply-adds of `get_model(name)` at
+    `image_size` (the family's by default), by arithmetic over its row of the
+    variant table: what `count_params` and `count_flops` find in the built
+    model, without building it. `shortcut` and `version` are those of
+    `resnet.ResNet`."""
+    spec = resnet.VARIANTS[resnet.canonical_name(name)]
+    family = resnet.FAMILIES[spec.family]
+    size = family.default_size if image_size is None else image_size
+    if size < family.min_size:  # the builder's own check (checked_input_shape)
+        raise ValueError(f"Input size must be at least {family.min_size}x{family.min_size} "
+                         f"for this model. Received: image_size={image_size}")
+    shortcut = family.shortcut if shortcut is None else shortcut
+    if shortcut not in SHORTCUT_OPTIONS or version not in VERSIONS:
+        raise ValueError(f"`shortcut` must be one of {SHORTCUT_OPTIONS} and `version` one of "
+                         f"{VERSIONS}. Received: shortcut={shortcut!r}, version={version!r}")
+    convs = []  # (kernel size, input channels, output channels, output size)
+    channels = family.widths[0]
+    if family.stem == "cifar":
+        convs.append((3, 3, channels, size))
+    else:  # 7x7/2 conv, then a 3x3/2 max pool
+        size = _strided(size, 2)
+        convs.append((7, 3, channels, size))
+        size = _strided(size, 2)
+    for _, filters, strides in blocks_of(spec):
+        width = channels
+        for kernel, out, stride in _branch(spec.block, filters, strides, version):
+            size = _strided(size, stride)
+            convs.append((kernel, width, out, size))
+            width = out
+        grows = strides > 1 or width != channels
+        if spec.residual and (shortcut == "C" or (shortcut == "B" and grows)):
+            convs.append((1, channels, width, size))  # the projection (blocks.py)
+        channels = width
+    kernels = [k * k * c_in * c_out for k, c_in, c_out, _ in convs]
+    # Each conv's BN learns a scale and an offset per channel; fc has a bias.
+    params = sum(kernels) + sum(2 * c_out for _, _, c_out, _ in convs)
+    flops = sum(w * s * s for w, (_, _, _, s) in zip(kernels, convs))
+    return params + (channels + 1) * family.classes, flops + channels * family.classes
+
+
+def _strided(size: int, strides: int) -> int:
+    """The output size of every strided layer here (padded as blocks.py pads)."""
+    return -(-size // strides)
+
+
+def _branch(block: str, filters: int, strides: int, version: str) -> list[tuple[int, int, int]]:
+    """(kernel size, filters, stride) of each conv of a block's residual
+    branch, as blocks.py builds it."""
+    if block == "basic":
+        return [(3, filters, strides), (3, filters, 1)]
+    first, second = (strides, 1) if version == "v1" else (1, strides)
+    return [(1, filters, first), (3, filters, second), (1, 4 * filters, 1)]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Complexity:
     """One model's measured size and cost, and the paper's figures for it."""
@@ -120,24 +183,19 @@ class Complexity:
 
 
 def measure(name: str, image_size: int | None = None) -> Complexity:
-    """Builds model `name` (weights=None) and measures it.
+    """Model `name`'s `counts` beside the paper's figures; nothing is built.
 
     Args:
         name: a name from `resnet.list_models()`.
         image_size: square input size; defaults to the family's (224 or 32).
     """
-    shape = None if image_size is None else (image_size, image_size, 3)
-    model = resnet.get_model(name, weights=None, input_shape=shape)
-    family = resnet.VARIANTS[model.name].family
-    size = model.input_shape[2]  # Width, in either data format.
-    paper = PAPER.get(model.name, PaperFigures())
+    name = resnet.canonical_name(name)
+    family = resnet.VARIANTS[name].family
+    size = resnet.FAMILIES[family].default_size if image_size is None else image_size
+    params, flops = counts(name, size)
+    paper = PAPER.get(name, PaperFigures())
     if size != resnet.FAMILIES[family].default_size:
         paper = dataclasses.replace(paper, flops=None)  # Given for 224x224.
     return Complexity(
-        name=model.name,
-        family=family,
-        input_size=size,
-        params=count_params(model),
-        flops=count_flops(model),
-        paper=paper,
+        name=name, family=family, input_size=size, params=params, flops=flops, paper=paper
     )

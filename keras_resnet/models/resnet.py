@@ -30,6 +30,7 @@ from keras_resnet.models.variants import FAMILIES
 from keras_resnet.models.variants import VARIANTS
 from keras_resnet.models.variants import Family
 from keras_resnet.models.variants import Variant
+from keras_resnet.models.variants import blocks_of
 from keras_resnet.models.variants import canonical_name
 from keras_resnet.models.variants import list_models  # noqa: F401  (a name of this module too)
 
@@ -142,7 +143,7 @@ def ResNet(
     inputs = _model_input(input_tensor, input_shape, family, args)
     settings = args.block_settings(residual=spec.residual)
     x = _stem(inputs, family, settings)
-    x = _stages(x, spec, family, settings)
+    x = _stages(x, spec, settings)
     outputs = _head(x, args)
     # A model on a user's `input_tensor` starts from the Input(s) it comes from.
     sources = inputs if input_tensor is None else keras.utils.get_source_inputs(inputs)
@@ -193,18 +194,11 @@ def _stem(x: keras.KerasTensor, family: Family, settings: BlockSettings) -> kera
     return keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
-def _stages(
-    x: keras.KerasTensor, spec: Variant, family: Family, settings: BlockSettings
-) -> keras.KerasTensor:
+def _stages(x: keras.KerasTensor, spec: Variant, settings: BlockSettings) -> keras.KerasTensor:
     """The stacked blocks, conv2_x to conv5_x (Table 1) or the 3 CIFAR stages."""
     block_fn = BLOCKS[spec.block]
-    for stage, (filters, blocks) in enumerate(
-        zip(family.widths, spec.blocks_per_stage), start=2
-    ):
-        for i in range(1, blocks + 1):
-            # conv2_x keeps the stem's resolution; later stages halve it.
-            strides = 2 if i == 1 and stage > 2 else 1
-            x = block_fn(x, filters, strides, settings, f"conv{stage}_block{i}")
+    for name, filters, strides in blocks_of(spec):
+        x = block_fn(x, filters, strides, settings, name)
     return x
 
 

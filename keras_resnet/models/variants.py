@@ -9,6 +9,7 @@ the counts) reads it here.
 """
 
 import dataclasses
+from collections.abc import Iterator
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -43,6 +44,16 @@ class Variant:
     block: str  # a key of `blocks.BLOCKS`.
     blocks_per_stage: tuple[int, ...]
     residual: bool = True  # False: the plain twin, without shortcuts.
+
+
+def blocks_of(variant: Variant) -> Iterator[tuple[str, int, int]]:
+    """Each block of `variant` in order: its name, filters and stride. Stages
+    are numbered from 2 (conv2_x, Table 1); conv2_x keeps the stem's
+    resolution, each later stage halves it in its first block."""
+    widths = FAMILIES[variant.family].widths
+    for stage, (filters, blocks) in enumerate(zip(widths, variant.blocks_per_stage), start=2):
+        for i in range(1, blocks + 1):
+            yield f"conv{stage}_block{i}", filters, 2 if i == 1 and stage > 2 else 1
 
 
 def _cifar_variant(n: int) -> Variant:

@@ -3,7 +3,9 @@
 Usage: python -m keras_resnet [--models=resnet20,resnet50] [--image_size=N]
 
 Parameters are trainable ones (paper Table 6); FLOPs are multiply-adds of one
-image (paper Table 1). The paper's FLOPs are compared at 224x224 only.
+image (paper Table 1), both counted from the variant table without building a
+model (keras_resnet.models.complexity.measure). The paper's FLOPs are compared
+at 224x224 only.
 """
 
 from keras_resnet.programs import cli
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
-        # Checks every name before the (slow) builds start.
+        # Checks every name before the first row is printed.
         names = [models.canonical_name(n) for n in _MODELS.value or models.list_models()]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

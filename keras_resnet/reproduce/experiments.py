@@ -34,8 +34,9 @@ class Experiment:
     dataset: str = "cifar10"  # the default of --dataset
     specs: Callable[[runs.Options], list[RunSpec]] | None = None  # None: nothing to train
     outputs: Callable[[list[RunResult], str, runs.Options], dict] | None = None
-    # Experiments that train nothing: writes the outputs, returns the summary.
-    direct: Callable[[runs.Options, str], dict] | None = None
+    # Experiments that train nothing: writes the outputs, says what it wrote
+    # (to `say`, the third argument), returns the summary.
+    direct: Callable[[runs.Options, str, Callable[[str], None]], dict] | None = None
     # Refuses options the experiment cannot take, before anything is written.
     check: Callable[[runs.Options], None] | None = None
 
@@ -57,7 +58,7 @@ def _fig7(results: list[RunResult], output_dir: str, options: runs.Options) -> d
 EXPERIMENTS = {
     "table1": Experiment(description="parameters and FLOPs of every model beside Tables 1 "
                          "and 6; no training, seconds",
-                         direct=lambda _, out: report.table1(out)),
+                         direct=lambda _, out, say: report.table1(out, say)),
     "fig6": Experiment(description="plain and residual CIFAR nets, training and validation "
                        "error against iterations (Fig. 6), their test errors, and their "
                        "gradients at initialisation and kernel norms (Sec. 4.1)",
@@ -78,11 +79,11 @@ EXPERIMENTS = {
                          outputs=lambda results, out, _: imagenet.table2_outputs(results, out)),
     "table3": Experiment(description="given models (--models, --weights=imagenet) scored "
                          "10-crop beside Table 3; no training", dataset=imagenet.DATASET,
-                         direct=lambda options, out: imagenet.score_models("table3", options, out),
+                         direct=lambda options, out, _: imagenet.score_models("table3", options, out),
                          check=lambda options: imagenet.check_models("table3", options)),
     "table4": Experiment(description="the same, multi-scale fully-convolutional, beside "
                          "Table 4; no training", dataset=imagenet.DATASET,
-                         direct=lambda options, out: imagenet.score_models("table4", options, out),
+                         direct=lambda options, out, _: imagenet.score_models("table4", options, out),
                          check=lambda options: imagenet.check_models("table4", options)),
 }
 
@@ -121,7 +122,7 @@ def run_experiment(name: str, options: runs.Options, output_dir: str, *, dry_run
         experiment.check(options)
     check_output_dir(output_dir, identity)
     if experiment.direct is not None:
-        return experiment.direct(options, output_dir)
+        return experiment.direct(options, output_dir, say)
     results = train_all(specs, say)
     summary = {"experiment": name, "options": identity, **experiment.outputs(
         results, output_dir, options), "sources": {r.spec.name: _sources(r.spec) for r in results}}

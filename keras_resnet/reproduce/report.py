@@ -6,8 +6,8 @@
 - `Curve`, `curves_figure`, `save_figure`: train (dashed, thin) and test
   (bold) error against iterations, one panel per experiment side by side, as
   the paper's Fig. 4 (two panels) and Fig. 6 (three).
-- `table1`: paper Table 1's FLOPs and Table 6's parameter counts, measured on
-  our models beside the paper's figures.
+- `table1`: paper Table 1's FLOPs and Table 6's parameter counts of our
+  models, counted from the variant table, beside the paper's figures.
 
 Every file is written aside and renamed into place (keras_resnet.files).
 This module needs no TensorFlow of its own: only the model code (Keras), and
@@ -20,6 +20,7 @@ import io
 import json
 import numbers
 import os
+from collections.abc import Callable
 from typing import Any
 
 from keras_resnet import files
@@ -72,8 +73,8 @@ def markdown_table(columns: list[str], rows: list[dict], formats: dict[str, str]
 
 
 def write_table(stem: str, columns: list[str], rows: list[dict],
-                formats: dict[str, str] | None = None) -> None:
-    """Writes `<stem>.csv` and `<stem>.md`, each atomically.
+                formats: dict[str, str] | None = None) -> str:
+    """Writes `<stem>.csv` and `<stem>.md`, each atomically; returns the markdown.
 
     The CSV has the header `columns` and every value at full precision (None
     and a missing key: empty); the markdown table formats each number with
@@ -89,6 +90,7 @@ def write_table(stem: str, columns: list[str], rows: list[dict],
     markdown = markdown_table(columns, rows, formats)
     files.write_text(f"{stem}.csv", text.getvalue())
     files.write_text(f"{stem}.md", markdown)
+    return markdown
 
 
 def write_summary(path: str, summary: dict) -> None:
@@ -207,24 +209,34 @@ def summary_row(measured: complexity.Complexity, table: str) -> dict:
     }
 
 
-def table1(output_dir: str) -> dict:
-    """Measures the ImageNet models at 224x224 and the CIFAR ones at 32x32.
+def table1(output_dir: str, say: Callable[[str], None] = print) -> dict:
+    """The ImageNet models at 224x224 and the CIFAR ones at 32x32, counted
+    from the variant table (`complexity.measure`: nothing is built).
 
     Writes `table1.csv/.md` (FLOPs beside Table 1's), `table6_architecture.csv/.md`
     (parameters beside Table 6's) and `summary.json` (every number and its
-    source) into `output_dir`; returns the summary.
+    source) into `output_dir`, says both tables and each file's path, and
+    returns the summary.
     """
     imagenet = [complexity.measure(name, 224) for name in IMAGENET_MODELS]
     cifar = [complexity.measure(name, 32) for name in CIFAR_MODELS]
-    write_table(os.path.join(output_dir, "table1"), TABLE1_COLUMNS,
-                [table1_row(m) for m in imagenet], TABLE1_FORMATS)
-    write_table(os.path.join(output_dir, "table6_architecture"), TABLE6_COLUMNS,
-                [table6_row(m) for m in cifar], TABLE6_FORMATS)
+    stems = [os.path.join(output_dir, stem) for stem in ("table1", "table6_architecture")]
+    tables = [
+        ("Table 1: FLOPs (multiply-adds) at 224x224 beside the paper's",
+         write_table(stems[0], TABLE1_COLUMNS, [table1_row(m) for m in imagenet], TABLE1_FORMATS)),
+        ("Table 6, architecture: parameters beside the paper's",
+         write_table(stems[1], TABLE6_COLUMNS, [table6_row(m) for m in cifar], TABLE6_FORMATS)),
+    ]
     summary = {
         "experiment": "table1",
         "rows": [summary_row(m, "Table 1") for m in imagenet]
         + [summary_row(m, "Table 6") for m in cifar],
         "sources": dict(SOURCES),
     }
-    write_summary(os.path.join(output_dir, "summary.json"), summary)
+    path = os.path.join(output_dir, "summary.json")
+    write_summary(path, summary)
+    for title, markdown in tables:
+        say(f"{title}\n{markdown}")
+    for written in [f"{stem}{ext}" for stem in stems for ext in (".csv", ".md")] + [path]:
+        say(f"Wrote {written}")
     return summary
