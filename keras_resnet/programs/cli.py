@@ -171,33 +171,70 @@ def run_main(program, main, *args, failures=(), resume_hint=False):
     `failures`: further exception types that mean the run failed (exit 1).
     A Ctrl-C is recorded (`files.record_interrupt`), so that a run whose
     KeyboardInterrupt Python swallowed still stops at its next write and
-    exits 130 instead of 0.
+    exits 130 instead of 0. Each line starts a line of its own, also where
+    Keras' progress bar left stdout mid-line.
     """
     previous = _record_sigint()
+    stdout = sys.stdout
+    sys.stdout = tracked = _LineTracker(stdout) if stdout is not None else None
+    say = functools.partial(_say, tracked)
     try:
         result = main(*args)
         if files.interrupted():
             raise KeyboardInterrupt
         return result
     except ArgumentError as e:  # the library's argument is the program's flag.
-        print(f"{program}: error: --{e.argument}={e.value}: {e.requirement}", file=sys.stderr)
+        say(f"{program}: error: --{e.argument}={e.value}: {e.requirement}")
         sys.exit(2)
     except (DatasetUnavailableError, DownloadError) as e:  # each says what to pass instead.
-        print(f"{program}: error: {' '.join(e.cause.split())}. {e.hint('--')}", file=sys.stderr)
+        say(f"{program}: error: {' '.join(e.cause.split())}. {e.hint('--')}")
         sys.exit(2)
     except KeyboardInterrupt:
         hint = "; run the same command to resume" if resume_hint else ""
-        print(f"{program}: interrupted{hint}", file=sys.stderr)
+        say(f"{program}: interrupted{hint}")
         sys.exit(INTERRUPTED_EXIT)
     except (ValueError, WriteError, LockedError, OSError) as e:
-        print(f"{program}: error: {_one_line(e)}", file=sys.stderr)
+        say(f"{program}: error: {_one_line(e)}")
         sys.exit(2)
     except failures as e:
-        print(f"{program}: error: {_one_line(e)}", file=sys.stderr)
+        say(f"{program}: error: {_one_line(e)}")
         sys.exit(1)
     finally:
+        sys.stdout = stdout
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+class _LineTracker:
+    """A text stream that notes whether what was written to it last ended
+    its line: Keras' progress bar leaves the cursor after the bar (on any
+    stdout, "posix" in sys.modules turns its dynamic display on)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.mid_line = False
+
+    def write(self, text):
+        if text:
+            self.mid_line = not text.endswith("\n")
+        return self.stream.write(text)
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding, ...
+        return getattr(self.stream, name)
+
+
+def _say(stdout, message):
+    """Prints `message` to stderr on a line of its own: a line that `stdout`
+    (a _LineTracker, or None) left open is ended first, where a terminal
+    shows both streams on one screen."""
+    try:
+        if stdout is not None:
+            if stdout.mid_line:
+                stdout.write("\n")
+            stdout.flush()  # what main printed comes before the message.
+    except (OSError, ValueError):  # a closed stdout, or the pipe that failed main.
+        pass
+    print(message, file=sys.stderr)
 
 
 def _on_sigint(signum, frame):
