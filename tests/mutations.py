@@ -129,6 +129,21 @@ MUTATIONS = [
       "lambda _: examples.shuffle(buffer, seed=seed).repeat())",
       "lambda _: examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).repeat())",
       ("tests/data/test_data.py::test_training_order_is_the_same_from_every_iterator_and_new_every_pass",)),
+    # table1's counts: arithmetic on the variant table, no model built.
+    M("table1 builds the models to count them", "keras_resnet/models/complexity.py",
+      "    params, flops = counts(name, size)\n",
+      "    model = resnet.get_model(name, weights=None, input_shape=(size, size, 3))\n"
+      "    params, flops = count_params(model), count_flops(model)\n",
+      ("tests/reproduce/test_table1_counts.py::test_table1_prints_the_papers_counts_and_its_files_and_builds_no_model",)),
+    M("counted option B projects nowhere", "keras_resnet/models/complexity.py",
+      'if spec.residual and (shortcut == "C" or (shortcut == "B" and grows)):',
+      'if spec.residual and shortcut == "C":',
+      ("tests/reproduce/test_table1_counts.py::test_counts_are_the_built_models[resnet20-40-B]",)),
+    # The Ctrl-C line starts a line of its own.
+    M("the interrupt line lands on the progress bar's", "keras_resnet/programs/cli.py",
+      '            self.mid_line = not text.endswith("\\n")',
+      '            self.mid_line = False',
+      ("tests/programs/test_interrupt.py::test_the_interrupt_line_starts_a_line_of_its_own[progress_bar]",)),
     # The documentation: its commands are the programs' own.
     M("train.py's --train_steps renamed under the documentation", "keras_resnet/programs/train.py",
       'flags.DEFINE_integer("train_steps",', 'flags.DEFINE_integer("steps",',
