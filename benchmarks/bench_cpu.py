@@ -1,4 +1,4 @@
-"""CPU speed of keras_resnet next to what a user would pick instead (issue 10).
+"""CPU speed of keras_resnet next to what a user would pick instead.
 
 Rows (a fixed synthetic batch, float32 unless said; Keras on the TF backend):
   resnet20_train   keras_resnet.ResNet20(weight_decay=1e-4) compiled as train.py

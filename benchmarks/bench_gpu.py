@@ -1,7 +1,7 @@
-"""GPU speed of keras_resnet on the JAX backend next to what a user would pick instead (issue 10).
+"""GPU speed of keras_resnet on the JAX backend next to what a user would pick instead.
 
-The lent GPU machines have JAX, PyTorch, torchvision, flax and optax, but no
-TensorFlow: Keras runs there on the JAX backend (`../shared/GPU.md` says how
+It is written for GPU machines with JAX, PyTorch, torchvision, flax and optax,
+but no TensorFlow: Keras runs there on the JAX backend (`../shared/GPU.md` says how
 to bring its wheels). Every side trains or infers on a synthetic batch already
 on the card; the sides of a case are timed in the same interleaved rounds
 (`timing.py`). Cases, in the order they run:
@@ -26,7 +26,7 @@ on the card; the sides of a case are timed in the same interleaved rounds
                  bringing its logits to the host every batch
 
 Rows: ours / each reference, the median of per-round ratios with its min-max;
-issue 10's targets are in the last column. XLA compiles (~15 s per ResNet-50)
+the speed targets are in the last column. XLA compiles (~15 s per ResNet-50)
 and torch.compile (~45 s) fall in the warm-up, outside the timings. A side
 that fails to build (out of memory, no torchvision) is reported and left out;
 once --budget_s is spent, no new round or case starts.
@@ -92,7 +92,7 @@ class Case:
     bfloat16: bool  # Keras' mixed_bfloat16 policy; autocast for PyTorch
     steps: int  # per side per round: about a second on an H100
     sides: tuple[str, ...]
-    rows: tuple[tuple[str, str], ...]  # (reference side, issue 10's target for ours / it)
+    rows: tuple[tuple[str, str], ...]  # (reference side, the speed target for ours / it)
 
     @property
     def size(self) -> int:
@@ -277,7 +277,7 @@ def _measure(case: Case, deadline: float) -> tuple[list[dict], dict]:
     for side in case.sides:
         try:
             runs[side] = _build(case, side)
-            runs[side](FLAGS.warmup)  # compiles here, not in a timed round
+            runs[side](FLAGS.warmup)  # compiles in the warm-up, not in a timed round
         except Exception as exc:  # a side that cannot run must not hide the others
             traceback.print_exc()
             failed[side] = _error(exc)

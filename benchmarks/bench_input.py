@@ -1,4 +1,4 @@
-"""Is the input pipeline or the training loop the bottleneck? (issue 10)
+"""Is the input pipeline or the training loop the bottleneck?
 
 Two measurements, each against the bare train step of the same model and
 batch (`train_on_batch` on one fixed batch: what training consumes), timed in
@@ -299,7 +299,7 @@ def measure_fed_step():
             for _ in range(n):
                 # fit reads every step's logs (Keras' TensorBoard and
                 # BackupAndRestore take per-batch calls), so a step waits
-                # for the one before it, as here.
+                # for the one before it, as this loop does.
                 float(model.train_function(iterator)["loss"])
         return run
 

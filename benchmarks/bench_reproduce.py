@@ -1,8 +1,8 @@
-"""What the paper's experiments cost at `--scale=quick` on this machine (issue 23).
+"""What the paper's experiments cost at `--scale=quick` on the host it runs on.
 
-No CIFAR-10 or ImageNet is on the machines these sessions run on, so a quick
-experiment cannot be run whole here; its cost can be measured all the same,
-as it does not depend on the pixels. For every training run of `fig6` and
+Where no CIFAR-10 or ImageNet is at hand, a quick experiment cannot be run
+whole; its cost can be measured all the same, as it does not depend on the
+pixels. For every training run of `fig6` and
 `fig4` at the quick scale (the runs `python -m keras_resnet.reproduce EXP
 --scale=quick` trains: their model, batch, image size and steps, from the
 experiment's own specs), this times the model's training step as train.py
@@ -13,8 +13,8 @@ models in interleaved rounds (benchmarks/timing.py), and gives
 
 where `end_to_end` is the whole train.py run's rate over the bare step's
 (validation each epoch, checkpoints, backup, the input pipeline):
-bench_input.py's `train_end_to_end` measured 0.94-0.96x on this machine
-(benchmarks/RESULTS.md), so the default is 0.95. Scoring the test split once
+bench_input.py's `train_end_to_end` measured 0.94-0.96x on the AMX host
+(benchmarks/RESULTS.md, 2026-12-02), so the default is 0.95. Scoring the test split once
 at the end (10,000 CIFAR images, or the fig4 folder's) takes seconds and is
 left out. `table6` and `fig7` reuse `fig6`'s runs, `table2` `fig4`'s.
 

@@ -1,4 +1,4 @@
-"""TFLite int8 ResNet-50 at batch 1 against the Keras float32 path (issue 10).
+"""TFLite int8 ResNet-50 at batch 1 against the Keras float32 path.
 
 Latency per image at batch 1: the Keras model's `predict_on_batch` (a compiled
 tf.function, float32) against the int8 .tflite file that
