@@ -74,8 +74,8 @@ MUTATIONS = [
       ("tests/models/test_models.py::test_weight_decay_is_caffe_weight_decay",)),
     # Shortcuts (Sec. 3.3) and where a bottleneck strides (v1 / v1.5).
     M("v1 bottleneck strides on the 3x3 (v1.5's place)", "keras_resnet/models/blocks.py",
-      '(strides, 1) if settings.version == "v1" else (1, strides)',
-      '(strides, 1) if settings.version == "v1.5" else (1, strides)',
+      '(strides, 1) if version == "v1" else (1, strides)',
+      '(strides, 1) if version == "v1.5" else (1, strides)',
       (PAPER + "test_bottleneck_downsampling_is_on_the_first_1x1_in_v1_and_the_3x3_in_v1_5[v1-strides0]",)),
     M("option B projects every shortcut (as C)", "keras_resnet/models/blocks.py",
       'if self.shortcut == "C" or (self.shortcut == "B" and grows):',
@@ -139,6 +139,9 @@ MUTATIONS = [
       'if spec.residual and (shortcut == "C" or (shortcut == "B" and grows)):',
       'if spec.residual and shortcut == "C":',
       ("tests/reproduce/test_table1_counts.py::test_counts_are_the_built_models[resnet20-40-B]",)),
+    M("counts take a shortcut the builder refuses", "keras_resnet/models/complexity.py",
+      "    arguments.check_block_options(shortcut, version)\n", "",
+      ("tests/reproduce/test_table1_counts.py::test_counts_refuse_what_the_builder_refuses_in_its_words",)),
     # The Ctrl-C line starts a line of its own.
     M("the interrupt line lands on the progress bar's", "keras_resnet/programs/cli.py",
       '            self.mid_line = not text.endswith("\\n")',
@@ -313,7 +316,7 @@ MUTATIONS = [
     M("downloaded file's checksum not compared", "keras_resnet/models/downloads.py",
       "            if not got.startswith(expected):", "            if not got:",
       ("tests/models/test_weights.py::test_corrupt_download_is_refused_and_a_corrupt_cache_is_replaced",)),
-    # ---------------------------------------------------- (c) the layout (issue 22)
+    # ---------------------------------------------------- (c) the layout
     M("model code imports the data layer", "keras_resnet/models/complexity.py",
       "from keras_resnet.models import resnet\n",
       "from keras_resnet.data import images  # noqa: F401\nfrom keras_resnet.models import resnet\n",
@@ -344,7 +347,7 @@ MUTATIONS = [
       "keras_resnet/models/__init__.py",
       "import importlib\n", "import importlib\n\nimport keras  # noqa: F401\n",
       ("tests/programs/test_cli.py::test_console_script_without_tensorflow_says_what_to_install",)),
-    # -------------------------------------- (d) the paper's experiments (issue 23)
+    # -------------------------------------- (d) the paper's experiments
     M("a finished run made with other settings is reused", "keras_resnet/reproduce/runs.py",
       "        check_reusable(spec)\n", "        pass\n",
       ("tests/reproduce/test_experiments.py::test_a_finished_run_made_otherwise_is_refused",)),
@@ -394,22 +397,22 @@ MUTATIONS = [
       '                        marker="o", markersize=5, color=colour, label=curve.label)',
       "                        color=colour, label=curve.label)",
       ("tests/reproduce/test_report.py::test_curves_figure_draws_train_dashed_and_test_bold_in_one_colour_per_curve",)),
-    # ------------------------------------------- (e) the default run (issue 25)
+    # ------------------------------------------- (e) the default run
     M("a slow test's cover is itself left out of the default run", "tests/training/test_train_faults.py",
       "def test_full_disk_says_which_file_and_leaves_nothing_partial(",
       "@pytest.mark.slow\ndef test_full_disk_says_which_file_and_leaves_nothing_partial(",
       ("tests/test_repo.py::test_each_slow_test_names_the_faster_tests_that_cover_it",)),
-    # ------------------------------------------- (f) backbone features (issue 24)
+    # ------------------------------------------- (f) backbone features
     M("backbone features taken at a stage's first block, not its last",
       "keras_resnet/models/features.py",
       'layer = f"conv{stage}_block{block}_out"', 'layer = f"conv{stage}_block1_out"',
       ("tests/models/test_features.py::test_features_equal_the_classifiers_intermediate_outputs[resnet50-64]",)),
-    # ------------------------------------------- (g) converter (issue 24)
+    # ------------------------------------------- (g) converter
     M("torchvision conv kernels read as (out, in, h, w) -> (h, w, out, in)",
       "keras_resnet/models/state_dicts.py",
       "return np.transpose(tensor, (2, 3, 1, 0))", "return np.transpose(tensor, (2, 3, 0, 1))",
       ("tests/models/test_convert.py::test_the_converted_classifier_gives_pytorchs_logits[resnet18]",)),
-    # ------------------------------------------- (h) the weights table (issue 24)
+    # ------------------------------------------- (h) the weights table
     M("named weights loaded into a net of other options (v1 for v1.5 weights)",
       "keras_resnet/models/pretrained.py",
       "    if wrong:\n", "    if False:\n",

@@ -67,12 +67,18 @@ def checked_input_shape(
         )
     input_shape = shape
     spatial = input_shape[1:] if channels_first else input_shape[:2]
-    if any(s is not None and s < family.min_size for s in spatial):
+    check_min_size(spatial, family, f"input_shape={input_shape}")
+    return input_shape
+
+
+def check_min_size(sizes: Sequence[int | None], family: Family, received: str) -> None:
+    """ValueError unless every one of `sizes` (None: any) is at least the
+    family's smallest input; `received` names the argument in the message."""
+    if any(s is not None and s < family.min_size for s in sizes):
         raise ValueError(
             f"Input size must be at least {family.min_size}x{family.min_size}"
-            f" for this model. Received: input_shape={input_shape}"
+            f" for this model. Received: {received}"
         )
-    return input_shape
 
 
 def _as_shape(input_shape: Any, channels_first: bool) -> tuple[int | None, ...] | None:
@@ -103,19 +109,25 @@ def _is_count(value: Any) -> bool:
         return False
 
 
-def check_options(name: str, spec: Variant, args: Arguments) -> None:
-    """Checks the options of the network itself (Sec. 3.3 shortcuts, head)."""
-    if args.shortcut not in SHORTCUT_OPTIONS:
+def check_block_options(shortcut: str, version: str) -> None:
+    """Checks the options every block takes: the shortcut (Sec. 3.3) and
+    where a bottleneck strides."""
+    if shortcut not in SHORTCUT_OPTIONS:
         raise ValueError(
-            f"Unknown shortcut option: {args.shortcut!r}. "
+            f"Unknown shortcut option: {shortcut!r}. "
             f"Accepted: {', '.join(SHORTCUT_OPTIONS)} (paper Sec. 3.3)."
         )
-    if args.version not in VERSIONS:
+    if version not in VERSIONS:
         raise ValueError(
-            f"Unknown version: {args.version!r}. Accepted: "
+            f"Unknown version: {version!r}. Accepted: "
             "'v1' (stride on the bottleneck's first 1x1, as in the paper) "
             "or 'v1.5' (stride on its 3x3)."
         )
+
+
+def check_options(name: str, spec: Variant, args: Arguments) -> None:
+    """Checks the options of the network itself (Sec. 3.3 shortcuts, head)."""
+    check_block_options(args.shortcut, args.version)
     if args.pooling not in (None, "avg", "max"):
         raise ValueError(
             "`pooling` must be None, 'avg' or 'max'. "

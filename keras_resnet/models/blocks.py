@@ -117,30 +117,49 @@ class BlockSettings:
         return keras.layers.Activation("relu", name=f"{name}_out")(out)
 
 
+def branch_convs(
+    block: str, filters: int, strides: int, version: str = "v1"
+) -> tuple[tuple[int, int, int], ...]:
+    """(kernel size, filters, stride) of each conv of a block's residual
+    branch, in order: what the blocks below build and what
+    `complexity.counts` counts. "basic": two 3x3 convs, the stride on the
+    first (Fig. 5 left). "bottleneck": 1x1 reduce, 3x3, 1x1 expand to
+    4 * filters (Fig. 5 right), the stride on the first 1x1 in v1 and on the
+    3x3 in v1.5."""
+    if block == "basic":
+        return ((3, filters, strides), (3, filters, 1))
+    stride_1x1, stride_3x3 = (strides, 1) if version == "v1" else (1, strides)
+    return ((1, filters, stride_1x1), (3, filters, stride_3x3), (1, 4 * filters, 1))
+
+
+def _block(
+    kind: str, x: keras.KerasTensor, filters: int, strides: int, settings: BlockSettings, name: str
+) -> keras.KerasTensor:
+    """The residual branch of `branch_convs` (convs `{name}_1`, `{name}_2`,
+    ...), then the shortcut and the addition."""
+    convs = branch_convs(kind, filters, strides, settings.version)
+    y = x
+    for i, (kernel, width, stride) in enumerate(convs, 1):
+        if i < len(convs):
+            y = settings.conv_bn_relu(y, width, kernel, stride, f"{name}_{i}")
+        else:  # the branch's last BN: its ReLU comes after the addition
+            y = settings.conv_bn(y, width, kernel, stride, f"{name}_{i}",
+                                 zero_gamma=settings.zero_init_residual)
+    return settings.shortcut_and_add(x, y, strides, name)
+
+
 def basic_block(
     x: keras.KerasTensor, filters: int, strides: int, settings: BlockSettings, name: str
 ) -> keras.KerasTensor:
     """Two 3x3 convs (Fig. 5 left); the stride sits on the first."""
-    y = settings.conv_bn_relu(x, filters, 3, strides, f"{name}_1")
-    y = settings.conv_bn(
-        y, filters, 3, 1, f"{name}_2", zero_gamma=settings.zero_init_residual
-    )
-    return settings.shortcut_and_add(x, y, strides, name)
+    return _block("basic", x, filters, strides, settings, name)
 
 
 def bottleneck_block(
     x: keras.KerasTensor, filters: int, strides: int, settings: BlockSettings, name: str
 ) -> keras.KerasTensor:
     """1x1 reduce, 3x3, 1x1 expand to 4 * filters (Fig. 5 right)."""
-    stride_1x1, stride_3x3 = (
-        (strides, 1) if settings.version == "v1" else (1, strides)
-    )
-    y = settings.conv_bn_relu(x, filters, 1, stride_1x1, f"{name}_1")
-    y = settings.conv_bn_relu(y, filters, 3, stride_3x3, f"{name}_2")
-    y = settings.conv_bn(
-        y, 4 * filters, 1, 1, f"{name}_3", zero_gamma=settings.zero_init_residual
-    )
-    return settings.shortcut_and_add(x, y, strides, name)
+    return _block("bottleneck", x, filters, strides, settings, name)
 
 
 # A block: (input, filters, strides, settings, name) -> output.

@@ -14,9 +14,9 @@ import math
 
 import keras
 
+from keras_resnet.models import arguments
 from keras_resnet.models import resnet
-from keras_resnet.models.blocks import SHORTCUT_OPTIONS
-from keras_resnet.models.blocks import VERSIONS
+from keras_resnet.models.blocks import branch_convs
 from keras_resnet.models.variants import blocks_of
 
 
@@ -124,13 +124,9 @@ def counts(
     spec = resnet.VARIANTS[resnet.canonical_name(name)]
     family = resnet.FAMILIES[spec.family]
     size = family.default_size if image_size is None else image_size
-    if size < family.min_size:  # the builder's own check (checked_input_shape)
-        raise ValueError(f"Input size must be at least {family.min_size}x{family.min_size} "
-                         f"for this model. Received: image_size={image_size}")
+    arguments.check_min_size((size,), family, f"image_size={image_size}")
     shortcut = family.shortcut if shortcut is None else shortcut
-    if shortcut not in SHORTCUT_OPTIONS or version not in VERSIONS:
-        raise ValueError(f"`shortcut` must be one of {SHORTCUT_OPTIONS} and `version` one of "
-                         f"{VERSIONS}. Received: shortcut={shortcut!r}, version={version!r}")
+    arguments.check_block_options(shortcut, version)
     convs = []  # (kernel size, input channels, output channels, output size)
     channels = family.widths[0]
     if family.stem == "cifar":
@@ -141,7 +137,7 @@ def counts(
         size = _strided(size, 2)
     for _, filters, strides in blocks_of(spec):
         width = channels
-        for kernel, out, stride in _branch(spec.block, filters, strides, version):
+        for kernel, out, stride in branch_convs(spec.block, filters, strides, version):
             size = _strided(size, stride)
             convs.append((kernel, width, out, size))
             width = out
@@ -159,15 +155,6 @@ def counts(
 def _strided(size: int, strides: int) -> int:
     """The output size of every strided layer here (padded as blocks.py pads)."""
     return -(-size // strides)
-
-
-def _branch(block: str, filters: int, strides: int, version: str) -> list[tuple[int, int, int]]:
-    """(kernel size, filters, stride) of each conv of a block's residual
-    branch, as blocks.py builds it."""
-    if block == "basic":
-        return [(3, filters, strides), (3, filters, 1)]
-    first, second = (strides, 1) if version == "v1" else (1, strides)
-    return [(1, filters, first), (3, filters, second), (1, 4 * filters, 1)]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ from typing import Any
 from keras_resnet import files
 from keras_resnet.models import complexity
 from keras_resnet.models import resnet
+from keras_resnet.models.blocks import branch_convs
 
 IMAGENET_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                    "plain18", "plain34")
@@ -40,7 +41,6 @@ SOURCES = {
     "paper": "He et al. 2015, Table 1 (FLOPs) and Table 6 (params)",
 }
 _DEFAULT_FLOAT_FORMAT = "{:.2f}"
-_LAYERS_PER_BLOCK = {"basic": 2, "bottleneck": 3}
 
 
 # Tables and summaries.
@@ -167,7 +167,7 @@ def _diff_percent(ours: float, paper: float | None) -> float | None:
 def depth(name: str) -> int:
     """Weighted layers of model `name`: its blocks' convs, the stem conv and fc."""
     variant = resnet.VARIANTS[resnet.canonical_name(name)]
-    return _LAYERS_PER_BLOCK[variant.block] * sum(variant.blocks_per_stage) + 2
+    return len(branch_convs(variant.block, 1, 1)) * sum(variant.blocks_per_stage) + 2
 
 
 def table1_row(measured: complexity.Complexity) -> dict:

@@ -40,11 +40,15 @@ def test_counts_are_the_built_models(name, size, options):
         model.count_params() - statistics, complexity.count_flops(model))
 
 
-def test_counts_refuse_what_the_builder_refuses():
-    with pytest.raises(ValueError, match="at least 32x32.*image_size=31"):
+def test_counts_refuse_what_the_builder_refuses_in_its_words():
+    with pytest.raises(ValueError, match=r"at least 32x32 for this model\. Received: image_size=31$"):
         complexity.counts("resnet50", 31)
-    with pytest.raises(ValueError, match="shortcut='D'"):
-        complexity.counts("resnet50", shortcut="D")
+    for options in ({"shortcut": "D"}, {"version": "v2"}):
+        with pytest.raises(ValueError) as built:
+            models.get_model("resnet50", weights=None, **options)
+        with pytest.raises(ValueError) as counted:
+            complexity.counts("resnet50", **options)
+        assert str(counted.value) == str(built.value)
 
 
 def _no_layer(*args, **kwargs):
