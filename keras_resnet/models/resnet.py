@@ -24,7 +24,6 @@ from keras_resnet.models.arguments import checked_input_shape
 from keras_resnet.models.blocks import BLOCKS
 from keras_resnet.models.blocks import BlockSettings
 from keras_resnet.models.layers import channel_axis
-from keras_resnet.models.resolved import ResolvedWeights
 from keras_resnet.models.resolved import resolve_weights
 from keras_resnet.models.variants import FAMILIES
 from keras_resnet.models.variants import VARIANTS
@@ -127,10 +126,7 @@ def ResNet(
     variant_name = canonical_name(variant)
     spec = VARIANTS[variant_name]
     family = FAMILIES[spec.family]
-    if not isinstance(weights, ResolvedWeights):
-        weights = resolve_weights(variant_name, weights)
-    elif weights.model != variant_name:
-        raise ValueError(f"weights resolved for {weights.model} cannot build {variant_name}")
+    weights = resolve_weights(variant_name, weights)
     args = Arguments(
         include_top=include_top, weights=weights, pooling=pooling,
         classes=family.classes if classes is None else classes,

@@ -82,8 +82,13 @@ class ResolvedWeights:
 def resolve_weights(model: str, weights: Any) -> ResolvedWeights:
     """`weights` for `model` (any spelling get_model takes), resolved; an
     ArgumentError naming the value and what is accepted if it is none of a
-    name of list_weights(model), None, or the path to an existing file."""
+    name of list_weights(model), None, or the path to an existing file.
+    Weights already resolved are returned as they are, if for `model`."""
     model = canonical_name(model)
+    if isinstance(weights, ResolvedWeights):
+        if weights.model != model:
+            raise ValueError(f"weights resolved for {weights.model} cannot build {model}")
+        return weights
     if weights is None:
         return ResolvedWeights(model=model, given=None)
     if pretrained.is_named(weights):
