@@ -4,7 +4,6 @@ stay small, and tests/ and the Layout of docs/development.md follow the tree."""
 
 import ast
 import os
-import re
 
 import pytest
 

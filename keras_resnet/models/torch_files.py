@@ -33,7 +33,6 @@ crafted file run code (CVE-2025-32434). This reader's surface is the ~40
 opcodes it knows and three functions, each of whose arguments it checks.
 """
 
-import io
 import os
 import pickle
 import zipfile

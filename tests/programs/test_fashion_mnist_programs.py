@@ -5,7 +5,6 @@ held out and scores the 10,000 test images once; evaluate.py scores the
 model it wrote on the same test split."""
 
 import json
-import os
 
 import pytest
 

@@ -138,8 +138,8 @@ def test_an_interrupted_experiment_trains_only_what_is_missing(tmp_path, image_f
     assert _run_numbers(tmp_path / "runs" / "plain20") == first
     # The experiment's outputs are those of its runs, the one finished before
     # the kill as it was. (Not compared with a second, uninterrupted
-    # experiment: two processes training the same run under load disagree,
-    # by up to 3% in the first loss here; issue 23's note.)
+    # experiment: two runs agree bit for bit only under --deterministic,
+    # tests/training/test_train_faults.py.)
     rows = _csv(tmp_path / "fig6" / "fig6.csv")
     assert [r["run"] for r in rows] == ["plain20", "resnet20"]
     for row in rows:

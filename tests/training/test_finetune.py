@@ -1,4 +1,4 @@
-"""Fine-tuning from any weights file (issue 20): files in the keras.applications
+"""Fine-tuning from any weights file: files in the keras.applications
 layout with and without a top, and a model.keras this package trained, each
 onto 3 classes; what the run keeps of the file (top, preprocessing) and says."""
 
