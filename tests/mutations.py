@@ -53,6 +53,8 @@ PRETRAINED = "tests/models/test_pretrained.py::"
 HOSTILE_PTH = "tests/models/test_hostile_pth.py::"
 FOREIGN = "tests/training/test_foreign_model_dir.py::"
 HOSTILE_IMAGES = "tests/export/test_hostile_images.py::"
+SOLVER = ("tests/training/test_solver_matches_torch.py::"
+          "test_the_recipes_training_steps_are_pytorchs_on_the_same_net_and_batches")
 
 MUTATIONS = [
     # ------------------------------------------------------ (a) the paper's facts
@@ -164,6 +166,17 @@ MUTATIONS = [
     M("SGD momentum 0.9 -> 0.99", "keras_resnet/training/recipes.py",
       "momentum: float = 0.9", "momentum: float = 0.99",
       (PAPER + "test_the_imagenet_recipe_is_section_3_4",)),
+    # The compiled training step, against PyTorch's on the same net and batches.
+    M("the compiled SGD is Nesterov's", "keras_resnet/training/model.py",
+      "nesterov=run.recipe.nesterov),", "nesterov=True),",
+      (SOLVER,)),
+    M("the compiled SGD has no momentum", "keras_resnet/training/model.py",
+      "momentum=run.recipe.momentum,", "momentum=0.0,",
+      (SOLVER,)),
+    M("a strided 3x3 conv pads as TensorFlow's same (bottom and right only)",
+      "keras_resnet/models/blocks.py",
+      "if strides > 1 or kernel_size == 1:", "if kernel_size == 1:",
+      (SOLVER,)),
     M("PCA colour noise std 0.1 -> 0.01", "keras_resnet/training/recipes.py",
       "pca_lighting=0.1,", "pca_lighting=0.01,",
       (PAPER + "test_the_imagenet_recipe_is_section_3_4",)),

@@ -143,3 +143,84 @@ def relative_error(ours, reference):
     ours = keras.ops.convert_to_numpy(ours)
     assert ours.shape == reference.shape
     return float(np.max(np.abs(ours - reference)) / np.max(np.abs(reference)))
+
+
+class CifarBlock(nn.Module):
+    """The paper's CIFAR block (Sec. 4.2) with option A's shortcut: x[::2, ::2]
+    and zero channels appended (Sec. 3.3)."""
+
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.stride, self.extra = stride, planes - inplanes
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        identity = torch.nn.functional.pad(x[:, :, ::self.stride, ::self.stride],
+                                           (0, 0, 0, 0, 0, self.extra))
+        return torch.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class TorchCifarResNet(nn.Module):
+    """The paper's 6n+2-layer CIFAR ResNet: a 3x3 conv, 3 stages of n blocks
+    on 16, 32, 64 filters, global average pooling, a 10-way fc."""
+
+    def __init__(self, depth, num_classes=10):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks, inplanes = [], 16
+        for stage, planes in enumerate((16, 32, 64)):
+            for i in range(n):
+                blocks.append(CifarBlock(inplanes, planes, 2 if stage and not i else 1))
+                inplanes = planes
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(x.mean((2, 3)))
+
+    def keras_names(self):
+        """(module, the Keras layer it is) for every module with weights."""
+        n = len(self.blocks) // 3
+        pairs = [(self.conv1, "conv1_conv"), (self.bn1, "conv1_bn"), (self.fc, "predictions")]
+        for index, block in enumerate(self.blocks):
+            name = f"conv{index // n + 2}_block{index % n + 1}"
+            pairs += [(block.conv1, f"{name}_1_conv"), (block.bn1, f"{name}_1_bn"),
+                      (block.conv2, f"{name}_2_conv"), (block.bn2, f"{name}_2_bn")]
+        return pairs
+
+
+def keras_layout(module, tensor):
+    """`module`'s weight as Keras holds it: HWIO kernels, (in, out) dense."""
+    tensor = tensor.detach().numpy()
+    if isinstance(module, nn.Conv2d):
+        return tensor.transpose(2, 3, 1, 0)
+    return tensor.T if isinstance(module, nn.Linear) else tensor
+
+
+def torch_cifar_net_like(backbone):
+    """A TorchCifarResNet holding the weights and BN statistics of `backbone`
+    (a Keras CIFAR ResNet with option A shortcuts), in training mode."""
+    blocks = sum(layer.name.endswith("_2_conv") for layer in backbone.layers)
+    net = TorchCifarResNet(2 * blocks + 2)
+    with torch.no_grad():
+        for module, name in net.keras_names():
+            layer = backbone.get_layer(name)
+            values = [keras.ops.convert_to_numpy(w) for w in layer.weights]
+            if isinstance(module, nn.BatchNorm2d):
+                for target, value in zip((module.weight, module.bias, module.running_mean,
+                                          module.running_var), values):
+                    target.copy_(torch.from_numpy(value))
+            else:
+                kernel = values[0]
+                module.weight.copy_(torch.from_numpy(
+                    kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T))
+                if module.bias is not None:
+                    module.bias.copy_(torch.from_numpy(values[1]))
+    return net.train()
