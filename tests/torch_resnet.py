@@ -2,7 +2,10 @@
 installed: its compiled ops do not load on the CPU torch build), random
 weights and random BN statistics, its state dict saved as timm's
 `model.safetensors` is: the reference that converted and published weights
-are checked against (tests/models/test_convert.py, test_pretrained.py)."""
+are checked against (tests/models/test_convert.py, test_pretrained.py). And
+the paper's CIFAR ResNet with option A shortcuts, which takes a Keras one's
+weights: the reference its training steps are checked against
+(tests/training/test_solver_matches_torch.py)."""
 
 import keras
 import numpy as np

@@ -37,7 +37,7 @@ def _torch_values(module):
 
 
 def _trained_side_by_side():
-    """(losses, weights) of Keras and of PyTorch, and the initial weights."""
+    """Each side's losses and weights after the steps, and the weights before."""
     # At the recipe's 0.1 the first steps on random images move the weights
     # so far that the two frameworks' rounding grows apart; the update rule
     # is the same at any rate.
