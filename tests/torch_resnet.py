@@ -199,12 +199,25 @@ class TorchCifarResNet(nn.Module):
         return pairs
 
 
+def keras_tensors(module):
+    """`module`'s tensors in the order of the Keras layer's weights: kernel
+    (and bias), or gamma, beta, moving mean and variance."""
+    if isinstance(module, nn.BatchNorm2d):
+        return [module.weight, module.bias, module.running_mean, module.running_var]
+    return [module.weight] + ([module.bias] if module.bias is not None else [])
+
+
 def keras_layout(module, tensor):
     """`module`'s weight as Keras holds it: HWIO kernels, (in, out) dense."""
     tensor = tensor.detach().numpy()
     if isinstance(module, nn.Conv2d):
         return tensor.transpose(2, 3, 1, 0)
     return tensor.T if isinstance(module, nn.Linear) else tensor
+
+
+def keras_values(module):
+    """`module`'s tensors as the Keras layer's weights hold them."""
+    return [keras_layout(module, tensor) for tensor in keras_tensors(module)]
 
 
 def torch_cifar_net_like(backbone):
@@ -214,16 +227,10 @@ def torch_cifar_net_like(backbone):
     net = TorchCifarResNet(2 * blocks + 2)
     with torch.no_grad():
         for module, name in net.keras_names():
-            layer = backbone.get_layer(name)
-            values = [keras.ops.convert_to_numpy(w) for w in layer.weights]
-            if isinstance(module, nn.BatchNorm2d):
-                for target, value in zip((module.weight, module.bias, module.running_mean,
-                                          module.running_var), values):
-                    target.copy_(torch.from_numpy(value))
-            else:
-                kernel = values[0]
-                module.weight.copy_(torch.from_numpy(
-                    kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T))
-                if module.bias is not None:
-                    module.bias.copy_(torch.from_numpy(values[1]))
+            weights = backbone.get_layer(name).weights
+            for tensor, weight in zip(keras_tensors(module), weights, strict=True):
+                value = keras.ops.convert_to_numpy(weight)
+                if value.ndim == 4:  # HWIO to OIHW
+                    value = value.transpose(3, 2, 0, 1)
+                tensor.copy_(torch.from_numpy(value.T if value.ndim == 2 else value))
     return net.train()

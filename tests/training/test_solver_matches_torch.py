@@ -28,14 +28,6 @@ def _keras_values(layer):
     return [np.array(w.numpy()) for w in layer.weights]
 
 
-def _torch_values(module):
-    if isinstance(module, nn.BatchNorm2d):
-        return [t.detach().numpy() for t in (module.weight, module.bias, module.running_mean,
-                                             module.running_var)]
-    values = [torch_resnet.keras_layout(module, module.weight)]
-    return values + ([module.bias.detach().numpy()] if module.bias is not None else [])
-
-
 def _trained_side_by_side():
     """Each side's losses and weights after the steps, and the weights before."""
     # At the recipe's 0.1 the first steps on random images move the weights
@@ -74,7 +66,7 @@ def _trained_side_by_side():
         losses["keras"].append(ours["loss"])
         losses["torch"].append(loss.item() + decay)
     weights = {"keras": {name: _keras_values(backbone.get_layer(name)) for _, name in pairs},
-               "torch": {name: _torch_values(module) for module, name in pairs}}
+               "torch": {name: torch_resnet.keras_values(module) for module, name in pairs}}
     return losses, weights, initial
 
 
